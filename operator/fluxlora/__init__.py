@@ -1,0 +1,1 @@
+"""fluxlora: run FLUX.1 LoRA fine-tuning (kohya-ss sd-scripts) as Kubernetes GPU Jobs."""

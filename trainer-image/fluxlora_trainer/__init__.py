@@ -1,0 +1,1 @@
+"""In-pod runtime of the fluxlora trainer image: prepare, run, report."""
