@@ -1,0 +1,126 @@
+"""`fluxlora` command line: render, validate, crd, operator."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from fluxlora import crd as crd_module
+from fluxlora import sdscripts
+from fluxlora.profiles import ProfileError, ProfileSet
+from fluxlora.render import DEFAULT_TRAINER_IMAGE, RenderedRun, render
+from fluxlora.rules import Evaluation, evaluate
+
+profiles_dir_option = click.option(
+    "--profiles-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Directory of extra profiles (flux_<name>.toml) beside the built-in ones.",
+)
+
+
+def _load_documents(path: Path) -> list[dict[str, Any]]:
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+    except (OSError, yaml.YAMLError) as exc:
+        raise click.ClickException(f"{path}: cannot read YAML: {exc}") from exc
+    runs = [d for d in docs if isinstance(d, dict) and d.get("kind") == "FluxLoraRun"]
+    if not runs:
+        raise click.ClickException(f"{path}: no FluxLoraRun document found")
+    return runs
+
+
+def _profiles(profiles_dir: Path | None) -> ProfileSet:
+    try:
+        return ProfileSet.load(profiles_dir)
+    except ProfileError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+@click.version_option(package_name="fluxlora")
+def main() -> None:
+    """Run FLUX.1 LoRA fine-tuning (kohya-ss sd-scripts) as Kubernetes GPU Jobs."""
+
+
+def _render_output(rendered: RenderedRun) -> dict[str, Any]:
+    return {
+        "argv": rendered.argv,
+        "datasetConfig": rendered.dataset_toml,
+        "manifests": rendered.children(1, rendered.first_resume),
+        "effectiveConfig": rendered.config.model_dump(mode="json"),
+        "configHash": rendered.config_hash,
+        "warnings": [w.as_dict() for w in rendered.warnings],
+    }
+
+
+def _fail_with_errors(path: Path, evaluation: Evaluation) -> None:
+    for error in evaluation.errors:
+        click.echo(f"{path}: error: {error.message}", err=True)
+
+
+@main.command("render")
+@click.argument("run_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o", "--output", "fmt", type=click.Choice(["json", "yaml", "command"]), default="yaml", show_default=True
+)
+@click.option("--image", default=DEFAULT_TRAINER_IMAGE, show_default=True, help="Trainer image for the Job.")
+@profiles_dir_option
+def render_command(run_file: Path, fmt: str, image: str, profiles_dir: Path | None) -> None:
+    """Print the engine command, dataset config and Kubernetes objects of a run (offline)."""
+    profiles = _profiles(profiles_dir)
+    outputs = []
+    for document in _load_documents(run_file):
+        evaluation = evaluate(document, profiles)
+        if not evaluation.ok or evaluation.run is None or evaluation.config is None:
+            _fail_with_errors(run_file, evaluation)
+            sys.exit(1)
+        outputs.append(render(evaluation.run, evaluation.config, evaluation.warnings, image))
+    for rendered in outputs:
+        for warning in rendered.warnings:
+            click.echo(f"{run_file}: warning: {warning.message}", err=True)
+        if fmt == "json":
+            click.echo(json.dumps(_render_output(rendered), indent=2))
+        elif fmt == "yaml":
+            click.echo(yaml.safe_dump(_render_output(rendered), sort_keys=False, width=120), nl=False)
+        else:
+            click.echo(sdscripts.shell_command(rendered.argv))
+
+
+@main.command("validate")
+@click.argument("run_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@profiles_dir_option
+def validate_command(run_files: tuple[Path, ...], profiles_dir: Path | None) -> None:
+    """Exit 0 when every run is valid (warnings printed), 1 with one line per error."""
+    profiles = _profiles(profiles_dir)
+    failed = False
+    for path in run_files:
+        for document in _load_documents(path):
+            evaluation = evaluate(document, profiles)
+            for warning in evaluation.warnings:
+                click.echo(f"{path}: warning: {warning.message}", err=True)
+            if evaluation.ok:
+                click.echo(f"{path}: valid")
+            else:
+                failed = True
+                _fail_with_errors(path, evaluation)
+    sys.exit(1 if failed else 0)
+
+
+@main.command("crd")
+def crd_command() -> None:
+    """Print the FluxLoraRun CustomResourceDefinition generated from the models."""
+    click.echo(crd_module.crd_yaml(), nl=False)
+
+
+@main.command("profiles")
+@profiles_dir_option
+def profiles_command(profiles_dir: Path | None) -> None:
+    """List the profiles a run can name, with their source file."""
+    for name, profile in sorted(_profiles(profiles_dir).profiles.items()):
+        click.echo(f"{name}\t{profile.source}")

@@ -1,0 +1,223 @@
+"""The CustomResourceDefinition, generated from the pydantic models in api.py.
+
+`fluxlora crd` prints it; `crds/` and the chart's `crds/` hold its output and a
+test fails when they drift. Bounds, enums and patterns come from the models;
+the cross-field rules that admission can check are CEL rules below, each the
+twin of a rule in rules.py with the same wording.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from fluxlora import api
+
+Schema = dict[str, Any]
+
+# Cross-field rules the API server checks at admission (self = the object at that path).
+CEL_RULES: dict[str, list[Schema]] = {
+    "": [
+        {
+            "rule": f"size(self.metadata.name) <= {api.MAX_RUN_NAME}",
+            "message": f"metadata.name must be at most {api.MAX_RUN_NAME} characters (Jobs are named <run>-a<N>)",
+        },
+    ],
+    "spec.network": [
+        {
+            "rule": "!has(self.alpha) || !has(self.dim) || self.alpha == double(self.dim)",
+            "message": "must equal spec.network.dim",
+            "fieldPath": ".alpha",
+            "reason": "FieldValueInvalid",
+        },
+    ],
+    "spec.training": [
+        {
+            "rule": "!(has(self.fp8Base) && self.fp8Base && has(self.mixedPrecision) && self.mixedPrecision == 'no')",
+            "message": 'needs mixed precision, but spec.training.mixedPrecision is "no"',
+            "fieldPath": ".fp8Base",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "!(has(self.cpuOffloadCheckpointing) && self.cpuOffloadCheckpointing"
+            " && has(self.blocksToSwap) && self.blocksToSwap > 0)",
+            "message": "cannot be combined with spec.training.blocksToSwap > 0",
+            "fieldPath": ".cpuOffloadCheckpointing",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "!has(self.lrWarmupSteps) || !has(self.maxTrainSteps) || self.lrWarmupSteps < self.maxTrainSteps",
+            "message": "must be < spec.training.maxTrainSteps",
+            "fieldPath": ".lrWarmupSteps",
+            "reason": "FieldValueInvalid",
+        },
+    ],
+    "spec.dataset": [
+        {
+            "rule": "!has(self.bucketResoSteps) || self.bucketResoSteps % 32 == 0",
+            "message": "must be a multiple of 32 for FLUX",
+            "fieldPath": ".bucketResoSteps",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "!has(self.minBucketReso) || !has(self.maxBucketReso) || self.minBucketReso <= self.maxBucketReso",
+            "message": "must be <= spec.dataset.maxBucketReso",
+            "fieldPath": ".minBucketReso",
+            "reason": "FieldValueInvalid",
+        },
+    ],
+}
+
+# Everything in spec is fixed at creation except suspend (a CEL transition rule per field).
+MUTABLE_SPEC_FIELDS = {"suspend"}
+
+PRINTER_COLUMNS: list[Schema] = [
+    {"name": "Profile", "type": "string", "jsonPath": ".spec.profile", "description": "Training profile."},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Phase of the run."},
+    {
+        "name": "Progress",
+        "type": "string",
+        "jsonPath": ".status.progress.summary",
+        "description": "Global step / total steps.",
+    },
+    {"name": "Loss", "type": "number", "jsonPath": ".status.progress.loss", "description": "Moving average loss."},
+    {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta", "description": "Estimated time left."},
+    {
+        "name": "Checkpoint",
+        "type": "string",
+        "jsonPath": ".status.resume.checkpoint",
+        "priority": 1,
+        "description": "Latest resumable state, relative to the output claim.",
+    },
+    {
+        "name": "Attempts",
+        "type": "integer",
+        "jsonPath": ".status.attempts[-1].number",
+        "priority": 1,
+        "description": "Attempts started.",
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+# pydantic-only keywords; defaults stay in pydantic (the operator applies them, descriptions say them).
+_DROP = {"title", "default", "$defs", api.ENGINE_KEY, "x-fluxlora-target"}
+
+
+def _structural(node: Any, defs: dict[str, Schema]) -> Any:
+    """JSON Schema from pydantic -> Kubernetes structural OpenAPI v3."""
+    if isinstance(node, list):
+        return [_structural(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = defs[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _structural(merged, defs)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o != {"type": "null"}]
+        if len(options) == 1:
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            return _structural({**options[0], **rest}, defs)
+    out: Schema = {}
+    for key, value in node.items():
+        if key in _DROP or (key == "additionalProperties" and not isinstance(value, dict)):
+            continue
+        if key == "properties":
+            out[key] = {name: _structural(prop, defs) for name, prop in value.items()}
+        elif key == "exclusiveMinimum":
+            out["minimum"], out["exclusiveMinimum"] = value, True
+        elif key == "exclusiveMaximum":
+            out["maximum"], out["exclusiveMaximum"] = value, True
+        elif key == "const":
+            out["enum"] = [value]
+        else:
+            out[key] = _structural(value, defs)
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    if "properties" in out:
+        out.setdefault("type", "object")
+    return out
+
+
+def _model_schema(model: type[api.ApiModel]) -> Schema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.get("$defs", {})
+    schema: Schema = _structural(raw, defs)
+    return schema
+
+
+def _at(schema: Schema, dotted: str) -> Schema:
+    node = schema
+    for part in [p for p in dotted.split(".") if p]:
+        node = node["properties"][part]
+    return node
+
+
+def _immutability_rule(spec_schema: Schema) -> Schema:
+    checks = [
+        f"has(self.{name}) == has(oldSelf.{name}) && (!has(self.{name}) || self.{name} == oldSelf.{name})"
+        for name in spec_schema["properties"]
+        if name not in MUTABLE_SPEC_FIELDS
+    ]
+    return {
+        "rule": " && ".join(f"({c})" for c in checks),
+        "message": "spec is immutable once created, except spec.suspend; create a new run instead",
+        "reason": "FieldValueForbidden",
+    }
+
+
+def openapi_schema() -> Schema:
+    spec = _model_schema(api.FluxLoraRunSpec)
+    status = _model_schema(api.FluxLoraRunStatus)
+    spec.setdefault("x-kubernetes-validations", []).append(_immutability_rule(spec))
+    root: Schema = {
+        "type": "object",
+        "description": api.FluxLoraRun.__doc__,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "fluxlora.dev/v1alpha1"},
+            "kind": {"type": "string", "description": "FluxLoraRun"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+    }
+    for path, rules in CEL_RULES.items():
+        _at(root, path).setdefault("x-kubernetes-validations", []).extend(rules)
+    return root
+
+
+def crd() -> Schema:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{api.PLURAL}.{api.GROUP}"},
+        "spec": {
+            "group": api.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": api.KIND,
+                "listKind": f"{api.KIND}List",
+                "plural": api.PLURAL,
+                "singular": api.SINGULAR,
+                "shortNames": api.SHORT_NAMES,
+                "categories": ["fluxlora"],
+            },
+            "versions": [
+                {
+                    "name": api.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "schema": {"openAPIV3Schema": openapi_schema()},
+                }
+            ],
+        },
+    }
+
+
+def crd_yaml() -> str:
+    header = "# Generated by `fluxlora crd` from operator/fluxlora/api.py. Do not edit by hand.\n"
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=120)

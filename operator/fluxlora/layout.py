@@ -1,0 +1,101 @@
+"""Where things are inside the trainer pod: mounts, the run's directories.
+
+Shared by the rendered command (sdscripts.py), the Job (manifests.py) and the
+in-pod runtime (fluxlora_trainer), so a path is defined once.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Protocol
+
+# Mount points of the trainer pod.
+RUN_MOUNT = "/fluxlora/run"  # ConfigMap with the rendered run (read-only)
+MODELS_MOUNT = "/fluxlora/models"  # model claim (read-only)
+DATASET_MOUNT = "/fluxlora/dataset"  # dataset claim (read-only)
+OUTPUT_MOUNT = "/fluxlora/output"  # output claim (read-write)
+SHM_MOUNT = "/dev/shm"
+TMP_MOUNT = "/tmp"
+
+RUN_FILE = f"{RUN_MOUNT}/run.json"
+DATASET_CONFIG = f"{RUN_MOUNT}/dataset.toml"
+
+# Inside the trainer image (trainer-image/Dockerfile).
+SD_SCRIPTS_DIR = "/opt/sd-scripts"
+TOKENIZER_CACHE_DIR = "/opt/tokenizers"
+
+# Keys of the run ConfigMap.
+RUN_JSON_KEY = "run.json"
+DATASET_TOML_KEY = "dataset.toml"
+
+
+class _HasOutputAndDataset(Protocol):
+    @property
+    def output(self) -> _OutputLike: ...
+    @property
+    def dataset(self) -> _DatasetLike: ...
+
+
+class _OutputLike(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+class _DatasetLike(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+def _join(root: str, relative: str) -> str:
+    joined = posixpath.normpath(posixpath.join(root, relative))
+    # Paths are checked to be relative without '..' (rules.py); this is the last guard.
+    if joined != root and not joined.startswith(root + "/"):
+        raise ValueError(f"{relative!r} escapes {root}")
+    return joined
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Directories of one run inside the pod."""
+
+    output_dir: str
+    dataset_source: str
+
+    @classmethod
+    def of(cls, config: _HasOutputAndDataset) -> RunLayout:
+        return cls(
+            output_dir=_join(OUTPUT_MOUNT, config.output.path),
+            dataset_source=_join(DATASET_MOUNT, config.dataset.path),
+        )
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return f"{self.output_dir}/checkpoints"
+
+    @property
+    def repro_dir(self) -> str:
+        return f"{self.output_dir}/repro"
+
+    @property
+    def logging_dir(self) -> str:
+        return f"{self.output_dir}/logs"
+
+    @property
+    def dataset_snapshot(self) -> str:
+        return f"{self.output_dir}/dataset"
+
+    @staticmethod
+    def model_file(relative: str) -> str:
+        return _join(MODELS_MOUNT, relative)
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "outputClaimRoot": OUTPUT_MOUNT,
+            "outputDir": self.output_dir,
+            "checkpointDir": self.checkpoint_dir,
+            "reproDir": self.repro_dir,
+            "loggingDir": self.logging_dir,
+            "datasetSource": self.dataset_source,
+            "datasetSnapshot": self.dataset_snapshot,
+        }

@@ -1,0 +1,253 @@
+"""Kubernetes objects of a run, built from its spec and rendered run (pure: dicts in, dicts out).
+
+Children are owned by the FluxLoraRun (deleting it deletes them):
+ServiceAccount/Role/RoleBinding that may only get/patch this run's status,
+the ConfigMap with the rendered run, and one Job per attempt.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from fluxlora import api, layout
+
+Obj = dict[str, Any]
+
+APP_LABEL = "app.kubernetes.io/name"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+RUN_LABEL = "fluxlora.dev/run"
+ATTEMPT_LABEL = "fluxlora.dev/attempt"
+PROFILE_LABEL = "fluxlora.dev/profile"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+CONFIG_HASH_ANNOTATION = "fluxlora.dev/config-hash"
+TRAINER_UID = 1000
+
+# Environment of the trainer containers, per attempt (read by fluxlora_trainer).
+ENV_ATTEMPT = "FLUXLORA_ATTEMPT"
+ENV_RESUME_CHECKPOINT = "FLUXLORA_RESUME_CHECKPOINT"
+ENV_RESUME_STEP = "FLUXLORA_RESUME_STEP"
+ENV_IMAGE = "FLUXLORA_IMAGE"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """Identity of the FluxLoraRun that owns the objects."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class ResumeFrom:
+    """A complete state directory (relative to the output claim) and its global step."""
+
+    checkpoint: str
+    step: int
+
+
+def trainer_account_name(run: RunRef) -> str:
+    return f"{run.name}-trainer"
+
+
+def configmap_name(run: RunRef) -> str:
+    return f"{run.name}-run"
+
+
+def job_name(run: RunRef, attempt: int) -> str:
+    return f"{run.name}-a{attempt}"
+
+
+def run_labels(run: RunRef, profile: str) -> dict[str, str]:
+    return {
+        APP_LABEL: "fluxlora",
+        MANAGED_BY_LABEL: "fluxlora-operator",
+        RUN_LABEL: run.name,
+        PROFILE_LABEL: profile,
+    }
+
+
+def owner_reference(run: RunRef) -> Obj:
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "name": run.name,
+        "uid": run.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(run: RunRef, name: str, labels: dict[str, str]) -> Obj:
+    return {"name": name, "namespace": run.namespace, "labels": labels, "ownerReferences": [owner_reference(run)]}
+
+
+def service_account(run: RunRef, profile: str) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(run, trainer_account_name(run), run_labels(run, profile)),
+        "automountServiceAccountToken": False,  # mounted explicitly by the trainer pod only
+    }
+
+
+def role(run: RunRef, profile: str) -> Obj:
+    """The trainer may read and patch its own run's status, and nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(run, trainer_account_name(run), run_labels(run, profile)),
+        "rules": [
+            {
+                "apiGroups": [api.GROUP],
+                "resources": [f"{api.PLURAL}/status"],
+                "resourceNames": [run.name],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+
+
+def role_binding(run: RunRef, profile: str) -> Obj:
+    name = trainer_account_name(run)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(run, name, run_labels(run, profile)),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": run.namespace}],
+    }
+
+
+def run_configmap(run: RunRef, profile: str, run_json: Obj, dataset_toml: str, config_hash: str) -> Obj:
+    meta = _metadata(run, configmap_name(run), run_labels(run, profile))
+    meta["annotations"] = {CONFIG_HASH_ANNOTATION: config_hash}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta,
+        "data": {
+            layout.RUN_JSON_KEY: json.dumps(run_json, indent=2, sort_keys=True) + "\n",
+            layout.DATASET_TOML_KEY: dataset_toml,
+        },
+    }
+
+
+_RESTRICTED_CONTAINER = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _volumes(run: RunRef, spec: api.FluxLoraRunSpec) -> list[Obj]:
+    return [
+        {"name": "run", "configMap": {"name": configmap_name(run)}},
+        {"name": "models", "persistentVolumeClaim": {"claimName": spec.model.claim_name, "readOnly": True}},
+        {"name": "dataset", "persistentVolumeClaim": {"claimName": spec.dataset.claim_name, "readOnly": True}},
+        {"name": "output", "persistentVolumeClaim": {"claimName": spec.output.claim_name}},
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+
+
+_MOUNTS = [
+    {"name": "run", "mountPath": layout.RUN_MOUNT, "readOnly": True},
+    {"name": "models", "mountPath": layout.MODELS_MOUNT, "readOnly": True},
+    {"name": "dataset", "mountPath": layout.DATASET_MOUNT, "readOnly": True},
+    {"name": "output", "mountPath": layout.OUTPUT_MOUNT},
+    {"name": "shm", "mountPath": layout.SHM_MOUNT},
+    {"name": "tmp", "mountPath": layout.TMP_MOUNT},
+]
+
+
+def _resources(spec: api.FluxLoraRunSpec) -> Obj:
+    amounts: dict[str, str] = {"nvidia.com/gpu": str(spec.resources.gpus)}
+    if spec.resources.cpu:
+        amounts["cpu"] = spec.resources.cpu
+    if spec.resources.memory:
+        amounts["memory"] = spec.resources.memory
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _env(attempt: int, resume: ResumeFrom | None, image: str) -> list[Obj]:
+    return [
+        {"name": ENV_ATTEMPT, "value": str(attempt)},
+        {"name": ENV_RESUME_CHECKPOINT, "value": resume.checkpoint if resume else ""},
+        {"name": ENV_RESUME_STEP, "value": str(resume.step) if resume else "0"},
+        {"name": ENV_IMAGE, "value": image},
+        {"name": "HOME", "value": layout.TMP_MOUNT},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+
+
+def _container(name: str, image: str, command: str, env: list[Obj], resources: Obj | None) -> Obj:
+    container: Obj = {
+        "name": name,
+        "image": image,
+        "command": ["fluxlora-trainer", command, "--run", layout.RUN_FILE],
+        "env": env,
+        "volumeMounts": _MOUNTS,
+        "securityContext": _RESTRICTED_CONTAINER,
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if resources is not None:
+        container["resources"] = resources
+    return container
+
+
+def job(
+    run: RunRef,
+    spec: api.FluxLoraRunSpec,
+    profile: str,
+    attempt: int,
+    image: str,
+    config_hash: str,
+    resume: ResumeFrom | None = None,
+) -> Obj:
+    """The Job of one attempt: GPU request, claims, restricted security, no retries of its own."""
+    labels = run_labels(run, profile) | {ATTEMPT_LABEL: str(attempt)}
+    job_labels = dict(labels)
+    if spec.queue_name:
+        job_labels[KUEUE_QUEUE_LABEL] = spec.queue_name
+    pod_labels = dict((spec.pod.labels if spec.pod else None) or {}) | labels
+    pod_annotations = dict((spec.pod.annotations if spec.pod else None) or {}) | {CONFIG_HASH_ANNOTATION: config_hash}
+    env = _env(attempt, resume, image)
+    pod_spec: Obj = {
+        "serviceAccountName": trainer_account_name(run),
+        "automountServiceAccountToken": True,
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": TRAINER_UID,
+            "runAsGroup": TRAINER_UID,
+            "fsGroup": TRAINER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [_container("prepare", image, "prepare", env, None)],
+        "containers": [_container("train", image, "run", env, _resources(spec))],
+        "volumes": _volumes(run, spec),
+    }
+    resources = spec.resources
+    if resources.node_selector:
+        pod_spec["nodeSelector"] = dict(resources.node_selector)
+    if resources.tolerations:
+        pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in resources.tolerations]
+    if resources.priority_class_name:
+        pod_spec["priorityClassName"] = resources.priority_class_name
+    job_spec: Obj = {
+        "backoffLimit": 0,  # the operator owns retries, with resume
+        "template": {"metadata": {"labels": pod_labels, "annotations": pod_annotations}, "spec": pod_spec},
+    }
+    if resources.active_deadline_seconds:
+        job_spec["activeDeadlineSeconds"] = resources.active_deadline_seconds
+    if spec.queue_name:
+        job_spec["suspend"] = True  # Kueue admits (unsuspends) it
+    meta = _metadata(run, job_name(run, attempt), job_labels)
+    meta["annotations"] = {CONFIG_HASH_ANNOTATION: config_hash}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}

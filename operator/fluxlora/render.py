@@ -1,0 +1,89 @@
+"""A validated run, rendered: engine argv, dataset TOML, run.json and the Kubernetes objects.
+
+This is what `fluxlora render` prints and what the operator applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fluxlora import layout, manifests, sdscripts
+from fluxlora.api import FluxLoraRun
+from fluxlora.profiles import EffectiveConfig
+from fluxlora.rules import Finding
+
+DEFAULT_TRAINER_IMAGE = "ghcr.io/fluxlora/trainer:0.1.0"
+
+
+@dataclass(frozen=True)
+class RenderedRun:
+    run: FluxLoraRun
+    ref: manifests.RunRef
+    config: EffectiveConfig
+    argv: list[str]
+    dataset_toml: str
+    config_hash: str
+    warnings: list[Finding]
+    image: str
+
+    def run_json(self) -> dict[str, Any]:
+        """The trainer's contract (mounted as run.json from the run's ConfigMap)."""
+        return {
+            "run": {"name": self.ref.name, "namespace": self.ref.namespace, "uid": self.ref.uid},
+            "profile": self.config.profile,
+            "argv": self.argv,
+            "datasetConfig": self.dataset_toml,
+            "effectiveConfig": self.config.model_dump(mode="json"),
+            "configHash": self.config_hash,
+            "engineCommit": sdscripts.ENGINE_COMMIT,
+            "maxTrainSteps": self.config.engine.max_train_steps,
+            "outputName": self.config.output.name,
+            "triggerWord": self.config.engine.class_tokens,
+            "captionExtension": self.config.engine.caption_extension,
+            "layout": layout.RunLayout.of(self.config).as_dict(),
+        }
+
+    def configmap(self) -> dict[str, Any]:
+        return manifests.run_configmap(
+            self.ref, self.config.profile, self.run_json(), self.dataset_toml, self.config_hash
+        )
+
+    def job(self, attempt: int, resume: manifests.ResumeFrom | None = None) -> dict[str, Any]:
+        return manifests.job(
+            self.ref, self.run.spec, self.config.profile, attempt, self.image, self.config_hash, resume
+        )
+
+    def children(self, attempt: int = 1, resume: manifests.ResumeFrom | None = None) -> list[dict[str, Any]]:
+        """Every object of the run, in the order they are created."""
+        profile = self.config.profile
+        return [
+            manifests.service_account(self.ref, profile),
+            manifests.role(self.ref, profile),
+            manifests.role_binding(self.ref, profile),
+            self.configmap(),
+            self.job(attempt, resume),
+        ]
+
+    @property
+    def first_resume(self) -> manifests.ResumeFrom | None:
+        """spec.resume.from, for the first attempt."""
+        resume = self.run.spec.resume
+        if resume.from_ is None:
+            return None
+        return manifests.ResumeFrom(resume.from_, resume.from_step or 0)
+
+
+def render(run: FluxLoraRun, config: EffectiveConfig, warnings: list[Finding], image: str | None = None) -> RenderedRun:
+    meta = run.metadata
+    ref = manifests.RunRef(meta.name, meta.namespace, meta.uid or "00000000-0000-0000-0000-000000000000")
+    return RenderedRun(
+        run=run,
+        ref=ref,
+        config=config,
+        argv=sdscripts.render_argv(config),
+        dataset_toml=sdscripts.render_dataset_toml(config),
+        config_hash=config.config_hash(),
+        warnings=warnings,
+        image=run.spec.image or image or DEFAULT_TRAINER_IMAGE,
+    )

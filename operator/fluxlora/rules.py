@@ -1,0 +1,263 @@
+"""Validation: errors stop a run, warnings let it run and say why.
+
+Every finding names the field, the value and the rule:
+``spec.network.alpha (16) must equal spec.network.dim (32)``. The checks that
+the API server can do at admission are also in the CRD (schema bounds and CEL
+in api.py / crd.py); ``tests/cases.py`` holds one table of cases for both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from fluxlora.api import MAX_RUN_NAME, FluxLoraRun
+from fluxlora.profiles import EffectiveConfig, MergedSettings, ProfileError, ProfileSet, effective_config
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class Finding:
+    field: str
+    rule: str
+    value: Any = _UNSET
+    severity: Severity = Severity.ERROR
+    origin: str | None = None  # e.g. "profile final" when the value did not come from the spec
+
+    @property
+    def message(self) -> str:
+        shown = [] if self.value is _UNSET else [format_value(self.value)]
+        if self.origin:
+            shown.append(f"from {self.origin}")
+        return f"{self.field} ({', '.join(shown)}) {self.rule}" if shown else f"{self.field} {self.rule}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value) if isinstance(value, int | float) else json.dumps(value, default=str)
+
+
+# ----------------------------------------------------------------------------- schema errors
+
+
+def _loc_to_field(loc: Iterable[int | str]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts[-1] = f"{parts[-1]}[{part}]"
+        else:
+            parts.append(part)
+    return ".".join(parts)
+
+
+_PYDANTIC_RULES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "greater_than_equal": lambda c: f"must be >= {format_value(c['ge'])}",
+    "greater_than": lambda c: f"must be > {format_value(c['gt'])}",
+    "less_than_equal": lambda c: f"must be <= {format_value(c['le'])}",
+    "less_than": lambda c: f"must be < {format_value(c['lt'])}",
+    "string_pattern_mismatch": lambda c: f"must match {c['pattern']}",
+    "string_too_long": lambda c: f"must be at most {c['max_length']} characters",
+    "string_too_short": lambda c: f"must be at least {c['min_length']} characters",
+    "too_long": lambda c: f"must have at most {c['max_length']} items",
+    "literal_error": lambda c: f"must be one of {c['expected']}",
+}
+
+
+def schema_findings(exc: ValidationError, prefix: str = "") -> list[Finding]:
+    findings = []
+    for err in exc.errors(include_url=False):
+        name = _loc_to_field(err["loc"])
+        name = f"{prefix}{name}" if prefix else name
+        ctx = err.get("ctx") or {}
+        describe = _PYDANTIC_RULES.get(err["type"])
+        rule = describe(ctx) if describe else err["msg"][:1].lower() + err["msg"][1:]
+        if err["type"] == "missing":
+            findings.append(Finding(name, "is required"))
+        elif err["type"] == "extra_forbidden":
+            findings.append(Finding(name, "is not a field of FluxLoraRun (misspelt?)"))
+        else:
+            findings.append(Finding(name, rule, err.get("input")))
+    return findings
+
+
+# ----------------------------------------------------------------------------- cross-field rules
+
+# The engine accepts these for FLUX but never uses them at the pinned commit
+# (flux_train_network overrides the loss post-processing and draws plain
+# noise); their values still land in the LoRA's metadata.
+IGNORED_ON_FLUX: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "min_snr_gamma": (
+        lambda v: v > 0,
+        "has no effect on FLUX: flux_train_network skips the min-SNR loss weighting "
+        "(the value is still written to the LoRA metadata as ss_min_snr_gamma)",
+    ),
+    "noise_offset": (
+        lambda v: v > 0,
+        "has no effect on FLUX: flux_train_network draws plain Gaussian noise "
+        "(the value is still written to the LoRA metadata as ss_noise_offset)",
+    ),
+    "sdpa": (lambda v: bool(v), "has no effect on FLUX: FLUX always uses torch SDPA attention"),
+}
+
+
+def check_settings(merged: MergedSettings) -> list[Finding]:
+    """Rules across engine settings: what the engine rejects at start-up, and what it ignores."""
+    s = merged.settings
+    d = merged.field_of
+    out: list[Finding] = []
+
+    def finding(key: str, rule: str, severity: Severity = Severity.ERROR) -> None:
+        out.append(Finding(d(key), rule, getattr(s, key), severity, merged.origin_note(key)))
+
+    def error(key: str, rule: str) -> None:
+        finding(key, rule)
+
+    if s.network_alpha is not None and s.network_alpha != s.network_dim:
+        error("network_alpha", f"must equal {d('network_dim')} ({s.network_dim})")
+    if s.fp8_base and s.mixed_precision == "no":
+        error("fp8_base", f"needs mixed precision, but {d('mixed_precision')} is \"no\"")
+    if s.blocks_to_swap > 0 and s.cpu_offload_checkpointing:
+        error("cpu_offload_checkpointing", f"cannot be combined with {d('blocks_to_swap')} ({s.blocks_to_swap}) > 0")
+    if s.cache_text_encoder_outputs or s.cache_text_encoder_outputs_to_disk:
+        for key, active in (
+            ("shuffle_caption", s.shuffle_caption),
+            ("caption_dropout_rate", s.caption_dropout_rate > 0),
+            ("caption_tag_dropout_rate", s.caption_tag_dropout_rate > 0),
+            ("token_warmup_step", s.token_warmup_step > 0),
+        ):
+            if active:
+                error(key, "cannot be used while text-encoder outputs are cached (cacheTextEncoderOutputs)")
+    if s.cache_latents or s.cache_latents_to_disk:
+        for key in ("color_aug", "random_crop"):
+            if getattr(s, key):
+                error(key, "cannot be used while latents are cached (cacheLatents)")
+    if s.bucket_reso_steps % 32 != 0:
+        error("bucket_reso_steps", "must be a multiple of 32 for FLUX")
+    if s.min_bucket_reso > s.max_bucket_reso:
+        error("min_bucket_reso", f"must be <= {d('max_bucket_reso')} ({s.max_bucket_reso})")
+    if s.lr_warmup_steps >= s.max_train_steps:
+        error("lr_warmup_steps", f"must be < {d('max_train_steps')} ({s.max_train_steps})")
+
+    for key, (is_active, why) in IGNORED_ON_FLUX.items():
+        if is_active(getattr(s, key)):
+            finding(key, why, Severity.WARNING)
+    if s.save_every_n_steps is None or s.save_every_n_steps >= s.max_train_steps:
+        finding(
+            "save_every_n_steps",
+            "saves no resumable state before the end: a preempted run restarts from step 0",
+            Severity.WARNING,
+        )
+    if s.guidance_scale != 1.0:
+        finding(
+            "guidance_scale",
+            "differs from 1.0, the value sd-scripts documents for training on FLUX.1-dev",
+            Severity.WARNING,
+        )
+    return out
+
+
+def check_resume_step(max_train_steps: int, step: int) -> Finding | None:
+    """The engine refuses to resume unless max_train_steps > the restored step."""
+    if step >= max_train_steps:
+        return Finding(
+            "spec.training.maxTrainSteps",
+            f"must be greater than the step being resumed ({step})",
+            max_train_steps,
+        )
+    return None
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The result of validating a run document."""
+
+    run: FluxLoraRun | None
+    config: EffectiveConfig | None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity is Severity.WARNING]
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.errors
+
+
+def _path_findings(run: FluxLoraRun) -> list[Finding]:
+    spec = run.spec
+    paths = {
+        "spec.dataset.path": spec.dataset.path,
+        "spec.output.path": spec.output.path,
+        "spec.resume.from": spec.resume.from_,
+        "spec.model.transformer": spec.model.transformer,
+        "spec.model.clipL": spec.model.clip_l,
+        "spec.model.t5xxl": spec.model.t5xxl,
+        "spec.model.ae": spec.model.ae,
+    }
+    return [
+        Finding(name, "must be a relative path without '..' segments", value)
+        for name, value in paths.items()
+        if value is not None and ".." in value.split("/")
+    ]
+
+
+def evaluate(document: dict[str, Any], profiles: ProfileSet) -> Evaluation:
+    """Parse, merge and check a FluxLoraRun document (as a dict, e.g. from YAML)."""
+    name = (document.get("metadata") or {}).get("name")
+    if isinstance(name, str) and len(name) > MAX_RUN_NAME:
+        # Said plainly here; the schema's own message would only quote the pattern.
+        return Evaluation(
+            None,
+            None,
+            [Finding("metadata.name", f"must be at most {MAX_RUN_NAME} characters (Jobs are named <run>-a<N>)", name)],
+        )
+    try:
+        run = FluxLoraRun.model_validate(document)
+    except ValidationError as exc:
+        return Evaluation(None, None, schema_findings(exc))
+    findings = _path_findings(run)
+    if findings:
+        return Evaluation(run, None, findings)
+    try:
+        profile = profiles.get(run.spec.profile)
+    except ProfileError as exc:
+        return Evaluation(run, None, [Finding("spec.profile", _after_value(str(exc)), run.spec.profile)])
+    try:
+        config, merged = effective_config(run.metadata.name, profile, run.spec)
+    except ValidationError as exc:
+        return Evaluation(run, None, schema_findings(exc, prefix=f"profile {profile.name}: "))
+    findings = check_settings(merged)
+    return Evaluation(run, config, findings)
+
+
+def _after_value(message: str) -> str:
+    # "spec.profile ('x') is not a known profile ..." -> "is not a known profile ..."
+    return message.split(") ", 1)[1] if ") " in message else message
