@@ -124,3 +124,7 @@ def profiles_command(profiles_dir: Path | None) -> None:
     """List the profiles a run can name, with their source file."""
     for name, profile in sorted(_profiles(profiles_dir).profiles.items()):
         click.echo(f"{name}\t{profile.source}")
+
+
+if __name__ == "__main__":
+    main()

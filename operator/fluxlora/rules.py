@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fluxlora.api import MAX_RUN_NAME, FluxLoraRun
+from fluxlora.api import DNS1123_LABEL, MAX_RUN_NAME, RELATIVE_PATH, FluxLoraRun
 from fluxlora.profiles import EffectiveConfig, MergedSettings, ProfileError, ProfileSet, effective_config
 
 
@@ -70,12 +70,17 @@ def _loc_to_field(loc: Iterable[int | str]) -> str:
     return ".".join(parts)
 
 
+_PATTERN_WORDS = {
+    DNS1123_LABEL: "must be a DNS-1123 label (lowercase letters, digits and '-')",
+    RELATIVE_PATH: "must be a relative path (no leading '/'; letters, digits, '.', '_', '-' and '/')",
+}
+
 _PYDANTIC_RULES: dict[str, Callable[[dict[str, Any]], str]] = {
     "greater_than_equal": lambda c: f"must be >= {format_value(c['ge'])}",
     "greater_than": lambda c: f"must be > {format_value(c['gt'])}",
     "less_than_equal": lambda c: f"must be <= {format_value(c['le'])}",
     "less_than": lambda c: f"must be < {format_value(c['lt'])}",
-    "string_pattern_mismatch": lambda c: f"must match {c['pattern']}",
+    "string_pattern_mismatch": lambda c: _PATTERN_WORDS.get(c["pattern"], f"must match {c['pattern']}"),
     "string_too_long": lambda c: f"must be at most {c['max_length']} characters",
     "string_too_short": lambda c: f"must be at least {c['min_length']} characters",
     "too_long": lambda c: f"must have at most {c['max_length']} items",

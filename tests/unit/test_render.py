@@ -1,0 +1,143 @@
+"""Rendering: golden argv and dataset TOML, engine contract, manifests, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from helpers import EXAMPLES, ROOT, flag_value, load_example, minimal_run, rendered
+
+from fluxlora import layout, sdscripts
+from fluxlora.settings import EngineSettings, Target
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+@pytest.mark.parametrize("example", ["run-fast", "run-final"])
+def test_examples_render_to_reviewed_golden_files(example: str) -> None:
+    run = rendered(load_example(f"{example}.yaml"))
+    actual = {"argv": run.argv, "datasetConfig": run.dataset_toml, "configHash": run.config_hash}
+    golden = GOLDEN / f"{example}.json"
+    if UPDATE:
+        golden.write_text(json.dumps(actual, indent=2) + "\n")
+    assert json.loads(golden.read_text()) == actual, "review, then UPDATE_GOLDEN=1 pytest tests/unit/test_render.py"
+
+
+def test_final_example_has_alpha_equal_dim_dropout_and_accumulation() -> None:
+    argv = rendered(load_example("run-final.yaml")).argv
+    assert flag_value(argv, "--network_dim") == "64"
+    assert float(flag_value(argv, "--network_alpha") or 0) == 64
+    assert flag_value(argv, "--network_dropout") == "0.1"
+    assert flag_value(argv, "--gradient_accumulation_steps") == "4"
+    assert flag_value(argv, "--mixed_precision") == "bf16"  # passed to the script itself
+
+
+def test_argv_parses_with_the_engine_contract_and_has_no_unknown_flags() -> None:
+    argv = rendered(load_example("run-final.yaml")).argv
+    script = argv.index(f"{layout.SD_SCRIPTS_DIR}/{sdscripts.ENGINE_SCRIPT}")
+    assert argv[:script] == ["accelerate", "launch", "--num_cpu_threads_per_process", "1"]
+    parsed, unknown = sdscripts.engine_parser().parse_known_args(argv[script + 1 :])
+    assert unknown == []
+    assert parsed.network_dim == 64 and parsed.save_state and parsed.dataset_config == layout.DATASET_CONFIG
+
+
+def test_engine_parser_rejects_unknown_flags_and_bad_choices() -> None:
+    parser = sdscripts.engine_parser()
+    _, unknown = parser.parse_known_args(["--network_rank", "4"])
+    assert unknown == ["--network_rank", "4"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--mixed_precision", "fp32"])
+
+
+def test_every_flag_setting_is_in_the_engine_contract() -> None:
+    missing = [k for k in EngineSettings.keys(Target.FLAG) if k not in sdscripts.FLAGS]
+    assert not missing
+
+
+def test_multi_gpu_launch() -> None:
+    argv = rendered(minimal_run(resources={"gpus": 4})).argv
+    assert argv[:7] == [
+        "accelerate", "launch", "--num_cpu_threads_per_process", "1", "--num_processes", "4", "--multi_gpu",
+    ]  # fmt: skip
+
+
+def test_dataset_toml_parses_and_points_at_the_run_snapshot() -> None:
+    run = rendered(load_example("run-final.yaml"))
+    toml = tomllib.loads(run.dataset_toml)
+    dataset = toml["datasets"][0]
+    subset = dataset["subsets"][0]
+    assert subset["image_dir"] == "/fluxlora/output/alice/final/dataset"
+    assert subset["class_tokens"] == "ohwx woman" and subset["num_repeats"] == 10
+    assert dataset["resolution"] == 1024 and dataset["bucket_reso_steps"] % 32 == 0
+    assert toml["general"]["caption_extension"] == ".txt"
+
+
+def test_trigger_word_with_quotes_stays_one_toml_string() -> None:
+    run = rendered(minimal_run(dataset={"triggerWord": 'ohwx "the" \\ person'}))
+    assert tomllib.loads(run.dataset_toml)["datasets"][0]["subsets"][0]["class_tokens"] == 'ohwx "the" \\ person'
+
+
+def test_config_hash_is_stable_and_ignores_output_location() -> None:
+    a = rendered(minimal_run(name="run-a"))
+    b = rendered(minimal_run(name="run-b", output={"claimName": "other"}))
+    assert a.config_hash == b.config_hash and a.config_hash.startswith("sha256:")
+    c = rendered(minimal_run(name="run-a", training={"seed": 7}))
+    assert c.config_hash != a.config_hash
+
+
+def test_run_json_is_the_trainer_contract() -> None:
+    run = rendered(load_example("run-final.yaml"))
+    data = run.run_json()
+    assert data["argv"] == run.argv and data["maxTrainSteps"] == 2000
+    assert data["engineCommit"] == sdscripts.ENGINE_COMMIT
+    assert data["layout"]["datasetSnapshot"] == "/fluxlora/output/alice/final/dataset"
+    assert data["layout"]["checkpointDir"] == flag_value(run.argv, "--output_dir")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fluxlora.cli", *args], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+
+
+def test_cli_render_json_has_the_documented_keys() -> None:
+    result = _cli("render", str(EXAMPLES / "run-final.yaml"), "-o", "json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert set(out) == {"argv", "datasetConfig", "manifests", "effectiveConfig", "configHash", "warnings"}
+    assert [m["kind"] for m in out["manifests"]] == ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job"]
+    assert {w["field"] for w in out["warnings"]} == {"spec.training.minSnrGamma", "spec.training.noiseOffset"}
+    assert out["effectiveConfig"]["engine"]["network_alpha"] == 64
+
+
+def test_cli_render_command_is_shell_quoted_argv() -> None:
+    result = _cli("render", str(EXAMPLES / "run-fast.yaml"), "-o", "command")
+    assert result.returncode == 0, result.stderr
+    argv = rendered(load_example("run-fast.yaml")).argv
+    assert shlex.split(result.stdout) == argv
+
+
+def test_cli_validate_exit_codes_and_one_line_per_error() -> None:
+    ok = _cli("validate", str(EXAMPLES / "run-fast.yaml"), str(EXAMPLES / "run-final.yaml"))
+    assert ok.returncode == 0, ok.stderr
+    assert "warning: spec.training.noiseOffset" in ok.stderr
+    invalid = sorted((EXAMPLES / "invalid").glob("*.yaml"))
+    bad = _cli("validate", *map(str, invalid))
+    assert bad.returncode == 1
+    error_lines = [line for line in bad.stderr.splitlines() if ": error: " in line]
+    assert {line.split(":", 1)[0] for line in error_lines} == {str(p) for p in invalid}
+
+
+def test_cli_crd_matches_the_committed_file() -> None:
+    result = _cli("crd")
+    assert result.returncode == 0
+    assert result.stdout == (ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml").read_text(), (
+        "crds/ drifted: run `fluxlora crd > crds/fluxlora.dev_fluxloraruns.yaml`"
+    )

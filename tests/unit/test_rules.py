@@ -1,0 +1,68 @@
+"""Validation: one table of invalid cases (tests/cases.py), valid examples, warnings."""
+
+from __future__ import annotations
+
+import pytest
+from cases import CASES, INVALID_DIR, InvalidCase, example_path, example_text
+from helpers import EXAMPLES, evaluated, load_example, minimal_run
+
+from fluxlora.rules import Severity, check_resume_step
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_invalid_case_is_rejected_naming_field_value_and_rule(case: InvalidCase) -> None:
+    evaluation = evaluated(case.document())
+    assert not evaluation.ok
+    messages = [e.message for e in evaluation.errors]
+    assert any(m.startswith(case.field) and case.message in m for m in messages), messages
+
+
+def test_invalid_examples_are_generated_from_the_table() -> None:
+    expected = {f"{c.name}.yaml": example_text(c) for c in CASES if c.example}
+    actual = {p.name: p.read_text() for p in INVALID_DIR.glob("*.yaml")}
+    assert actual == expected, "examples/invalid drifted from tests/cases.py: run `python tests/cases.py`"
+    assert all(example_path(c).exists() for c in CASES if c.example)
+
+
+@pytest.mark.parametrize("name", ["run-fast.yaml", "run-final.yaml"])
+def test_examples_are_valid(name: str) -> None:
+    evaluation = evaluated(load_example(name))
+    assert evaluation.ok, [e.message for e in evaluation.errors]
+
+
+def test_final_profile_warns_that_flux_ignores_min_snr_gamma_and_noise_offset() -> None:
+    evaluation = evaluated(load_example("run-final.yaml"))
+    warnings = {w.field: w.message for w in evaluation.warnings}
+    assert "has no effect on FLUX" in warnings["spec.training.minSnrGamma"]
+    assert "(5, from profile final)" in warnings["spec.training.minSnrGamma"]
+    assert "has no effect on FLUX" in warnings["spec.training.noiseOffset"]
+    assert all(w.severity is Severity.WARNING for w in evaluation.warnings)
+
+
+def test_zero_noise_offset_and_gamma_give_no_warning() -> None:
+    evaluation = evaluated(minimal_run("final", training={"noiseOffset": 0, "minSnrGamma": 0}))
+    assert evaluation.ok
+    assert not [w for w in evaluation.warnings if "no effect on FLUX" in w.message]
+
+
+def test_sdpa_is_flagged_as_ignored() -> None:
+    evaluation = evaluated(minimal_run("fast", training={"sdpa": True}))
+    assert any(w.field == "spec.training.sdpa" for w in evaluation.warnings)
+
+
+def test_no_resumable_state_before_the_end_is_a_warning() -> None:
+    evaluation = evaluated(minimal_run("fast", training={"maxTrainSteps": 50, "saveEveryNSteps": 50}))
+    assert evaluation.ok
+    assert any(w.field == "spec.training.saveEveryNSteps" for w in evaluation.warnings)
+
+
+def test_resume_needs_more_steps_than_the_restored_step() -> None:
+    finding = check_resume_step(100, 100)
+    assert finding is not None
+    assert finding.message == "spec.training.maxTrainSteps (100) must be greater than the step being resumed (100)"
+    assert check_resume_step(101, 100) is None
+
+
+def test_every_example_file_is_valid_or_in_the_invalid_table() -> None:
+    invalid = {f"{c.name}.yaml" for c in CASES if c.example}
+    assert {p.name for p in (EXAMPLES / "invalid").glob("*.yaml")} == invalid
