@@ -1,0 +1,92 @@
+"""Find the engine's checkpoints and state directories on disk.
+
+A state directory counts only when every file of engine.STATE_FILES is present: the engine
+writes train_state.json first, so a process killed mid-save leaves a partial directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import engine
+
+
+@dataclass(frozen=True)
+class StateDir:
+    path: Path
+    kind: str  # "step" | "epoch" | "final"
+    number: int | None  # engine step for "step", epoch for "epoch", None for "final"
+    complete: bool
+    engine_step: int | None  # current_step from train_state.json, when readable
+    mtime: float
+
+
+def missing_state_files(path: Path) -> list[str]:
+    return [name for name in engine.STATE_FILES if not (path / name).is_file()]
+
+
+def is_complete_state(path: Path) -> bool:
+    return path.is_dir() and not missing_state_files(path)
+
+
+def read_train_state(path: Path) -> tuple[int | None, int | None]:
+    """(current_epoch, current_step) of a state dir; (None, None) when unreadable."""
+    try:
+        data = json.loads((path / engine.TRAIN_STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    epoch, step = data.get("current_epoch"), data.get("current_step")
+    return (
+        epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
+        step if isinstance(step, int) and not isinstance(step, bool) else None,
+    )
+
+
+def find_states(directory: Path, output_name: str) -> list[StateDir]:
+    """All state dirs of `output_name` in `directory`, complete or not, sorted oldest first."""
+    found: list[StateDir] = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        kind = engine.state_dir_kind(entry.name, output_name)
+        if kind is None:
+            continue
+        path = Path(entry.path)
+        complete = is_complete_state(path)
+        _, step = read_train_state(path) if complete else (None, None)
+        try:
+            mtime = entry.stat().st_mtime
+        except OSError:
+            mtime = 0.0
+        found.append(StateDir(path, kind[0], kind[1], complete, step, mtime))
+    found.sort(key=_order_key)
+    return found
+
+
+def _order_key(s: StateDir) -> tuple[int, int, float, str]:
+    # By the engine step the state records (or its name carries), then epoch < step < final.
+    step = s.engine_step if s.engine_step is not None else (s.number if s.kind == "step" else None)
+    rank = {"epoch": 0, "step": 1, "final": 2}.get(s.kind, 0)
+    return (step if step is not None else -1, rank, s.mtime, s.path.name)
+
+
+def latest_complete_state(directory: Path, output_name: str) -> StateDir | None:
+    complete = [s for s in find_states(directory, output_name) if s.complete]
+    return complete[-1] if complete else None
+
+
+def relative_to_root(path: Path, root: Path) -> str:
+    """Path relative to the output claim root, as the status carries it."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()

@@ -1,0 +1,227 @@
+"""`fluxlora-trainer prepare|run` (the trainer image's entry point)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from . import termination
+from .dataset import DatasetError
+from .gpu import Nvml
+from .prepare import prepare as do_prepare
+from .report import Reporter, StatusSink, connect
+from .resume import MODES
+from .runspec import DEFAULT_RUN_FILE, AttemptEnv, RunSpec, RunSpecError, attempt_env, load_run
+from .runtime import Runtime, RuntimeOptions
+
+log = logging.getLogger("fluxlora_trainer")
+
+
+def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option(
+            "--run",
+            "run_file",
+            default=DEFAULT_RUN_FILE,
+            show_default=True,
+            envvar="FLUXLORA_RUN_FILE",
+            help="The rendered run (run.json).",
+        ),
+        click.option(
+            "--termination-log",
+            default=None,
+            envvar="FLUXLORA_TERMINATION_LOG",
+            help=f"Where the one-line reason goes [default: {termination.DEFAULT_TERMINATION_LOG}].",
+        ),
+        click.option(
+            "--kubeconfig", default=None, help="Report through this kubeconfig (tests, local runs)."
+        ),
+        click.option("--server", default=None, help="API server URL (with --token-file and --ca-file)."),
+        click.option("--token-file", default=None, help="Bearer token file."),
+        click.option("--ca-file", default=None, help="CA bundle of the API server."),
+        click.option(
+            "--insecure-skip-tls-verify",
+            "insecure",
+            is_flag=True,
+            help="Do not verify the server's certificate.",
+        ),
+        click.option(
+            "--report-interval",
+            default=10.0,
+            show_default=True,
+            type=float,
+            help="Minimum seconds between status patches.",
+        ),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _setup_logging() -> None:
+    level = os.environ.get("FLUXLORA_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        stream=sys.stderr,
+        format="fluxlora-trainer %(levelname)s %(message)s",
+    )
+
+
+def _load(run_file: str, tlog: str | None) -> tuple[RunSpec, AttemptEnv]:
+    try:
+        return load_run(run_file), attempt_env()
+    except RunSpecError as exc:
+        msg = termination.one_line(f"bad run configuration: {exc}")
+        log.error("%s", msg)
+        termination.write_termination(msg, termination.termination_log_path(tlog))
+        sys.exit(termination.EXIT_CONFIG)
+
+
+def _reporter(run: RunSpec, interval: float, **conn: Any) -> Reporter:
+    sink: StatusSink = connect(**conn)
+    return Reporter(sink, run.run.namespace, run.run.name, min_interval=interval)
+
+
+@click.group()
+def main() -> None:
+    """In-pod runtime of a FluxLoraRun: prepare the data, then run and report the training."""
+    _setup_logging()
+
+
+@main.command()
+@_api_options
+def prepare(
+    run_file: str,
+    termination_log: str | None,
+    kubeconfig: str | None,
+    server: str | None,
+    token_file: str | None,
+    ca_file: str | None,
+    insecure: bool,
+    report_interval: float,
+) -> None:
+    """Check and snapshot the dataset, hash it, write repro/ and report status.repro."""
+    run, env = _load(run_file, termination_log)
+    tlog = termination.termination_log_path(termination_log)
+    reporter = _reporter(
+        run,
+        report_interval,
+        kubeconfig=kubeconfig,
+        server=server,
+        token_file=token_file,
+        ca_file=ca_file,
+        insecure=insecure,
+    )
+    try:
+        result = do_prepare(run, env, reporter=reporter, nvml=Nvml())
+    except DatasetError as exc:
+        msg = termination.one_line(exc.reason)
+        log.error("%s", msg)
+        termination.write_termination(msg, tlog)
+        sys.exit(exc.code)
+    except Exception as exc:
+        msg = termination.one_line(f"prepare failed: {type(exc).__name__}: {exc}")
+        log.exception("%s", msg)
+        termination.write_termination(msg, tlog)
+        sys.exit(termination.EXIT_INTERNAL)
+    termination.write_termination(f"prepared: {result.images} images, dataset {result.dataset_hash}", tlog)
+    click.echo(
+        json.dumps(
+            {
+                "datasetHash": result.dataset_hash,
+                "images": result.images,
+                "reusedSnapshot": result.reused_snapshot,
+            }
+        )
+    )
+
+
+@main.command()
+@_api_options
+@click.option(
+    "--engine-cmd",
+    default=None,
+    envvar="FLUXLORA_ENGINE_CMD",
+    help="JSON list replacing the argv prefix up to and including flux_train_network.py.",
+)
+@click.option(
+    "--resume-mode",
+    type=click.Choice(MODES),
+    default="skip",
+    show_default=True,
+    envvar="FLUXLORA_RESUME_MODE",
+    help="How a later attempt resumes (see fluxlora_trainer.resume).",
+)
+@click.option(
+    "--grace-seconds",
+    default=25.0,
+    show_default=True,
+    type=float,
+    help="After forwarding SIGTERM, wait this long before SIGKILL.",
+)
+@click.option(
+    "--gpu-interval", default=10.0, show_default=True, type=float, help="Seconds between GPU samples."
+)
+def run(
+    run_file: str,
+    termination_log: str | None,
+    kubeconfig: str | None,
+    server: str | None,
+    token_file: str | None,
+    ca_file: str | None,
+    insecure: bool,
+    report_interval: float,
+    engine_cmd: str | None,
+    resume_mode: str,
+    grace_seconds: float,
+    gpu_interval: float,
+) -> None:
+    """Launch the engine for this attempt, report progress, record the last complete state."""
+    run_spec, env = _load(run_file, termination_log)
+    tlog = termination.termination_log_path(termination_log)
+    cmd: list[str] | None = None
+    if engine_cmd:
+        try:
+            parsed = json.loads(engine_cmd)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--engine-cmd") from exc
+        if not isinstance(parsed, list) or not parsed or not all(isinstance(x, str) for x in parsed):
+            raise click.BadParameter("must be a non-empty JSON list of strings", param_hint="--engine-cmd")
+        cmd = parsed
+    reporter = _reporter(
+        run_spec,
+        report_interval,
+        kubeconfig=kubeconfig,
+        server=server,
+        token_file=token_file,
+        ca_file=ca_file,
+        insecure=insecure,
+    )
+    opts = RuntimeOptions(
+        engine_cmd=cmd,
+        resume_mode=resume_mode,
+        grace_seconds=grace_seconds,
+        gpu_interval=gpu_interval,
+        passthrough_out=sys.stdout.buffer,
+        passthrough_err=sys.stderr.buffer,
+    )
+    try:
+        outcome = Runtime(run_spec, env, reporter, options=opts).execute()
+    except Exception as exc:
+        msg = termination.one_line(f"runtime failed: {type(exc).__name__}: {exc}")
+        log.exception("%s", msg)
+        termination.write_termination(msg, tlog)
+        sys.exit(termination.EXIT_INTERNAL)
+    log.info("%s", outcome.message)
+    termination.write_termination(outcome.message, tlog)
+    sys.exit(outcome.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

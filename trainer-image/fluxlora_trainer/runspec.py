@@ -1,0 +1,172 @@
+"""The rendered run (run.json from the ConfigMap) and the per-attempt environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RUN_FILE = "/fluxlora/run/run.json"
+
+
+class RunSpecError(ValueError):
+    """run.json is missing, unreadable or lacks a required key."""
+
+
+@dataclass(frozen=True)
+class RunRef:
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    output_claim_root: Path
+    output_dir: Path
+    checkpoint_dir: Path
+    repro_dir: Path
+    dataset_source: Path
+    dataset_snapshot: Path
+
+    def relative(self, path: Path | str) -> str:
+        """A path relative to the output claim root (the form the status carries)."""
+        p = Path(path)
+        try:
+            return p.relative_to(self.output_claim_root).as_posix()
+        except ValueError:
+            return p.as_posix()
+
+    def absolute(self, relative: str) -> Path:
+        """Inverse of `relative`; refuses paths that leave the claim root."""
+        p = Path(relative)
+        full = p if p.is_absolute() else self.output_claim_root / p
+        norm = Path(os.path.normpath(full))
+        root = Path(os.path.normpath(self.output_claim_root))
+        if norm != root and root not in norm.parents:
+            raise RunSpecError(f"resume checkpoint {relative!r} is outside the output claim {root}")
+        return norm
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    run: RunRef
+    profile: str
+    argv: list[str]
+    dataset_config: str
+    effective_config: dict[str, Any]
+    config_hash: str
+    engine_commit: str
+    max_train_steps: int
+    output_name: str
+    trigger_word: str | None
+    caption_extension: str
+    layout: Layout
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def _req(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
+    if key not in d:
+        raise RunSpecError(f"run.json: missing {where}{key}")
+    value = d[key]
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise RunSpecError(f"run.json: {where}{key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def parse_run(data: Any) -> RunSpec:
+    if not isinstance(data, dict):
+        raise RunSpecError("run.json: top level must be an object")
+    run = _req(data, "run", dict, "")
+    layout = _req(data, "layout", dict, "")
+    argv = _req(data, "argv", list, "")
+    if not argv or not all(isinstance(a, str) for a in argv):
+        raise RunSpecError("run.json: argv must be a non-empty list of strings")
+    max_steps = _req(data, "maxTrainSteps", int, "")
+    if max_steps < 1:
+        raise RunSpecError(f"run.json: maxTrainSteps must be >= 1, got {max_steps}")
+    trigger = data.get("triggerWord")
+    if trigger is not None and not isinstance(trigger, str):
+        raise RunSpecError("run.json: triggerWord must be a string or null")
+    effective = data.get("effectiveConfig", {})
+    if not isinstance(effective, dict):
+        raise RunSpecError("run.json: effectiveConfig must be an object")
+
+    def lp(key: str) -> Path:
+        return Path(_req(layout, key, str, "layout."))
+
+    return RunSpec(
+        run=RunRef(
+            name=_req(run, "name", str, "run."),
+            namespace=_req(run, "namespace", str, "run."),
+            uid=str(run.get("uid", "")),
+        ),
+        profile=str(data.get("profile", "")),
+        argv=list(argv),
+        dataset_config=str(data.get("datasetConfig", "")),
+        effective_config=effective,
+        config_hash=str(data.get("configHash", "")),
+        engine_commit=str(data.get("engineCommit", "")),
+        max_train_steps=max_steps,
+        output_name=_req(data, "outputName", str, ""),
+        trigger_word=trigger or None,
+        caption_extension=str(data.get("captionExtension") or ".txt"),
+        layout=Layout(
+            output_claim_root=lp("outputClaimRoot"),
+            output_dir=lp("outputDir"),
+            checkpoint_dir=lp("checkpointDir"),
+            repro_dir=lp("reproDir"),
+            dataset_source=lp("datasetSource"),
+            dataset_snapshot=lp("datasetSnapshot"),
+        ),
+        raw=data,
+    )
+
+
+def load_run(path: str | Path) -> RunSpec:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RunSpecError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RunSpecError(f"{path} is not valid JSON: {exc}") from exc
+    return parse_run(data)
+
+
+@dataclass(frozen=True)
+class AttemptEnv:
+    attempt: int
+    resume_checkpoint: str  # relative to the output claim root; "" for a fresh start
+    resume_step: int
+    image: str
+
+
+def attempt_env(environ: Mapping[str, str] | None = None) -> AttemptEnv:
+    env = os.environ if environ is None else environ
+
+    def to_int(key: str, default: int) -> int:
+        raw = (env.get(key) or "").strip()
+        if not raw:
+            return default
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise RunSpecError(f"{key}={raw!r} is not an integer") from exc
+
+    attempt = to_int("FLUXLORA_ATTEMPT", 1)
+    if attempt < 1:
+        raise RunSpecError(f"FLUXLORA_ATTEMPT must be >= 1, got {attempt}")
+    step = to_int("FLUXLORA_RESUME_STEP", 0)
+    if step < 0:
+        raise RunSpecError(f"FLUXLORA_RESUME_STEP must be >= 0, got {step}")
+    return AttemptEnv(
+        attempt=attempt,
+        resume_checkpoint=(env.get("FLUXLORA_RESUME_CHECKPOINT") or "").strip(),
+        resume_step=step,
+        image=(env.get("FLUXLORA_IMAGE") or "").strip(),
+    )

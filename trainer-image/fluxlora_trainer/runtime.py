@@ -1,0 +1,550 @@
+"""`fluxlora-trainer run`: launch the engine, pass its output through, track and report progress.
+
+Threads: one reader per engine stream (stdout, stderr) copies bytes through to the pod log and
+feeds a `StreamParser`; parsed events go through a queue to the main loop, which owns all the
+state, samples the GPU, scans for complete state directories and drives the `Reporter`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import contextlib
+import logging
+import math
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from . import checkpoints, engine, repro, termination
+from .gpu import GpuSample, Nvml
+from .progress import BarUpdate, CheckpointSaved, Event, StateSaving, StreamParser, format_duration
+from .report import Reporter
+from .resume import AttemptPlan, plan_attempt
+from .runspec import AttemptEnv, RunSpec, RunSpecError
+
+log = logging.getLogger(__name__)
+
+_STEP_CKPT_RE = re.compile(r"-step(\d{8})\.[A-Za-z0-9]+$")
+_READ_SIZE = 65536
+
+
+@dataclass
+class RuntimeOptions:
+    engine_cmd: list[str] | None = None
+    resume_mode: str = "skip"
+    grace_seconds: float = 25.0  # after forwarding SIGTERM, before SIGKILL
+    tick_seconds: float = 1.0
+    gpu_interval: float = 10.0
+    passthrough_out: IO[bytes] | None = None
+    passthrough_err: IO[bytes] | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    install_signal_handlers: bool = True
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    message: str
+    step: int
+    total_steps: int
+    completed: bool
+    terminated: bool
+    latest_state: str | None
+    latest_state_step: int | None
+    engine_returncode: int | None
+    plan: AttemptPlan | None = None
+
+
+@dataclass
+class Tracker:
+    """Everything the main loop knows about the attempt (pure bookkeeping)."""
+
+    plan: AttemptPlan
+    attempt: int
+    bar_total: int | None = None
+    bar_n: int = 0
+    loss: float | None = None
+    seconds_per_step: float | None = None
+    rate: str | None = None
+    remaining_seconds: float | None = None
+    latest_checkpoint: Path | None = None
+    latest_checkpoint_step: int | None = None
+    latest_state: Path | None = None
+    latest_state_step: int | None = None
+    gpu: GpuSample | None = None
+    steps_seen: list[int] = field(default_factory=list)
+
+    @property
+    def step(self) -> int:
+        return self.plan.global_step(self.bar_n)
+
+    def on_bar(self, ev: BarUpdate) -> bool:
+        """Returns True when the step advanced."""
+        if self.bar_total is None or ev.n == 0:
+            self.bar_total = ev.total
+        advanced = ev.n > self.bar_n
+        self.bar_n = max(self.bar_n, ev.n)
+        if ev.loss is not None:
+            self.loss = ev.loss
+        if ev.seconds_per_step is not None:
+            self.seconds_per_step = ev.seconds_per_step
+            self.rate = ev.rate
+        self.remaining_seconds = ev.remaining_seconds
+        if advanced:
+            self.steps_seen.append(self.step)
+        return advanced
+
+    def checkpoint_step(self, path: str) -> int:
+        m = _STEP_CKPT_RE.search(path)
+        if m:
+            return self.plan.global_of_engine_step(int(m.group(1)), self.bar_total)
+        return self.step
+
+    def state_step(self, state: checkpoints.StateDir) -> int:
+        engine_step = state.number if state.kind == "step" else state.engine_step
+        if engine_step is None:
+            return self.step
+        return self.plan.global_of_engine_step(engine_step, self.bar_total)
+
+    def eta_seconds(self) -> float | None:
+        left = max(0, self.plan.max_train_steps - self.step)
+        if self.seconds_per_step is not None:
+            return left * self.seconds_per_step
+        return self.remaining_seconds
+
+    def progress_status(self, layout_relative: Callable[[Path], str]) -> dict[str, Any]:
+        eta = self.eta_seconds()
+        return {
+            "attempt": self.attempt,
+            "step": self.step,
+            "totalSteps": self.plan.max_train_steps,
+            "loss": self.loss,
+            "eta": format_duration(eta) if eta is not None and math.isfinite(eta) else None,
+            "etaSeconds": round(eta) if eta is not None and math.isfinite(eta) else None,
+            "rate": self.rate,
+            "secondsPerStep": self.seconds_per_step,
+            "latestCheckpoint": layout_relative(self.latest_checkpoint) if self.latest_checkpoint else None,
+            "latestCheckpointStep": self.latest_checkpoint_step,
+            "gpu": self.gpu.to_status() if self.gpu else None,
+        }
+
+
+def steps_per_epoch(dataset_toml: str, images: int, argv: Sequence[str]) -> int | None:
+    """Optimizer steps per epoch when it can be known exactly (batch size 1, one process)."""
+    if engine.has_flag(argv, "--num_processes") and engine.flag_value(argv, "--num_processes") not in (
+        None,
+        "1",
+    ):
+        return None
+    try:
+        cfg = tomllib.loads(dataset_toml)
+    except tomllib.TOMLDecodeError:
+        return None
+    general = cfg.get("general", {})
+    total = 0
+    for ds in cfg.get("datasets", []):
+        if int(ds.get("batch_size", general.get("batch_size", 1))) != 1:
+            return None
+        for sub in ds.get("subsets", []):
+            total += images * int(sub.get("num_repeats", general.get("num_repeats", 1)))
+    if total <= 0:
+        return None
+    accum = int(engine.flag_value(argv, "--gradient_accumulation_steps") or 1)
+    return -(-total // accum)
+
+
+def _count_images(directory: Path) -> int:
+    from .dataset import IMAGE_EXTENSIONS
+
+    try:
+        return sum(
+            1
+            for e in os.scandir(directory)
+            if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+        )
+    except OSError:
+        return 0
+
+
+def make_plan(run: RunSpec, env: AttemptEnv, mode: str = "skip") -> AttemptPlan:
+    resume_abs: str | None = None
+    if env.resume_checkpoint:
+        state = run.layout.absolute(env.resume_checkpoint)
+        missing = checkpoints.missing_state_files(state) if state.is_dir() else list(engine.STATE_FILES)
+        if missing:
+            raise RunSpecError(
+                f"resume state {env.resume_checkpoint} is not a complete state directory "
+                f"(missing {', '.join(missing)})"
+            )
+        resume_abs = str(state)
+    accum = int(engine.flag_value(run.argv, "--gradient_accumulation_steps") or 1)
+    spe = steps_per_epoch(run.dataset_config, _count_images(run.layout.dataset_snapshot), run.argv)
+    return plan_attempt(
+        run.argv,
+        attempt=env.attempt,
+        max_train_steps=run.max_train_steps,
+        checkpoint_dir=str(run.layout.checkpoint_dir),
+        output_name=run.output_name,
+        resume_state=resume_abs,
+        resume_step=env.resume_step,
+        mode=mode,
+        steps_per_epoch=spe,
+        gradient_accumulation_steps=accum,
+    )
+
+
+def _reader(
+    stream: IO[bytes],
+    name: str,
+    sink: IO[bytes] | None,
+    events: queue.Queue[tuple[str, Any]],
+    tail: collections.deque[str],
+) -> None:
+    parser = StreamParser()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    fd = stream.fileno()
+    line_buf = ""
+    while True:
+        try:
+            chunk = os.read(fd, _READ_SIZE)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        if sink is not None:
+            try:
+                sink.write(chunk)
+                sink.flush()
+            except (OSError, ValueError):
+                sink = None
+        text = decoder.decode(chunk)
+        for ev in parser.feed(text):
+            events.put((name, ev))
+        if name == "stderr":
+            line_buf = (line_buf + text)[-8192:]
+            *done, line_buf = line_buf.split("\n")
+            for line in done:
+                last = line.split("\r")[-1].strip()
+                if last and not last.startswith("steps:"):
+                    tail.append(last)
+    text = decoder.decode(b"", final=True)
+    for ev in [*parser.feed(text), *parser.flush()]:
+        events.put((name, ev))
+    if name == "stderr" and line_buf.strip() and not line_buf.strip().startswith("steps:"):
+        tail.append(line_buf.split("\r")[-1].strip())
+    events.put((name, None))  # end of stream
+
+
+class Runtime:
+    """One attempt of the engine under supervision."""
+
+    def __init__(
+        self,
+        run: RunSpec,
+        env: AttemptEnv,
+        reporter: Reporter,
+        *,
+        nvml: Nvml | None = None,
+        options: RuntimeOptions | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.run = run
+        self.env = env
+        self.reporter = reporter
+        self.nvml = nvml if nvml is not None else Nvml()
+        self.opts = options or RuntimeOptions()
+        self.clock = clock
+        self.stop_requested = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._term_sent_at: float | None = None
+        self._killed = False
+
+    # -- signals -----------------------------------------------------------------------------
+    def request_stop(self, signum: int = int(signal.SIGTERM)) -> None:
+        """Forward a stop to the engine's process group (safe to call from a signal handler)."""
+        self.stop_requested.set()
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signum)
+            if self._term_sent_at is None:
+                self._term_sent_at = self.clock()
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        log.warning("received signal %d: forwarding to the engine", signum)
+        self.request_stop(signum)
+
+    # -- main --------------------------------------------------------------------------------
+    def execute(self) -> Outcome:
+        run, env = self.run, self.env
+        try:
+            plan = make_plan(run, env, self.opts.resume_mode)
+        except (RunSpecError, ValueError) as exc:
+            return self._fail(termination.EXIT_RESUME_STATE, f"cannot resume: {exc}", None)
+        for note in plan.notes:
+            log.warning("resume plan: %s", note)
+        tracker = Tracker(plan=plan, attempt=env.attempt)
+        rel = run.layout.relative
+        if env.resume_checkpoint:
+            tracker.latest_state = run.layout.absolute(env.resume_checkpoint)
+            tracker.latest_state_step = plan.start_step
+
+        if plan.nothing_to_do:
+            self.reporter.update("progress", tracker.progress_status(rel), force=True)
+            msg = f"completed: step {plan.start_step}/{plan.max_train_steps} (nothing left to train)"
+            return Outcome(
+                0,
+                msg,
+                plan.start_step,
+                plan.max_train_steps,
+                True,
+                False,
+                env.resume_checkpoint or None,
+                plan.start_step,
+                None,
+                plan,
+            )
+
+        argv = engine.replace_prefix(plan.argv, self.opts.engine_cmd)
+        repro.write_attempt_command(run, env.attempt, plan.argv)
+        Path(plan.output_dir).mkdir(parents=True, exist_ok=True)
+        child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.opts.extra_env}
+        log.info(
+            "attempt %d: starting at global step %d of %d: %s",
+            env.attempt,
+            plan.start_step,
+            plan.max_train_steps,
+            repro.command_text(argv),
+        )
+
+        old_handlers: dict[int, Any] = {}
+        if self.opts.install_signal_handlers and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                old_handlers[sig] = signal.signal(sig, self._handler)
+        try:
+            try:
+                self._proc = subprocess.Popen(  # argv list, never a shell
+                    argv,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    stdin=subprocess.DEVNULL,
+                    env=child_env,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                return self._fail(
+                    termination.EXIT_ENGINE_START, f"cannot start the engine {argv[0]}: {exc}", tracker
+                )
+            if self.stop_requested.is_set():  # a signal arrived before the child existed
+                self.request_stop()
+            return self._supervise(tracker)
+        finally:
+            for signum, old in old_handlers.items():
+                signal.signal(signum, old)
+
+    def _supervise(self, tracker: Tracker) -> Outcome:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None and proc.stderr is not None
+        run, _plan = self.run, tracker.plan
+        rel = run.layout.relative
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        tail: collections.deque[str] = collections.deque(maxlen=20)
+        readers = [
+            threading.Thread(
+                target=_reader,
+                args=(proc.stdout, "stdout", self.opts.passthrough_out, events, tail),
+                daemon=True,
+                name="engine-stdout",
+            ),
+            threading.Thread(
+                target=_reader,
+                args=(proc.stderr, "stderr", self.opts.passthrough_err, events, tail),
+                daemon=True,
+                name="engine-stderr",
+            ),
+        ]
+        for t in readers:
+            t.start()
+        self.reporter.update("progress", tracker.progress_status(rel), force=True)
+        open_streams = 2
+        next_gpu = self.clock()
+        known_states: set[str] = set()
+        while True:
+            now = self.clock()
+            if now >= next_gpu:
+                sample = self.nvml.sample()
+                if sample is not None:
+                    tracker.gpu = sample
+                next_gpu = now + self.opts.gpu_interval
+            force = False
+            try:
+                name, ev = events.get(timeout=self.opts.tick_seconds)
+                batch: list[tuple[str, Any]] = [(name, ev)]
+                while True:
+                    try:
+                        batch.append(events.get_nowait())
+                    except queue.Empty:
+                        break
+            except queue.Empty:
+                batch = []
+            for _name, item in batch:
+                if item is None:
+                    open_streams -= 1
+                    continue
+                force = self._on_event(tracker, item) or force
+            force = self._scan_states(tracker, known_states) or force
+            self.reporter.update("progress", tracker.progress_status(rel), force=force)
+            self.reporter.tick()
+            if (
+                self._term_sent_at is not None
+                and not self._killed
+                and proc.poll() is None
+                and self.clock() - self._term_sent_at > self.opts.grace_seconds
+            ):
+                log.error("engine still running %.0fs after SIGTERM: killing it", self.opts.grace_seconds)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                self._killed = True
+            if open_streams <= 0 and proc.poll() is not None:
+                break
+        rc = proc.wait()
+        for t in readers:
+            t.join(timeout=5)
+        self._scan_states(tracker, known_states)
+        return self._finish(tracker, rc, list(tail))
+
+    def _on_event(self, tracker: Tracker, ev: Event) -> bool:
+        if isinstance(ev, BarUpdate):
+            tracker.on_bar(ev)
+            return False
+        if isinstance(ev, CheckpointSaved):
+            path = Path(ev.path)
+            if not path.is_absolute():
+                path = Path(tracker.plan.output_dir) / path
+            tracker.latest_checkpoint = path
+            tracker.latest_checkpoint_step = tracker.checkpoint_step(ev.path)
+            log.info("checkpoint at global step %d: %s", tracker.latest_checkpoint_step, path)
+            return True
+        if isinstance(ev, StateSaving):
+            return False
+        return False  # pragma: no cover
+
+    def _scan_states(self, tracker: Tracker, known: set[str]) -> bool:
+        """Report the newest complete state directory of this attempt. True when a new one appeared."""
+        states = [
+            s
+            for s in checkpoints.find_states(Path(tracker.plan.output_dir), self.run.output_name)
+            if s.complete
+        ]
+        new = False
+        for s in states:
+            if str(s.path) in known:
+                continue
+            known.add(str(s.path))
+            step = tracker.state_step(s)
+            if tracker.latest_state_step is None or step >= tracker.latest_state_step:
+                tracker.latest_state, tracker.latest_state_step = s.path, step
+                new = True
+        if new and tracker.latest_state is not None and tracker.latest_state_step is not None:
+            self.reporter.update(
+                "resume",
+                {
+                    "checkpoint": self.run.layout.relative(tracker.latest_state),
+                    "step": tracker.latest_state_step,
+                },
+            )
+            log.info("complete state at global step %d: %s", tracker.latest_state_step, tracker.latest_state)
+        return new
+
+    def _publish_final(self, tracker: Tracker) -> None:
+        """Later attempts write into their own directory; put the final LoRA where attempt 1 would."""
+        plan = tracker.plan
+        src = Path(plan.output_dir) / engine.final_checkpoint_name(self.run.output_name)
+        if not src.is_file():
+            return
+        dst = self.run.layout.checkpoint_dir / src.name
+        if src.resolve() != dst.resolve():
+            tmp = dst.with_name(dst.name + ".partial")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+        tracker.latest_checkpoint = dst
+        tracker.latest_checkpoint_step = tracker.step
+
+    def _finish(self, tracker: Tracker, rc: int, tail: list[str]) -> Outcome:
+        rel = self.run.layout.relative
+        plan = tracker.plan
+        terminated = self.stop_requested.is_set()
+        if (
+            tracker.latest_state is not None
+            and tracker.latest_state_step is not None
+            and tracker.latest_state.name == engine.final_state_name(self.run.output_name)
+        ):
+            # train_state.json of the final state holds the engine's last step: trust the larger.
+            tracker.bar_n = max(tracker.bar_n, tracker.latest_state_step - plan.start_step)
+        step, total = tracker.step, plan.max_train_steps
+        state = (
+            f"{rel(tracker.latest_state)} (step {tracker.latest_state_step})"
+            if tracker.latest_state
+            else "none"
+        )
+        completed = rc == 0 and not terminated
+        if completed:
+            try:
+                self._publish_final(tracker)
+            except OSError as exc:
+                log.error("cannot publish the final checkpoint: %s", exc)
+            code = termination.EXIT_OK
+            ck = rel(tracker.latest_checkpoint) if tracker.latest_checkpoint else "none"
+            msg = f"completed: step {step}/{total}; final checkpoint {ck}"
+            if step != total:
+                msg += f"; WARNING the engine stopped at step {step}, not {total}"
+        elif terminated:
+            code = termination.EXIT_TERMINATED
+            msg = f"terminated at step {step}/{total}; last complete state {state}"
+        else:
+            code = termination.EXIT_ENGINE_FAILED
+            why = tail[-1] if tail else "no output"
+            msg = f"engine exited with code {rc} at step {step}/{total}: {why}; last complete state {state}"
+        self.reporter.update("progress", tracker.progress_status(rel))
+        self.reporter.flush()
+        return Outcome(
+            code,
+            termination.one_line(msg),
+            step,
+            total,
+            completed,
+            terminated,
+            rel(tracker.latest_state) if tracker.latest_state else None,
+            tracker.latest_state_step,
+            rc,
+            plan,
+        )
+
+    def _fail(self, code: int, message: str, tracker: Tracker | None) -> Outcome:
+        log.error("%s", message)
+        self.reporter.flush()
+        step = tracker.step if tracker else self.env.resume_step
+        return Outcome(
+            code,
+            termination.one_line(message),
+            step,
+            self.run.max_train_steps,
+            False,
+            False,
+            None,
+            None,
+            None,
+            tracker.plan if tracker else None,
+        )
