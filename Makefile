@@ -1,13 +1,62 @@
 # fluxlora developer entry points. `make test` is what CI runs (.ci/run).
 SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: venv
+.PHONY: help venv tools lint typecheck unit test crd examples cluster-up cluster-down demo clean
+
+help:
+	@echo "make demo         render the example run offline and show what would run"
+	@echo "make test         ruff + mypy + every test (unit and real control plane)"
+	@echo "make tools        build the test control plane binaries (cached under ~/.cache/fluxlora)"
+	@echo "make cluster-up   start a local control plane with fake GPU nodes; prints export KUBECONFIG=..."
+	@echo "make cluster-down stop it"
+	@echo "make crd          regenerate crds/ from the API models"
+
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
+
+tools:
+	bash tests/cluster/build-tools.sh >/dev/null
+
+lint: venv
+	ruff check .
+	ruff format --check operator trainer-image tests/unit || { echo "run: ruff format"; exit 1; }
+
+typecheck: venv
+	mypy
+
+unit: venv
+	pytest -q tests/unit
+
+test: lint typecheck tools
+	pytest -q
+
+crd: venv
+	fluxlora crd > crds/fluxlora.dev_fluxloraruns.yaml
+
+examples: venv
+	python tests/cases.py
+
+cluster-up: venv tools
+	@$(PY) tests/cluster/controlplane.py up
+
+cluster-down: venv
+	@$(PY) tests/cluster/controlplane.py down
+
+demo: venv
+	@echo "== fluxlora demo: validate and render examples/run-final.yaml (offline, no cluster needed)"
+	fluxlora validate examples/run-final.yaml
+	@echo; echo "== the exact sd-scripts command the trainer pod runs"
+	fluxlora render examples/run-final.yaml -o command 2>/dev/null
+	@echo; echo "== dataset config and the objects the operator creates"
+	fluxlora render examples/run-final.yaml -o json 2>/dev/null | $(PY) -c 'import json,sys; d=json.load(sys.stdin); print(d["datasetConfig"]); print("config hash:", d["configHash"]); [print("-", m["kind"], m["metadata"]["name"]) for m in d["manifests"]]'
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -185,7 +185,7 @@ CASES: list[InvalidCase] = [
         "output-path-absolute",
         {"spec": {"output": {"path": "/etc"}}},
         "spec.output.path",
-        'spec.output.path ("/etc") must be a relative path (no leading \'/\'',
+        "spec.output.path (\"/etc\") must be a relative path (no leading '/'",
         "should match",
     ),
     InvalidCase(
@@ -246,7 +246,7 @@ CASES: list[InvalidCase] = [
         "name-too-long",
         {"metadata": {"name": "a" * 60}},
         "metadata.name",
-        "metadata.name (\"" + "a" * 60 + "\") must be at most 52 characters",
+        'metadata.name ("' + "a" * 60 + '") must be at most 52 characters',
         "must be at most 52 characters",
         example=False,
     ),
@@ -260,8 +260,12 @@ def example_path(case: InvalidCase) -> Path:
 def example_text(case: InvalidCase) -> str:
     header = [
         f"# Invalid on purpose: {case.message}",
-        "# Admission: " + ("rejected by the API server (schema/CEL)." if case.admission else "accepted; the operator "
-                           "rejects it (phase Failed, condition Valid=False)."),
+        "# Admission: "
+        + (
+            "rejected by the API server (schema/CEL)."
+            if case.admission
+            else "accepted; the operator rejects it (phase Failed, condition Valid=False)."
+        ),
     ]
     if case.why:
         header.append(f"# Why: {case.why}.")

@@ -10,10 +10,10 @@ one table.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
 from fluxlora.settings import (
@@ -28,8 +28,8 @@ from fluxlora.settings import (
 
 GROUP = "fluxlora.dev"
 VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "FluxLoraRun"
+API_VERSION: Final = "fluxlora.dev/v1alpha1"
+KIND: Final = "FluxLoraRun"
 PLURAL = "fluxloraruns"
 SINGULAR = "fluxlorarun"
 SHORT_NAMES = ["flr"]
@@ -83,7 +83,7 @@ def _claim(description: str) -> Any:
     return Field(description=description, min_length=1, max_length=63, pattern=DNS1123_LABEL)
 
 
-NO_DOTDOT_CEL = {
+NO_DOTDOT_CEL: dict[str, JsonValue] = {
     "rule": "!self.matches('(^|/)\\\\.\\\\.(/|$)')",
     "message": "must be a relative path without '..' segments",
 }
@@ -107,7 +107,9 @@ class ModelSpec(ApiModel):
     claim_name: str = _claim("PersistentVolumeClaim holding the FLUX.1-dev files; mounted read-only.")
     transformer: str = _path("FLUX.1-dev transformer (.safetensors), relative to the claim.", "flux1-dev.safetensors")
     clip_l: str = _path("CLIP-L text encoder (.safetensors), relative to the claim.", "clip_l.safetensors")
-    t5xxl: str = _path("T5-XXL text encoder (.safetensors), relative to the claim.", "t5xxl_fp16.safetensors", alias="t5xxl")
+    t5xxl: str = _path(
+        "T5-XXL text encoder (.safetensors), relative to the claim.", "t5xxl_fp16.safetensors", alias="t5xxl"
+    )
     ae: str = _path("FLUX autoencoder (.safetensors), relative to the claim.", "ae.safetensors")
 
 
@@ -210,9 +212,7 @@ class Toleration(ApiModel):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all."
     )
-    toleration_seconds: int | None = Field(
-        default=None, description="How long a NoExecute taint is tolerated.", ge=0
-    )
+    toleration_seconds: int | None = Field(default=None, description="How long a NoExecute taint is tolerated.", ge=0)
 
 
 class ResourcesSpec(ApiModel):
@@ -224,9 +224,7 @@ class ResourcesSpec(ApiModel):
         ge=1,
         le=8,
     )
-    cpu: str | None = Field(
-        default=None, description="CPU request and limit of the trainer (e.g. '8').", max_length=32
-    )
+    cpu: str | None = Field(default=None, description="CPU request and limit of the trainer (e.g. '8').", max_length=32)
     memory: str | None = Field(
         default=None, description="Memory request and limit of the trainer (e.g. '64Gi').", max_length=32
     )
@@ -360,9 +358,7 @@ class GpuSummary(ApiModel):
     name: str | None = Field(default=None, description="GPU model.")
     utilization_percent: float | None = Field(default=None, description="GPU utilisation (%).")
     memory_used_mi_b: int | None = Field(default=None, alias="memoryUsedMiB", description="GPU memory used (MiB).")
-    memory_total_mi_b: int | None = Field(
-        default=None, alias="memoryTotalMiB", description="GPU memory total (MiB)."
-    )
+    memory_total_mi_b: int | None = Field(default=None, alias="memoryTotalMiB", description="GPU memory total (MiB).")
     power_watts: float | None = Field(default=None, description="Power draw (W).")
 
 
@@ -400,9 +396,7 @@ class Repro(ApiModel):
 class ResumePoint(ApiModel):
     """The latest complete, resumable state."""
 
-    checkpoint: str | None = Field(
-        default=None, description="Complete state directory, relative to the output claim."
-    )
+    checkpoint: str | None = Field(default=None, description="Complete state directory, relative to the output claim.")
     step: int | None = Field(default=None, description="Global step of that state.")
 
 
@@ -436,8 +430,7 @@ class FluxLoraRunStatus(ApiModel):
     phase: Phase | None = Field(
         default=None,
         description=(
-            "Pending, Queued (Job suspended by a queue), Running, Succeeded, Failed, Suspended, "
-            "or Rendered (dryRun)."
+            "Pending, Queued (Job suspended by a queue), Running, Succeeded, Failed, Suspended, or Rendered (dryRun)."
         ),
     )
     message: str | None = Field(default=None, description="One line on the current phase.")

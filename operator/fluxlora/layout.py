@@ -15,8 +15,8 @@ RUN_MOUNT = "/fluxlora/run"  # ConfigMap with the rendered run (read-only)
 MODELS_MOUNT = "/fluxlora/models"  # model claim (read-only)
 DATASET_MOUNT = "/fluxlora/dataset"  # dataset claim (read-only)
 OUTPUT_MOUNT = "/fluxlora/output"  # output claim (read-write)
-SHM_MOUNT = "/dev/shm"
-TMP_MOUNT = "/tmp"
+SHM_MOUNT = "/dev/shm"  # noqa: S108 - a mount point in the pod, not a temp file
+TMP_MOUNT = "/tmp"  # noqa: S108 - a writable emptyDir in the pod
 
 RUN_FILE = f"{RUN_MOUNT}/run.json"
 DATASET_CONFIG = f"{RUN_MOUNT}/dataset.toml"

@@ -140,7 +140,7 @@ def check_settings(merged: MergedSettings) -> list[Finding]:
     if s.network_alpha is not None and s.network_alpha != s.network_dim:
         error("network_alpha", f"must equal {d('network_dim')} ({s.network_dim})")
     if s.fp8_base and s.mixed_precision == "no":
-        error("fp8_base", f"needs mixed precision, but {d('mixed_precision')} is \"no\"")
+        error("fp8_base", f'needs mixed precision, but {d("mixed_precision")} is "no"')
     if s.blocks_to_swap > 0 and s.cpu_offload_checkpointing:
         error("cpu_offload_checkpointing", f"cannot be combined with {d('blocks_to_swap')} ({s.blocks_to_swap}) > 0")
     if s.cache_text_encoder_outputs or s.cache_text_encoder_outputs_to_disk:

@@ -185,7 +185,12 @@ def render_argv(config: EffectiveConfig) -> list[str]:
         "--logging_dir", paths.logging_dir,
         "--log_with", "tensorboard",
     ]  # fmt: skip
-    return [*launcher(config.gpus), f"{layout.SD_SCRIPTS_DIR}/{ENGINE_SCRIPT}", *run_flags, *engine_flags(config.engine)]
+    return [
+        *launcher(config.gpus),
+        f"{layout.SD_SCRIPTS_DIR}/{ENGINE_SCRIPT}",
+        *run_flags,
+        *engine_flags(config.engine),
+    ]
 
 
 def shell_command(argv: list[str]) -> str:

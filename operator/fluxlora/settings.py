@@ -61,9 +61,9 @@ class EngineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Network
-    network_module: Annotated[
-        Literal["networks.lora_flux"], _setting(F, "LoRA network implementation for FLUX.")
-    ] = "networks.lora_flux"
+    network_module: Annotated[Literal["networks.lora_flux"], _setting(F, "LoRA network implementation for FLUX.")] = (
+        "networks.lora_flux"
+    )
     network_dim: Annotated[int, _setting(F, "LoRA rank.", ge=1, le=512)] = 16
     network_alpha: Annotated[
         float | None, _setting(F, "LoRA alpha; must equal network_dim (omitted = network_dim).", gt=0, le=512)
@@ -79,9 +79,9 @@ class EngineSettings(BaseModel):
     max_train_steps: Annotated[int, _setting(F, "Total optimizer steps of the run.", ge=1, le=1_000_000)] = 1600
     learning_rate: Annotated[float, _setting(F, "Learning rate.", gt=0, le=1)] = 1e-4
     optimizer_type: Annotated[Optimizer, _setting(F, "Optimizer class.")] = "AdamW8bit"
-    optimizer_args: Annotated[
-        list[str], _setting(F, "Extra optimizer arguments, each 'key=value'.", max_length=16)
-    ] = Field(default_factory=list)
+    optimizer_args: Annotated[list[str], _setting(F, "Extra optimizer arguments, each 'key=value'.", max_length=16)] = (
+        Field(default_factory=list)
+    )
     lr_scheduler: Annotated[LrScheduler, _setting(F, "Learning-rate schedule.")] = "constant"
     lr_warmup_steps: Annotated[int, _setting(F, "Warm-up steps of the schedule.", ge=0)] = 0
     max_grad_norm: Annotated[float, _setting(F, "Gradient clipping norm (0 = off).", ge=0)] = 1.0
@@ -129,15 +129,17 @@ class EngineSettings(BaseModel):
     persistent_data_loader_workers: Annotated[bool, _setting(F, "Keep data-loader workers alive.")] = True
 
     # Output cadence
-    save_every_n_steps: Annotated[
-        int | None, _setting(F, "Save a LoRA and a resumable state every N steps.", ge=1)
-    ] = 100
+    save_every_n_steps: Annotated[int | None, _setting(F, "Save a LoRA and a resumable state every N steps.", ge=1)] = (
+        100
+    )
     save_last_n_steps: Annotated[
         int | None, _setting(F, "Keep only checkpoints of the last N steps (all when omitted).", ge=1)
     ] = None
 
     # Dataset config: [general]
-    caption_extension: Annotated[str, _setting(Target.GENERAL, "Caption file extension.", pattern=r"^\.[A-Za-z0-9_]{1,16}$")] = ".txt"
+    caption_extension: Annotated[
+        str, _setting(Target.GENERAL, "Caption file extension.", pattern=r"^\.[A-Za-z0-9_]{1,16}$")
+    ] = ".txt"
     shuffle_caption: Annotated[bool, _setting(Target.GENERAL, "Shuffle comma-separated caption tags.")] = False
     keep_tokens: Annotated[int, _setting(Target.GENERAL, "Leading caption tokens kept in place.", ge=0, le=255)] = 0
     caption_dropout_rate: Annotated[
@@ -152,10 +154,14 @@ class EngineSettings(BaseModel):
     flip_aug: Annotated[bool, _setting(Target.GENERAL, "Horizontal flip augmentation.")] = False
 
     # Dataset config: [[datasets]]
-    resolution: Annotated[int, _setting(Target.DATASET, "Training resolution (square side, px).", ge=256, le=2048)] = 1024
+    resolution: Annotated[int, _setting(Target.DATASET, "Training resolution (square side, px).", ge=256, le=2048)] = (
+        1024
+    )
     batch_size: Annotated[int, _setting(Target.DATASET, "Images per micro-batch.", ge=1, le=64)] = 1
     enable_bucket: Annotated[bool, _setting(Target.DATASET, "Aspect-ratio bucketing.")] = True
-    bucket_reso_steps: Annotated[int, _setting(Target.DATASET, "Bucket resolution step (multiple of 32).", ge=32, le=256)] = 64
+    bucket_reso_steps: Annotated[
+        int, _setting(Target.DATASET, "Bucket resolution step (multiple of 32).", ge=32, le=256)
+    ] = 64
     min_bucket_reso: Annotated[int, _setting(Target.DATASET, "Smallest bucket side (px).", ge=64, le=4096)] = 256
     max_bucket_reso: Annotated[int, _setting(Target.DATASET, "Largest bucket side (px).", ge=64, le=4096)] = 1024
     bucket_no_upscale: Annotated[bool, _setting(Target.DATASET, "Never upscale images into larger buckets.")] = True

@@ -11,13 +11,14 @@ import json
 from typing import Any, Literal, get_args, get_origin
 
 import pytest
-from cases import deep_merge
-from helpers import minimal_run, rendered
 from pydantic import BaseModel
 
 from fluxlora.api import FluxLoraRunSpec
 from fluxlora.profiles import OVERRIDES, Override
 from fluxlora.settings import EngineSettings
+
+from cases import deep_merge
+from helpers import minimal_run, rendered
 
 # Fields the operator acts on that render nothing different, with the reason.
 NO_ENGINE_EFFECT = {
@@ -67,15 +68,17 @@ RUN_FIELD_CHANGES: dict[str, dict[str, Any]] = {
 }
 
 # Values that other rules constrain: change these together with their companion.
-COMPANIONS: dict[str, dict[str, Any]] = {
-    key: {"training": {"cacheTextEncoderOutputs": False, "cacheTextEncoderOutputsToDisk": False}}
-    for key in ("shuffle_caption", "caption_dropout_rate", "caption_tag_dropout_rate", "token_warmup_step")
-} | {
-    key: {"training": {"cacheLatents": False, "cacheLatentsToDisk": False}} for key in ("color_aug", "random_crop")
-} | {
-    "cpu_offload_checkpointing": {"training": {"blocksToSwap": 0}},
-    "mixed_precision": {"training": {"fp8Base": False}},
-}
+COMPANIONS: dict[str, dict[str, Any]] = (
+    {
+        key: {"training": {"cacheTextEncoderOutputs": False, "cacheTextEncoderOutputsToDisk": False}}
+        for key in ("shuffle_caption", "caption_dropout_rate", "caption_tag_dropout_rate", "token_warmup_step")
+    }
+    | {key: {"training": {"cacheLatents": False, "cacheLatentsToDisk": False}} for key in ("color_aug", "random_crop")}
+    | {
+        "cpu_offload_checkpointing": {"training": {"blocksToSwap": 0}},
+        "mixed_precision": {"training": {"fp8Base": False}},
+    }
+)
 
 
 def _leaf_fields(model: type[BaseModel], prefix: str) -> list[str]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import PROFILES, config_of, minimal_run
 
 from fluxlora.profiles import OVERRIDES, ProfileError, ProfileSet
 from fluxlora.settings import EngineSettings
+
+from helpers import PROFILES, config_of, minimal_run
 
 
 def test_fast_profile_values() -> None:
@@ -74,7 +75,7 @@ def test_old_env_overrides_have_spec_equivalents() -> None:
 
 
 def test_extra_profiles_load_from_a_directory(tmp_path: Path) -> None:
-    (tmp_path / "flux_tiny.toml").write_text('[network]\nnetwork_dim = 4\nnetwork_alpha = 4\n')
+    (tmp_path / "flux_tiny.toml").write_text("[network]\nnetwork_dim = 4\nnetwork_alpha = 4\n")
     profiles = ProfileSet.load(tmp_path)
     assert set(profiles.profiles) == {"fast", "final", "tiny"}
     assert profiles.get("tiny").values["network_dim"] == 4

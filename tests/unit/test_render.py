@@ -11,10 +11,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from helpers import EXAMPLES, ROOT, flag_value, load_example, minimal_run, rendered
 
 from fluxlora import layout, sdscripts
 from fluxlora.settings import EngineSettings, Target
+
+from helpers import EXAMPLES, ROOT, flag_value, load_example, minimal_run, rendered
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"

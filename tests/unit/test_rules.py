@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from cases import CASES, INVALID_DIR, InvalidCase, example_path, example_text
-from helpers import EXAMPLES, evaluated, load_example, minimal_run
 
 from fluxlora.rules import Severity, check_resume_step
+
+from cases import CASES, INVALID_DIR, InvalidCase, example_path, example_text
+from helpers import EXAMPLES, evaluated, load_example, minimal_run
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
