@@ -1,0 +1,121 @@
+"""Kubernetes objects of a run: owned children, least-privilege RBAC, a restricted GPU Job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from helpers import load_example, minimal_run, rendered
+
+from fluxlora import manifests
+from fluxlora.manifests import ResumeFrom
+
+
+def _job(document: dict[str, Any], attempt: int = 1, resume: ResumeFrom | None = None) -> dict[str, Any]:
+    return rendered(document).job(attempt, resume)
+
+
+def _env(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def test_every_child_is_owned_by_the_run() -> None:
+    run = rendered(minimal_run())
+    for child in run.children():
+        (owner,) = child["metadata"]["ownerReferences"]
+        assert owner["kind"] == "FluxLoraRun" and owner["uid"] == run.ref.uid and owner["controller"] is True
+        assert child["metadata"]["namespace"] == "team-a"
+        assert child["metadata"]["labels"][manifests.RUN_LABEL] == "run-1"
+
+
+def test_trainer_role_only_patches_its_own_run_status() -> None:
+    role = rendered(minimal_run()).children()[1]
+    assert role["rules"] == [
+        {
+            "apiGroups": ["fluxlora.dev"],
+            "resources": ["fluxloraruns/status"],
+            "resourceNames": ["run-1"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+
+
+def test_job_requests_gpus_and_owns_no_retries() -> None:
+    job = _job(minimal_run(resources={"gpus": 2, "memory": "64Gi"}))
+    assert job["metadata"]["name"] == "run-1-a1"
+    assert job["spec"]["backoffLimit"] == 0
+    train = job["spec"]["template"]["spec"]["containers"][0]
+    assert train["resources"]["requests"] == {"nvidia.com/gpu": "2", "memory": "64Gi"}
+    assert train["resources"]["limits"] == train["resources"]["requests"]
+
+
+def test_job_mounts_inputs_read_only_and_output_read_write() -> None:
+    pod = _job(minimal_run())["spec"]["template"]["spec"]
+    claims = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+    assert claims["models"] == {"claimName": "flux-models", "readOnly": True}
+    assert claims["dataset"] == {"claimName": "datasets", "readOnly": True}
+    assert claims["output"] == {"claimName": "outputs"}
+    shm = next(v for v in pod["volumes"] if v["name"] == "shm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["models"]["readOnly"] and mounts["dataset"]["readOnly"] and "readOnly" not in mounts["output"]
+
+
+def test_job_pod_meets_the_restricted_pod_security_standard() -> None:
+    pod = _job(minimal_run())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["initContainers"] + pod["containers"]:
+        ctx = container["securityContext"]
+        assert ctx["allowPrivilegeEscalation"] is False
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+        assert ctx["runAsNonRoot"] is True
+        assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "hostPath" not in str(pod["volumes"]) and "privileged" not in str(pod)
+
+
+def test_placement_from_spec() -> None:
+    document = load_example("run-final.yaml")
+    document["spec"]["resources"]["priorityClassName"] = "training-low"
+    pod = _job(document)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["priorityClassName"] == "training-low"
+
+
+def test_queue_name_sets_the_kueue_label_and_starts_suspended() -> None:
+    job = _job(minimal_run(queueName="gpu-queue"))
+    assert job["metadata"]["labels"][manifests.KUEUE_QUEUE_LABEL] == "gpu-queue"
+    assert job["spec"]["suspend"] is True
+    assert manifests.KUEUE_QUEUE_LABEL not in _job(minimal_run())["metadata"]["labels"]
+
+
+def test_attempts_are_named_deterministically_and_carry_the_resume_point() -> None:
+    job = _job(minimal_run(), attempt=3, resume=ResumeFrom("run-1/checkpoints/a2/run-1-step00000200-state", 200))
+    assert job["metadata"]["name"] == "run-1-a3"
+    assert job["metadata"]["labels"][manifests.ATTEMPT_LABEL] == "3"
+    env = _env(job["spec"]["template"]["spec"]["containers"][0])
+    assert env[manifests.ENV_ATTEMPT] == "3"
+    assert env[manifests.ENV_RESUME_CHECKPOINT] == "run-1/checkpoints/a2/run-1-step00000200-state"
+    assert env[manifests.ENV_RESUME_STEP] == "200"
+
+
+def test_spec_resume_from_seeds_the_first_attempt() -> None:
+    run = rendered(minimal_run(resume={"from": "old/state", "fromStep": 40}))
+    job = run.children(1, run.first_resume)[-1]
+    env = _env(job["spec"]["template"]["spec"]["containers"][0])
+    assert (env[manifests.ENV_RESUME_CHECKPOINT], env[manifests.ENV_RESUME_STEP]) == ("old/state", "40")
+
+
+def test_configmap_holds_the_rendered_run() -> None:
+    run = rendered(minimal_run())
+    configmap = run.configmap()
+    assert set(configmap["data"]) == {"run.json", "dataset.toml"}
+    assert configmap["data"]["dataset.toml"] == run.dataset_toml
+    assert configmap["metadata"]["annotations"][manifests.CONFIG_HASH_ANNOTATION] == run.config_hash
+
+
+def test_extra_pod_metadata_cannot_override_run_labels() -> None:
+    job = _job(minimal_run(pod={"labels": {manifests.RUN_LABEL: "other", "team": "a"}}))
+    labels = job["spec"]["template"]["metadata"]["labels"]
+    assert labels[manifests.RUN_LABEL] == "run-1" and labels["team"] == "a"
