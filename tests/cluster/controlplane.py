@@ -106,7 +106,9 @@ def cache_dir() -> Path:
 
 
 def default_state_dir() -> Path:
-    return cache_dir() / "cluster"
+    """Where `up` keeps the shared cluster: $FLUXLORA_CLUSTER_STATE_DIR or <cache>/fluxlora/cluster."""
+    override = os.environ.get("FLUXLORA_CLUSTER_STATE_DIR")
+    return Path(override) if override else cache_dir() / "cluster"
 
 
 def _log(msg: str) -> None:
@@ -203,10 +205,14 @@ def generate_certs(pki: Path) -> None:
 
 
 def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Make the child get SIGTERM when the process that started it dies."""
+    """Make the child get SIGKILL when the process that started it dies.
+
+    SIGKILL, not SIGTERM: all components would get it at once, and a
+    kube-apiserver whose etcd stops under it hangs in its graceful shutdown.
+    """
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _proc_cmdline(pid: int) -> str:
@@ -722,25 +728,25 @@ def _pids_of(state_dir: Path) -> dict[str, int]:
 
 
 def stop_state_dir(state_dir: Path, grace: float = 5.0) -> list[str]:
-    """Stop every recorded process (its whole process group); return the names stopped."""
+    """Stop every recorded process (its whole process group); return the names stopped.
+
+    Clients of etcd go first (SIGTERM, then SIGKILL after `grace`), etcd last:
+    an apiserver whose etcd vanished first hangs in its graceful shutdown.
+    """
     pids = _pids_of(state_dir)
     live = {name: pid for name, pid in pids.items() if _alive(pid, name)}
-    for name in reversed(COMPONENTS):
-        pid = live.get(name)
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(pid, n) for n, pid in live.items()):
-        _reap()
-        time.sleep(0.05)
-    for pid in live.values():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_alive(pid, n) for n, pid in live.items()):
-        _reap()
-        time.sleep(0.05)
+    for phase in ([n for n in reversed(COMPONENTS) if n != "etcd"], ["etcd"]):
+        group = {n: live[n] for n in phase if n in live}
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in group.values():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(_alive(pid, n) for n, pid in group.items()):
+                _reap()
+                time.sleep(0.02)
+            if not any(_alive(pid, n) for n, pid in group.items()):
+                break
     _reap()
     for name in COMPONENTS:
         with contextlib.suppress(OSError):
@@ -804,6 +810,33 @@ def _get(base: str, path: str, ca: Path | None, token: str | None, timeout: floa
 # --------------------------------------------------------------------------- pytest support
 
 
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_private_dirs(base: Path) -> None:
+    """Stop and remove cluster-pytest-* dirs whose pytest process is gone (it was killed)."""
+    for d in base.glob("cluster-pytest-*"):
+        owner_file = d / "owner.pid"
+        try:
+            owner = int(owner_file.read_text().strip())
+        except (OSError, ValueError):
+            # No owner recorded yet: only a dir older than a few minutes is stale.
+            if time.time() - d.stat().st_mtime < 300:
+                continue
+            owner = -1
+        if owner > 0 and _pid_exists(owner):
+            continue
+        stop_state_dir(d)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def session_control_plane(nodes: int = 2, gpus: int = 8) -> Iterator[ControlPlane]:
     """Yield a control plane for a test session.
@@ -822,7 +855,9 @@ def session_control_plane(nodes: int = 2, gpus: int = 8) -> Iterator[ControlPlan
         return
     base = cache_dir()
     base.mkdir(parents=True, exist_ok=True)
+    remove_stale_private_dirs(base)
     private = Path(tempfile.mkdtemp(prefix="cluster-pytest-", dir=base))
+    (private / "owner.pid").write_text(f"{os.getpid()}\n")
     stopped = False
 
     def cleanup() -> None:

@@ -1,0 +1,73 @@
+"""Shared pytest fixtures.
+
+``cluster`` (session): a real control plane (tests/cluster/controlplane.py).
+It reuses one started by ``make cluster-up`` (and leaves it running), or
+starts a private one and stops it at the end of the session, also when tests
+fail or the run is interrupted. Missing Go or a failed build fails the tests
+that use it, with the build's message; it never skips.
+
+``namespace`` (function): a fresh namespace on that cluster, deleted (without
+waiting) after the test, together with the PersistentVolumes that
+``cluster.bound_claim`` made for it.
+
+Mark tests that use them with ``@pytest.mark.cluster``.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
+
+from controlplane import (
+    TEST_NAMESPACE_LABEL,
+    ControlPlane,
+    ControlPlaneError,
+    session_control_plane,
+)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[ControlPlane]:
+    try:
+        manager = session_control_plane()
+        cp = manager.__enter__()
+    except ControlPlaneError as e:
+        pytest.fail(f"the test control plane is unavailable: {e}", pytrace=False)
+    try:
+        yield cp
+    finally:
+        manager.__exit__(None, None, None)
+
+
+def _namespace_name(node_name: str) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", node_name.lower()).strip("-")[:40].strip("-") or "t"
+    return f"t-{base}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def namespace(cluster: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = _namespace_name(request.node.name)
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl("label", "namespace", name, f"{TEST_NAMESPACE_LABEL}={name}")
+    # Pods are refused until the namespace's "default" ServiceAccount exists.
+    cluster.wait_for(
+        f"ServiceAccount {name}/default",
+        lambda: cluster.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
+        timeout=30,
+        interval=0.1,
+    )
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+        cluster.kubectl(
+            "delete", "pv", "-l", f"{TEST_NAMESPACE_LABEL}={name}", "--wait=false", "--ignore-not-found",
+            check=False,
+        )
