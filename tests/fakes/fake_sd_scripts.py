@@ -1,0 +1,275 @@
+#!/usr/bin/env python3
+"""Stand-in for `accelerate launch ... flux_train_network.py` (stdlib only, no GPU).
+
+Behaves like kohya-ss sd-scripts train_network.py at the pinned commit as far as the trainer
+runtime can see it, quirks included (see trainer-image/fluxlora_trainer/resume.py):
+
+* tqdm-like bar on stderr redrawn with `\\r`, `steps:` prefix, rate in s/it or it/s (`?it/s`
+  before the first step), `avr_loss=` postfix; a caching bar (no `steps:` prefix) before it.
+* stdout: `saving checkpoint: <path>`, `epoch k/N`, `model saved.`; stderr log line
+  `saving state at step N`.
+* files: `<name>-step%08d.safetensors`, `<name>-step%08d-state/` with train_state.json written
+  FIRST, then model.safetensors, optimizer.bin, scheduler.bin, random_states_0.pkl; final
+  `<name>-state/` and `<name>.safetensors`.
+* resume: `--resume DIR` must be a complete state (else exit 1); `--initial_step` beats the
+  stored step; without `--skip_until_initial_step` only epochs are skipped and global_step
+  restarts at 0; with it global_step starts at the within-epoch remainder; the loop ends when
+  global_step >= max_train_steps or the epochs (ceil(max/steps_per_epoch)) run out;
+  train_state.json stores the engine's own global_step.
+
+Steps per epoch = ceil(images x num_repeats / batch_size) from --dataset_config (images counted
+in each subset's image_dir), or FAKE_ENGINE_STEPS_PER_EPOCH.
+
+Environment:
+  FAKE_ENGINE_STEP_SECONDS   sleep per optimizer step (default 0.002)
+  FAKE_ENGINE_STARTUP_SECONDS  sleep before training (model loading; default 0)
+  FAKE_ENGINE_DIE_AT_STEP    exit 1 with an error after this many steps of this process
+  FAKE_ENGINE_CRASH_IN_SAVE_AT  when saving the state of this engine step, write only
+                             train_state.json and model.safetensors, then exit 137
+  FAKE_ENGINE_SAVE_SECONDS   sleep between the files of a state save (default 0)
+  FAKE_ENGINE_STEPS_PER_EPOCH  override the steps per epoch
+  FAKE_ENGINE_MIX_RATES      "1" (default): alternate s/it and it/s display
+  FAKE_ENGINE_RECORD         append JSON lines describing the run to this file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+try:
+    import tomllib
+except ImportError:  # pragma: no cover
+    tomllib = None  # type: ignore[assignment]
+
+STATE_FILES = ("train_state.json", "model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl")
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    return float(raw) if raw.strip() else default
+
+
+def env_int(name: str) -> int | None:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip() else None
+
+
+def record(event: dict) -> None:
+    path = os.environ.get("FAKE_ENGINE_RECORD")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(event) + "\n")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="flux_train_network.py")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--output_name", default="last")
+    p.add_argument("--max_train_steps", type=int, default=1600)
+    p.add_argument("--save_every_n_steps", type=int, default=None)
+    p.add_argument("--save_state", action="store_true")
+    p.add_argument("--resume", default=None)
+    p.add_argument("--initial_step", type=int, default=None)
+    p.add_argument("--initial_epoch", type=int, default=None)
+    p.add_argument("--skip_until_initial_step", action="store_true")
+    p.add_argument("--dataset_config", default=None)
+    p.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    args, unknown = p.parse_known_args(argv)
+    args.unknown = unknown
+    return args
+
+
+def steps_per_epoch(dataset_config: str | None) -> int:
+    override = env_int("FAKE_ENGINE_STEPS_PER_EPOCH")
+    if override:
+        return override
+    if not dataset_config or tomllib is None:
+        return 10
+    with open(dataset_config, "rb") as f:
+        cfg = tomllib.load(f)
+    general = cfg.get("general", {})
+    total = 0
+    for ds in cfg.get("datasets", []):
+        bs = int(ds.get("batch_size", general.get("batch_size", 1)))
+        items = 0
+        for sub in ds.get("subsets", []):
+            d = sub.get("image_dir", "")
+            n = sum(1 for x in os.listdir(d) if os.path.splitext(x)[1].lower() in IMAGE_EXT) if os.path.isdir(d) else 0
+            items += n * int(sub.get("num_repeats", general.get("num_repeats", 1)))
+        total += math.ceil(items / bs)
+    return max(1, total)
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class Bar:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.n = 0
+        self.start = time.monotonic()
+        self.postfix = ""
+        self.mix = os.environ.get("FAKE_ENGINE_MIX_RATES", "1") == "1"
+        self.draw()
+
+    def draw(self) -> None:
+        elapsed = time.monotonic() - self.start
+        pct = int(100 * self.n / self.total) if self.total else 0
+        filled = int(20 * self.n / self.total) if self.total else 0
+        bar = "█" * min(filled, 20) + " " * max(0, 20 - filled)
+        if self.n == 0 or elapsed <= 0:
+            rate, remaining = "?it/s", None
+        else:
+            per = elapsed / self.n
+            remaining = per * max(0, self.total - self.n)
+            use_spi = per >= 1.0 or (self.mix and self.n % 2 == 1)
+            spi = f"{per:5.2f}" if per >= 0.01 else f"{per:.2e}"
+            rate = f"{spi}s/it" if use_spi else f"{1.0 / per:5.2f}it/s"
+        post = f", {self.postfix}" if self.postfix else ""
+        times = f"{clock(elapsed)}<{clock(remaining)}"
+        sys.stderr.write(f"\rsteps: {pct:3d}%|{bar}| {self.n}/{self.total} [{times}, {rate}{post}]")
+        sys.stderr.flush()
+
+    def update(self) -> None:
+        self.n += 1
+
+
+def write_file(path: str, content: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(content)
+
+
+def save_state(state_dir: str, epoch: int, global_step: int) -> None:
+    sys.stderr.write(f"\nINFO     saving state at step {global_step}\n")
+    sys.stderr.flush()
+    os.makedirs(state_dir, exist_ok=True)
+    crash_at = env_int("FAKE_ENGINE_CRASH_IN_SAVE_AT")
+    pause = env_float("FAKE_ENGINE_SAVE_SECONDS", 0.0)
+    for i, name in enumerate(STATE_FILES):
+        if name == "train_state.json":
+            # train_network.save_model_hook: current_step.value + 1 == the engine's global_step
+            data = json.dumps({"current_epoch": epoch, "current_step": global_step}).encode()
+        else:
+            data = f"{name} at engine step {global_step}\n".encode()
+        write_file(os.path.join(state_dir, name), data)
+        if crash_at is not None and crash_at == global_step and i == 1:
+            sys.stderr.write("killed while saving state\n")
+            sys.stderr.flush()
+            os._exit(137)
+        if pause:
+            time.sleep(pause)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    print(f"fake sd-scripts: ignoring {len(args.unknown)} other arguments", flush=True)
+    S = steps_per_epoch(args.dataset_config)
+    GA = max(1, args.gradient_accumulation_steps)
+    M = args.max_train_steps
+    step_seconds = env_float("FAKE_ENGINE_STEP_SECONDS", 0.002)
+    die_at = env_int("FAKE_ENGINE_DIE_AT_STEP")
+
+    # caching bar (not the training bar)
+    for i in range(1, 5):
+        sys.stderr.write(f"\r{25 * i:3d}%|{'█' * (5 * i)}{' ' * (20 - 5 * i)}| {i}/4 [00:00<00:00, 123.45it/s]")
+    sys.stderr.write("\n")
+    time.sleep(env_float("FAKE_ENGINE_STARTUP_SECONDS", 0.0))
+
+    steps_from_state = None
+    if args.resume:
+        missing = [f for f in STATE_FILES if not os.path.isfile(os.path.join(args.resume, f))]
+        if not os.path.isdir(args.resume) or missing:
+            sys.stderr.write(f"ValueError: cannot resume from {args.resume}: missing {missing}\n")
+            return 1
+        with open(os.path.join(args.resume, "train_state.json"), encoding="utf-8") as f:
+            steps_from_state = json.load(f)["current_step"]
+
+    upd = math.ceil(S / GA)
+    initial_step = 0
+    if args.initial_epoch is not None or args.initial_step is not None:
+        initial_step = args.initial_step if args.initial_step is not None else (args.initial_epoch - 1) * upd
+    elif steps_from_state is not None:
+        initial_step = steps_from_state
+    if initial_step > 0 and initial_step >= M:
+        msg = f"max_train_steps should be greater than initial step: {M} vs {initial_step}"
+        sys.stderr.write(f"AssertionError: {msg}\n")
+        return 1
+    epoch_to_start = 0
+    if initial_step > 0:
+        if args.skip_until_initial_step:
+            initial_step *= GA
+            epoch_to_start = initial_step // upd  # (sic: sd-scripts #2407 when GA > 1)
+        else:
+            epoch_to_start = initial_step // upd
+            initial_step = 0
+    global_step = 0
+    num_epochs = math.ceil(M / upd)
+    print(f"  num batches per epoch / 1epochのバッチ数: {S}", flush=True)
+    print(f"  num epochs / epoch数: {num_epochs}", flush=True)
+    if initial_step > 0:
+        for _ in range(epoch_to_start):
+            initial_step -= S
+        global_step = initial_step
+    start_global = global_step
+    bar = Bar(M - initial_step)
+    record({"event": "start", "pid": os.getpid(), "resume": args.resume, "initial_step": args.initial_step,
+            "engine_global_start": start_global, "bar_total": bar.total, "steps_per_epoch": S,
+            "epoch_to_start": epoch_to_start, "output_dir": args.output_dir, "max_train_steps": M})
+    os.makedirs(args.output_dir, exist_ok=True)
+    name = args.output_name
+    loss_sum, loss_n = 0.0, 0
+    epoch = epoch_to_start
+    for epoch in range(epoch_to_start, num_epochs):
+        print(f"\nepoch {epoch + 1}/{num_epochs}\n", flush=True)
+        skip = 0
+        if initial_step > 0:
+            skip, initial_step = initial_step, 0
+        for micro in range(skip, S):
+            loss = 0.5 / (1.0 + 0.01 * (global_step + 1))
+            if (micro + 1) % GA == 0 or micro == S - 1:
+                time.sleep(step_seconds)
+                bar.update()
+                global_step += 1
+                if die_at is not None and bar.n >= die_at:
+                    sys.stderr.write("\nRuntimeError: CUDA out of memory (fake engine)\n")
+                    sys.stderr.flush()
+                    record({"event": "died", "bar_n": bar.n, "engine_global": global_step})
+                    return 1
+                if args.save_every_n_steps and global_step % args.save_every_n_steps == 0:
+                    ckpt = os.path.join(args.output_dir, f"{name}-step{global_step:08d}.safetensors")
+                    print(f"\nsaving checkpoint: {ckpt}", flush=True)
+                    write_file(ckpt, f"lora at engine step {global_step}\n".encode())
+                    if args.save_state:
+                        save_state(os.path.join(args.output_dir, f"{name}-step{global_step:08d}-state"),
+                                   epoch + 1, global_step)
+            loss_sum += loss
+            loss_n += 1
+            bar.postfix = f"avr_loss={loss_sum / loss_n:.4g}"
+            bar.draw()
+            if global_step >= M:
+                break
+    sys.stderr.write("\n")
+    if args.save_state:
+        save_state(os.path.join(args.output_dir, f"{name}-state"), epoch + 1, global_step)
+    final = os.path.join(args.output_dir, f"{name}.safetensors")
+    print(f"\nsaving checkpoint: {final}", flush=True)
+    write_file(final, f"final lora at engine step {global_step}\n".encode())
+    print("model saved.", flush=True)
+    record({"event": "end", "steps_trained": bar.n, "engine_global_end": global_step})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
