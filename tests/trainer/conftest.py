@@ -1,126 +1,13 @@
-"""Fixtures for the trainer runtime tests (no cluster): a rendered run on disk and a fake engine."""
+"""Fixtures for the trainer runtime tests (no cluster)."""
 
 from __future__ import annotations
 
-import json
-import sys
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from fluxlora_trainer.runspec import RunSpec, load_run
-
-REPO = Path(__file__).resolve().parents[2]
-FAKE_ENGINE = REPO / "tests" / "fakes" / "fake_sd_scripts.py"
-ENGINE_CMD = [sys.executable, str(FAKE_ENGINE)]
-COMMIT = "48d368fa557731ad0488c07304dfeba8c07910eb"
-
-
-@dataclass
-class RecordingSink:
-    """A StatusSink that keeps every patch (and can be told to fail)."""
-
-    patches: list[dict[str, Any]] = field(default_factory=list)
-    fail: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        if self.fail:
-            raise ConnectionError("API server unreachable (test)")
-        with self.lock:
-            self.patches.append(json.loads(json.dumps(patch)))
-
-    def of(self, key: str) -> list[dict[str, Any]]:
-        return [p["status"][key] for p in self.patches if key in p["status"]]
-
-
-@dataclass
-class RunFixture:
-    root: Path
-    run_file: Path
-    claim: Path
-    source: Path
-    data: dict[str, Any]
-
-    @property
-    def spec(self) -> RunSpec:
-        return load_run(self.run_file)
-
-    def write(self) -> None:
-        self.run_file.write_text(json.dumps(self.data, indent=1), encoding="utf-8")
-
-
-def write_images(directory: Path, count: int, *, captions: bool = True, start: int = 0) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for i in range(start, start + count):
-        (directory / f"img{i:03d}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes([i % 256]) * (64 + i))
-        if captions:
-            (directory / f"img{i:03d}.txt").write_text(f"ohwx person, photo {i}\n", encoding="utf-8")
-
-
-def build_run(
-    root: Path,
-    *,
-    images: int = 4,
-    repeats: int = 10,
-    max_steps: int = 30,
-    save_every: int = 5,
-    trigger: str | None = None,
-    captions: bool = True,
-    extra_args: list[str] | None = None,
-) -> RunFixture:
-    claim = root / "claim"
-    out_dir = claim / "runs" / "demo"
-    layout = {
-        "outputClaimRoot": str(claim),
-        "outputDir": str(out_dir),
-        "checkpointDir": str(out_dir / "checkpoints"),
-        "reproDir": str(out_dir / "repro"),
-        "datasetSource": str(root / "datasets" / "faces"),
-        "datasetSnapshot": str(out_dir / "dataset"),
-    }
-    (root / "run").mkdir(parents=True, exist_ok=True)
-    dataset_toml = (
-        '[general]\ncaption_extension = ".txt"\nshuffle_caption = false\nkeep_tokens = 0\n\n'
-        "[[datasets]]\nresolution = 1024\nbatch_size = 1\nenable_bucket = true\n\n"
-        f'  [[datasets.subsets]]\n  image_dir = "{layout["datasetSnapshot"]}"\n  num_repeats = {repeats}\n'
-        + (f'  class_tokens = "{trigger}"\n' if trigger else "")
-    )
-    (root / "run" / "dataset.toml").write_text(dataset_toml, encoding="utf-8")
-    argv = [
-        "accelerate", "launch", "--num_cpu_threads_per_process", "1", "/opt/sd-scripts/flux_train_network.py",
-        "--pretrained_model_name_or_path", "/fluxlora/models/flux1-dev.safetensors",
-        "--clip_l", "/fluxlora/models/clip_l.safetensors", "--t5xxl", "/fluxlora/models/t5xxl_fp16.safetensors",
-        "--ae", "/fluxlora/models/ae.safetensors", "--network_module", "networks.lora_flux",
-        "--network_dim", "16", "--network_alpha", "16", "--mixed_precision", "bf16",
-        "--dataset_config", str(root / "run" / "dataset.toml"),
-        "--output_dir", layout["checkpointDir"], "--output_name", "demo-lora",
-        "--max_train_steps", str(max_steps), "--save_every_n_steps", str(save_every), "--save_state",
-        *(extra_args or []),
-    ]
-    data = {
-        "run": {"name": "demo", "namespace": "team-a", "uid": "0b5c7f4e-1111-2222-3333-444455556666"},
-        "profile": "flux_fast",
-        "argv": argv,
-        "datasetConfig": dataset_toml,
-        "effectiveConfig": {"network": {"dim": 16, "alpha": 16}, "training": {"maxTrainSteps": max_steps}},
-        "configHash": "sha256:" + "ab" * 32,
-        "engineCommit": COMMIT,
-        "maxTrainSteps": max_steps,
-        "outputName": "demo-lora",
-        "triggerWord": trigger,
-        "captionExtension": ".txt",
-        "layout": layout,
-    }
-    write_images(root / "datasets" / "faces", images, captions=captions)
-    fx = RunFixture(root=root, run_file=root / "run" / "run.json", claim=claim,
-                    source=root / "datasets" / "faces", data=data)
-    fx.write()
-    return fx
+from trainer_helpers import RecordingSink, RunFixture, build_run
 
 
 @pytest.fixture
