@@ -144,6 +144,7 @@ class Bar:
 
     def update(self) -> None:
         self.n += 1
+        self.draw()  # tqdm.update redraws (with the old postfix) once mininterval has passed
 
 
 def write_file(path: str, content: bytes) -> None:

@@ -435,6 +435,8 @@ class Runtime:
                 path = Path(tracker.plan.output_dir) / path
             tracker.latest_checkpoint = path
             tracker.latest_checkpoint_step = tracker.checkpoint_step(ev.path)
+            # tqdm redraws at most every mininterval: a saved checkpoint proves its step was done.
+            tracker.bar_n = max(tracker.bar_n, tracker.latest_checkpoint_step - tracker.plan.start_step)
             log.info("checkpoint at global step %d: %s", tracker.latest_checkpoint_step, path)
             return True
         if isinstance(ev, StateSaving):

@@ -1,0 +1,156 @@
+"""The status reporter: rate limit, forced patches, failures, and the HTTP request it makes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from trainer_helpers import RecordingSink
+
+from fluxlora_trainer.report import (
+    NullSink,
+    Reporter,
+    ReportError,
+    StatusClient,
+    connect,
+    from_kubeconfig,
+    in_cluster,
+    status_path,
+)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_rate_limit_and_forced_patches() -> None:
+    sink, clock = RecordingSink(), FakeClock()
+    r = Reporter(sink, "ns", "run", clock=clock, wall=lambda: 0.0)
+    r.update("progress", {"step": 1})
+    assert r.tick()  # first one goes out at once
+    for step in range(2, 12):
+        clock.t += 1.0
+        r.update("progress", {"step": step})
+        r.tick()
+    assert [p["status"]["progress"]["step"] for p in sink.patches] == [1, 11]  # one per 10 s
+    clock.t += 1.0
+    r.update("progress", {"step": 12}, force=True)  # a checkpoint
+    assert sink.patches[-1]["status"]["progress"]["step"] == 12
+    clock.t += 1.0
+    r.update("resume", {"checkpoint": "runs/a/s", "step": 12})
+    assert not r.tick()
+    assert r.flush()  # the end
+    assert sink.patches[-1] == {"status": {"resume": {"checkpoint": "runs/a/s", "step": 12}}}
+    assert sink.patches[0]["status"]["progress"]["updatedAt"] == "1970-01-01T00:00:00Z"
+
+
+def test_failure_never_raises_and_retries() -> None:
+    sink, clock = RecordingSink(fail=True), FakeClock()
+    r = Reporter(sink, "ns", "run", clock=clock)
+    r.update("progress", {"step": 1}, force=True)
+    assert r.failures == 1 and "unreachable" in (r.last_error or "")
+    clock.t += 0.5
+    assert not r.tick()  # backing off
+    sink.fail = False
+    clock.t += 1.0
+    r.update("progress", {"step": 2})
+    assert r.tick()
+    assert sink.patches == [{"status": {"progress": {"step": 2, "updatedAt": sink.patches[0]["status"]["progress"]
+                                                      ["updatedAt"]}}}]
+
+
+def test_only_own_keys() -> None:
+    r = Reporter(NullSink(), "ns", "run")
+    with pytest.raises(ValueError, match="phase"):
+        r.update("phase", {})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    requests: list[dict[str, Any]] = []
+    status_code = 200
+
+    def do_PATCH(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests.append({
+            "path": self.path, "ctype": self.headers["Content-Type"], "auth": self.headers.get("Authorization"),
+            "body": json.loads(body),
+        })
+        self.send_response(self.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"kind":"Status"}' if self.status_code != 200 else b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    _Handler.requests = []
+    _Handler.status_code = 200
+    httpd = HTTPServer(("127.0.0.1", 0), _Handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def test_client_sends_a_merge_patch_on_the_status_subresource(server: str, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("tok-1\n")
+    sink = connect(server=server, token_file=str(token))
+    assert isinstance(sink, StatusClient)
+    sink.patch_status("team-a", "demo", {"status": {"progress": {"step": 3}}})
+    token.write_text("tok-2")  # rotated token is re-read
+    sink.patch_status("team-a", "demo", {"status": {"progress": {"step": 4}}})
+    req = _Handler.requests
+    assert req[0]["path"] == "/apis/fluxlora.dev/v1alpha1/namespaces/team-a/fluxloraruns/demo/status"
+    assert req[0]["ctype"] == "application/merge-patch+json"
+    assert [r["auth"] for r in req] == ["Bearer tok-1", "Bearer tok-2"]
+    assert req[1]["body"] == {"status": {"progress": {"step": 4}}}
+
+
+def test_client_http_error(server: str) -> None:
+    _Handler.status_code = 403
+    client = connect(server=server)
+    with pytest.raises(ReportError, match="HTTP 403"):
+        client.patch_status("ns", "x", {"status": {}})
+
+
+def test_kubeconfig(tmp_path: Path, server: str) -> None:
+    cfg = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        "clusters": [{"name": "k", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": "abc"}}],
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(cfg))
+    conn = from_kubeconfig(path)
+    assert conn.server == server and conn.bearer() == "abc"
+    connect(kubeconfig=str(path)).patch_status("ns", "r", {"status": {"progress": {"step": 1}}})
+    assert _Handler.requests[-1]["auth"] == "Bearer abc"
+
+
+def test_in_cluster_and_fallbacks(tmp_path: Path) -> None:
+    conn = in_cluster({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}, sa_dir=tmp_path)
+    assert conn.server == "https://10.0.0.1:443" and conn.token_file == tmp_path / "token"
+    assert in_cluster({"KUBERNETES_SERVICE_HOST": "fd00::1"}, sa_dir=tmp_path).server == "https://[fd00::1]:443"
+    with pytest.raises(ReportError):
+        in_cluster({})
+    assert isinstance(connect(environ={}), NullSink)
+    assert isinstance(connect(kubeconfig=str(tmp_path / "missing"), environ={}), NullSink)
+
+
+def test_status_path_quotes() -> None:
+    assert status_path("a", "b/c") == "/apis/fluxlora.dev/v1alpha1/namespaces/a/fluxloraruns/b%2Fc/status"
