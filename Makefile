@@ -40,6 +40,7 @@ test: lint typecheck tools
 
 crd: venv
 	fluxlora crd > crds/fluxlora.dev_fluxloraruns.yaml
+	cp crds/fluxlora.dev_fluxloraruns.yaml charts/fluxlora/crds/
 
 examples: venv
 	python tests/cases.py

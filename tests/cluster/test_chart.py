@@ -1,0 +1,83 @@
+"""The Helm chart: lint, render for both RBAC modes, and carry the generated CRD unchanged."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controlplane import ensure_binaries
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "fluxlora"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return str(ensure_binaries().path("helm"))
+
+
+def _template(helm: str, *args: str) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [helm, "template", "rel", str(CHART), "-n", "fluxlora-system", "--kube-version", "1.36.3", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_chart_crd_is_the_generated_crd() -> None:
+    assert (CHART / "crds" / "fluxlora.dev_fluxloraruns.yaml").read_text() == (
+        ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml"
+    ).read_text(), "charts/fluxlora/crds drifted: copy crds/fluxlora.dev_fluxloraruns.yaml"
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={team-a,team-b}"]])
+def test_helm_lint_is_clean(helm: str, values: list[str]) -> None:
+    result = subprocess.run([helm, "lint", "--strict", str(CHART), *values], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cluster_wide_install_uses_a_cluster_role(helm: str) -> None:
+    kinds = [d["kind"] for d in _template(helm)]
+    assert kinds.count("ClusterRole") == 1 and "Role" not in kinds
+    deployment = next(d for d in _template(helm) if d["kind"] == "Deployment")
+    assert "--all-namespaces" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_namespaced_install_has_a_role_per_namespace_and_no_cluster_role(helm: str) -> None:
+    docs = _template(helm, "--set", "watchNamespaces={team-a,team-b}")
+    roles = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role")
+    assert roles == ["team-a", "team-b"] and not [d for d in docs if d["kind"].startswith("Cluster")]
+    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+
+
+def test_operator_pod_is_restricted_single_and_probed(helm: str) -> None:
+    deployment = next(d for d in _template(helm) if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_extra_profiles_become_a_configmap_the_operator_mounts(helm: str) -> None:
+    docs = _template(helm, "--set-string", "profiles.tiny=[network]\nnetwork_dim = 8\nnetwork_alpha = 8\n")
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+    assert "network_dim = 8" in configmap["data"]["flux_tiny.toml"]
+
+
+def test_values_schema_rejects_unknown_values(helm: str) -> None:
+    result = subprocess.run(
+        [helm, "template", "rel", str(CHART), "--kube-version", "1.36.3", "--set", "replicas=3"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "replicas" in result.stderr
