@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpers import load_example, minimal_run, rendered
-
 from fluxlora import manifests
 from fluxlora.manifests import ResumeFrom
+
+from helpers import load_example, minimal_run, rendered
 
 
 def _job(document: dict[str, Any], attempt: int = 1, resume: ResumeFrom | None = None) -> dict[str, Any]:

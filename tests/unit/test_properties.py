@@ -7,13 +7,14 @@ import shlex
 import tomllib
 from typing import Any
 
-from helpers import PROFILES, minimal_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fluxlora import layout, sdscripts
 from fluxlora.render import render
 from fluxlora.rules import evaluate
+
+from helpers import PROFILES, minimal_run
 
 segment = st.from_regex(r"[A-Za-z0-9._-]{1,12}", fullmatch=True)
 rel_path = st.lists(segment, min_size=1, max_size=4).map("/".join)
