@@ -38,9 +38,10 @@ unit: venv
 test: lint typecheck tools
 	pytest -q
 
-crd: venv
+crd: venv  ## regenerate crds/, the chart CRD and docs/reference.md
 	fluxlora crd > crds/fluxlora.dev_fluxloraruns.yaml
 	cp crds/fluxlora.dev_fluxloraruns.yaml charts/fluxlora/crds/
+	fluxlora reference > docs/reference.md
 
 examples: venv
 	python tests/cases.py

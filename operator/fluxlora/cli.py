@@ -118,12 +118,55 @@ def crd_command() -> None:
     click.echo(crd_module.crd_yaml(), nl=False)
 
 
+@main.command("reference")
+def reference_command() -> None:
+    """Print the field reference (Markdown) generated from the schema."""
+    click.echo(crd_module.field_reference(), nl=False)
+
+
 @main.command("profiles")
 @profiles_dir_option
 def profiles_command(profiles_dir: Path | None) -> None:
     """List the profiles a run can name, with their source file."""
     for name, profile in sorted(_profiles(profiles_dir).profiles.items()):
         click.echo(f"{name}\t{profile.source}")
+
+
+@main.command("operator")
+@click.option("--namespace", "namespaces", multiple=True, help="Namespace to watch (repeatable).")
+@click.option("--all-namespaces", is_flag=True, help="Watch every namespace.")
+@click.option("--trainer-image", default=DEFAULT_TRAINER_IMAGE, show_default=True, help="Default trainer image.")
+@profiles_dir_option
+@click.option(
+    "--liveness",
+    default="http://0.0.0.0:8080/healthz",
+    show_default=True,
+    help="Liveness endpoint URL; empty to disable.",
+)
+@click.option("--verbose", is_flag=True, help="Debug logging.")
+def operator_command(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    trainer_image: str,
+    profiles_dir: Path | None,
+    liveness: str,
+    verbose: bool,
+) -> None:
+    """Run the operator (kopf): reconcile FluxLoraRuns into GPU Jobs. Kubeconfig or in-cluster login."""
+    if bool(namespaces) == all_namespaces:
+        raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    import kopf
+
+    from fluxlora import handlers
+
+    handlers.configure(_profiles(profiles_dir), trainer_image)
+    kopf.configure(verbose=verbose)
+    kopf.run(
+        standalone=True,
+        clusterwide=all_namespaces,
+        namespaces=list(namespaces),
+        liveness_endpoint=liveness or None,
+    )
 
 
 if __name__ == "__main__":

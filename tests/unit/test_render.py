@@ -142,3 +142,9 @@ def test_cli_crd_matches_the_committed_file() -> None:
     assert result.stdout == (ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml").read_text(), (
         "crds/ drifted: run `fluxlora crd > crds/fluxlora.dev_fluxloraruns.yaml`"
     )
+
+
+def test_field_reference_doc_matches_the_schema() -> None:
+    result = _cli("reference")
+    assert result.returncode == 0
+    assert result.stdout == (ROOT / "docs" / "reference.md").read_text(), "docs/reference.md drifted: run `make crd`"
