@@ -23,7 +23,7 @@ DATASET_CONFIG = f"{RUN_MOUNT}/dataset.toml"
 
 # Inside the trainer image (trainer-image/Dockerfile).
 SD_SCRIPTS_DIR = "/opt/sd-scripts"
-TOKENIZER_CACHE_DIR = "/opt/tokenizers"
+TOKENIZER_CACHE_DIR = "/opt/fluxlora/tokenizers"
 
 # Keys of the run ConfigMap.
 RUN_JSON_KEY = "run.json"

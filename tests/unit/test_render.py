@@ -148,3 +148,11 @@ def test_field_reference_doc_matches_the_schema() -> None:
     result = _cli("reference")
     assert result.returncode == 0
     assert result.stdout == (ROOT / "docs" / "reference.md").read_text(), "docs/reference.md drifted: run `make crd`"
+
+
+def test_image_paths_in_the_command_exist_in_the_trainer_image() -> None:
+    dockerfile = (ROOT / "trainer-image" / "Dockerfile").read_text()
+    assert f"--tokenizer_cache_dir {layout.TOKENIZER_CACHE_DIR}" in dockerfile or (
+        f"bake_tokenizers.py {layout.TOKENIZER_CACHE_DIR}" in dockerfile
+    )
+    assert f"{layout.SD_SCRIPTS_DIR}" in dockerfile and sdscripts.ENGINE_COMMIT in dockerfile
