@@ -12,6 +12,13 @@ from collections.abc import Sequence
 # `ARG SD_SCRIPTS_COMMIT=` must carry the same value (tests/trainer/test_dockerfile.py).
 ENGINE_COMMIT = "48d368fa557731ad0488c07304dfeba8c07910eb"
 
+# Where the image keeps the CLIP-L and T5 tokenizers: render `--tokenizer_cache_dir TOKENIZER_DIR`.
+# sd-scripts loads <dir>/openai_clip-vit-large-patch14 and <dir>/google_t5-v1_1-xxl from it.
+TOKENIZER_DIR = "/opt/fluxlora/tokenizers"
+TOKENIZER_SUBDIRS: tuple[str, ...] = ("openai_clip-vit-large-patch14", "google_t5-v1_1-xxl")
+# Where the image keeps sd-scripts (the script path in the rendered argv).
+SD_SCRIPTS_DIR = "/opt/sd-scripts"
+
 # The script whose path ends the launcher prefix of the argv.
 ENGINE_SCRIPT = "flux_train_network.py"
 
