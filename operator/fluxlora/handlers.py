@@ -1,0 +1,375 @@
+"""kopf handlers (thin): read the run, its Jobs and Pods; ask status.plan; apply; patch status.
+
+Every reconcile starts from the API (no state in memory survives a call), so a
+restarted operator carries on where the last one stopped: child names are
+deterministic (``<run>-trainer``, ``<run>-run``, ``<run>-a<N>``), creation
+accepts 409 AlreadyExists, and the status patch carries the resourceVersion it
+was computed from (a conflict re-reads and recomputes; nothing newer is ever
+overwritten). The operator patches only its own status keys.
+
+Triggers: the run's create/resume/``spec.suspend`` changes, every event of a
+Job or Pod labelled ``fluxlora.dev/run``, and a slow timer as a safety net.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import threading
+import zlib
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import quote
+
+import kopf
+
+from fluxlora import api, manifests
+from fluxlora import status as run_status
+from fluxlora.profiles import ProfileSet
+from fluxlora.render import DEFAULT_TRAINER_IMAGE, RenderedRun, render
+from fluxlora.rules import check_resume_step, evaluate
+
+Obj = dict[str, Any]
+log = logging.getLogger("fluxlora.operator")
+
+FAILPOINTS_ENV = "FLUXLORA_FAILPOINTS"
+FAILPOINT_EXIT = 86
+PROGRESS_PREFIX = "kopf.fluxlora.dev"
+RUN_RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
+TIMER_INTERVAL = 60.0
+
+
+@dataclass
+class OperatorConfig:
+    profiles: ProfileSet
+    trainer_image: str = DEFAULT_TRAINER_IMAGE
+
+
+_config: OperatorConfig | None = None
+_kube: Kube | None = None
+
+
+def configure(profiles: ProfileSet, trainer_image: str = DEFAULT_TRAINER_IMAGE) -> None:
+    global _config
+    _config = OperatorConfig(profiles, trainer_image)
+
+
+def _settings() -> OperatorConfig:
+    global _config
+    if _config is None:
+        _config = OperatorConfig(ProfileSet.load(None))
+    return _config
+
+
+def failpoint(*names: str) -> None:
+    """Exit at once when a named point is listed in $FLUXLORA_FAILPOINTS (crash tests)."""
+    wanted = {n.strip() for n in os.environ.get(FAILPOINTS_ENV, "").split(",") if n.strip()}
+    hit = wanted.intersection(names)
+    if hit:
+        log.error("failpoint %s: exiting", sorted(hit)[0])
+        logging.shutdown()
+        os._exit(FAILPOINT_EXIT)
+
+
+# ----------------------------------------------------------------------------- a small API client
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        message = body.get("message") if isinstance(body, dict) else body
+        super().__init__(f"HTTP {status}: {message}")
+
+
+class Kube:
+    """JSON in, JSON out over the kubernetes client's authenticated connection."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api = api_client
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        params = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = self.api.call_api(*params, _request_timeout=30)
+        resp.read()
+        raw = resp.data
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {"message": raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)}
+        if resp.status >= 400:
+            raise ApiError(int(resp.status), data)
+        result: Obj = data
+        return result
+
+
+def _load_kube() -> Kube:
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return Kube(client.ApiClient())
+
+
+def kube() -> Kube:
+    global _kube
+    if _kube is None:
+        _kube = _load_kube()
+    return _kube
+
+
+def _ns_path(prefix: str, namespace: str, plural: str, name: str | None = None) -> str:
+    path = f"{prefix}/namespaces/{quote(namespace, safe='')}/{plural}"
+    return f"{path}/{quote(name, safe='')}" if name else path
+
+
+_COLLECTIONS = {
+    "ServiceAccount": ("/api/v1", "serviceaccounts"),
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+    "Job": ("/apis/batch/v1", "jobs"),
+}
+
+
+def run_path(namespace: str, name: str) -> str:
+    return _ns_path(f"/apis/{api.GROUP}/{api.VERSION}", namespace, api.PLURAL, name)
+
+
+def ensure(k: Kube, obj: Obj) -> bool:
+    """Create obj; an existing object of that name is accepted. True when this call created it."""
+    prefix, plural = _COLLECTIONS[obj["kind"]]
+    try:
+        k.request("POST", _ns_path(prefix, obj["metadata"]["namespace"], plural), obj)
+        return True
+    except ApiError as exc:
+        if exc.status == 409:
+            return False
+        raise
+
+
+# ----------------------------------------------------------------------------- reconcile
+
+_LOCKS = [threading.Lock() for _ in range(64)]
+
+
+def _lock_for(namespace: str, name: str) -> threading.Lock:
+    return _LOCKS[zlib.crc32(f"{namespace}/{name}".encode()) % len(_LOCKS)]
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def facts_of(body: Obj, profiles: ProfileSet, image: str) -> tuple[run_status.RunFacts, RenderedRun | None]:
+    """The run's facts for status.plan, and the rendered run when it is valid."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    resume_spec = spec.get("resume") or {}
+    evaluation = evaluate(body, profiles)
+    warnings = [w.as_dict() for w in evaluation.warnings]
+    common: dict[str, Any] = {
+        "name": str(meta.get("name")),
+        "uid": str(meta.get("uid")),
+        "generation": meta.get("generation"),
+        "status": body.get("status") or {},
+        "suspend": bool(spec.get("suspend")),
+        "dry_run": bool(spec.get("dryRun")),
+        "max_retries": int(resume_spec.get("maxRetries", 3)),
+        "warnings": warnings,
+    }
+    if not evaluation.ok or evaluation.run is None or evaluation.config is None:
+        errors = [e.message for e in evaluation.errors] or ["the spec cannot be evaluated"]
+        return run_status.RunFacts(errors=errors, **common), None
+    rendered = render(evaluation.run, evaluation.config, evaluation.warnings, image)
+    max_steps = evaluation.config.engine.max_train_steps
+    errors = []
+    first = rendered.first_resume
+    if first is not None and resume_spec.get("fromStep") is not None:
+        finding = check_resume_step(max_steps, first.step)
+        if finding is not None:
+            errors.append(finding.message)
+    facts = run_status.RunFacts(
+        errors=errors,
+        first_resume=first,
+        command=rendered.argv,
+        config_hash=rendered.config_hash,
+        max_train_steps=max_steps,
+        **common,
+    )
+    return facts, (rendered if not errors else None)
+
+
+def _selector(name: str) -> list[tuple[str, str]]:
+    return [("labelSelector", f"{manifests.RUN_LABEL}={name}")]
+
+
+def _create_attempt(k: Kube, rendered: RenderedRun, action: run_status.CreateAttempt) -> None:
+    if action.first:
+        profile = rendered.config.profile
+        ensure(k, manifests.service_account(rendered.ref, profile))
+        failpoint("after-serviceaccount")
+        ensure(k, manifests.role(rendered.ref, profile))
+        ensure(k, manifests.role_binding(rendered.ref, profile))
+        failpoint("after-rbac")
+        ensure(k, rendered.configmap())
+        failpoint("after-configmap")
+    created = ensure(k, rendered.job(action.number, action.resume))
+    log.info(
+        "attempt %d of %s/%s: Job %s",
+        action.number,
+        rendered.ref.namespace,
+        rendered.ref.name,
+        "created" if created else "already there",
+    )
+    failpoint("after-job", f"after-job-a{action.number}")
+
+
+def _delete_job(k: Kube, namespace: str, name: str) -> None:
+    try:
+        k.request(
+            "DELETE",
+            _ns_path("/apis/batch/v1", namespace, "jobs", name),
+            {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"},
+        )
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+    failpoint("after-delete")
+
+
+def reconcile_once(k: Kube, namespace: str, name: str) -> bool:
+    """One pass; False when the status patch hit a conflict (the caller re-reads)."""
+    cfg = _settings()
+    try:
+        body = k.request("GET", run_path(namespace, name))
+    except ApiError as exc:
+        if exc.status == 404:
+            return True
+        raise
+    if (body.get("metadata") or {}).get("deletionTimestamp"):
+        return True
+    facts, rendered = facts_of(body, cfg.profiles, cfg.trainer_image)
+    jobs: list[Obj] = []
+    pods: list[Obj] = []
+    if rendered is not None and not facts.dry_run:
+        jobs = k.request("GET", _ns_path("/apis/batch/v1", namespace, "jobs"), query=_selector(name))["items"]
+        pods = k.request("GET", _ns_path("/api/v1", namespace, "pods"), query=_selector(name))["items"]
+    plan = run_status.plan(facts, jobs, pods, now_rfc3339())
+    for action in plan.actions:
+        if isinstance(action, run_status.CreateAttempt):
+            assert rendered is not None
+            _create_attempt(k, rendered, action)
+        else:
+            _delete_job(k, namespace, action.name)
+    current = body.get("status") or {}
+    patch = plan.patch(current)
+    if facts.dry_run and rendered is not None:
+        repro = current.get("repro") or {}
+        if repro.get("configHash") != rendered.config_hash:
+            patch["repro"] = {"configHash": rendered.config_hash, "image": rendered.image}
+    if patch:
+        rv = body["metadata"]["resourceVersion"]
+        try:
+            k.request(
+                "PATCH",
+                run_path(namespace, name) + "/status",
+                {"metadata": {"resourceVersion": rv}, "status": patch},
+                content_type="application/merge-patch+json",
+            )
+        except ApiError as exc:
+            if exc.status == 409:
+                log.debug("status of %s/%s changed meanwhile; recomputing", namespace, name)
+                return False
+            if exc.status == 404:
+                return True
+            raise
+        failpoint("after-status")
+    for event in plan.events:
+        kopf.event(cast(Any, body), type=event.type, reason=event.reason, message=event.message[:1000])
+    return True
+
+
+def reconcile(namespace: str, name: str) -> None:
+    with _lock_for(namespace, name):
+        for _ in range(10):
+            if reconcile_once(kube(), namespace, name):
+                return
+    raise kopf.TemporaryError(f"the status of {namespace}/{name} kept changing; will retry", delay=1)
+
+
+# ----------------------------------------------------------------------------- kopf wiring
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PROGRESS_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PROGRESS_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # our own events say what happened
+    settings.scanning.disabled = True  # no cluster-wide CRD/namespace watching needed
+    settings.execution.max_workers = 16
+    settings.watching.server_timeout = 300
+    kube()
+
+
+@kopf.on.resume(*RUN_RESOURCE)
+@kopf.on.create(*RUN_RESOURCE)
+def run_created(namespace: str | None, name: str, **_: Any) -> None:
+    reconcile(namespace or "default", name)
+
+
+@kopf.on.field(*RUN_RESOURCE, field="spec.suspend")
+def run_suspend_changed(namespace: str | None, name: str, **_: Any) -> None:
+    reconcile(namespace or "default", name)
+
+
+def _live(body: Any, **_: Any) -> bool:
+    phase = (body.get("status") or {}).get("phase")
+    return phase not in (run_status.SUCCEEDED, run_status.FAILED, "Rendered")
+
+
+@kopf.timer(*RUN_RESOURCE, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL, when=_live)
+def run_timer(namespace: str | None, name: str, **_: Any) -> None:
+    reconcile(namespace or "default", name)
+
+
+def _owner(namespace: str | None, labels: Any) -> tuple[str, str] | None:
+    run = (labels or {}).get(manifests.RUN_LABEL)
+    return (namespace, run) if namespace and run else None
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={manifests.RUN_LABEL: kopf.PRESENT})
+def job_event(namespace: str | None, labels: Any, **_: Any) -> None:
+    owner = _owner(namespace, labels)
+    if owner:
+        reconcile(*owner)
+
+
+@kopf.on.event("", "v1", "pods", labels={manifests.RUN_LABEL: kopf.PRESENT})
+def pod_event(namespace: str | None, labels: Any, **_: Any) -> None:
+    owner = _owner(namespace, labels)
+    if owner:
+        reconcile(*owner)

@@ -1,0 +1,572 @@
+"""The run's status from its Jobs and Pods (pure: dicts in, a plan out).
+
+``plan`` is the whole reconcile decision: given what the API says now (the
+run's spec facts and status, its Jobs, their Pods), it returns the operator's
+status keys, the actions to take (create the next attempt's Job, delete the
+current one for ``spec.suspend``) and the events to post. Nothing is kept in
+memory between calls, so a restarted operator decides exactly as before.
+
+Owned status keys: phase, message, conditions, attempts, observedGeneration,
+warnings, command (and resume only when seeding from spec.resume.from). The
+trainer owns progress, resume and repro; they are read here, never written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fluxlora import manifests
+
+Obj = dict[str, Any]
+
+# Keys of status the operator writes (everything else belongs to the trainer).
+OPERATOR_KEYS = ("phase", "message", "conditions", "attempts", "observedGeneration", "warnings", "command")
+
+# Attempt results.
+PENDING = "Pending"
+QUEUED = "Queued"
+RUNNING = "Running"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+STOPPED = "Stopped"
+LIVE_RESULTS = (PENDING, QUEUED, RUNNING)
+
+# Condition types.
+VALID = "Valid"
+SCHEDULED = "Scheduled"
+RUNNING_CONDITION = "Running"
+SUCCEEDED_CONDITION = "Succeeded"
+FAILED_CONDITION = "Failed"
+
+# Trainer exit codes (fluxlora_trainer.termination) that no retry can fix.
+EXIT_CONFIG = 2
+_NOT_RETRYABLE_EXITS: dict[range, str] = {
+    range(2, 3): "ConfigError",  # bad run.json / environment
+    range(10, 20): "DataError",  # dataset missing, empty, unreadable, changed
+    range(22, 23): "ResumeError",  # the resume state is unusable
+}
+
+# Container waiting reasons that keep a pod from starting.
+_WAITING_PROBLEMS = (
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+)
+
+# DisruptionTarget condition reasons -> the run's reason.
+_DISRUPTIONS = {
+    "PreemptionByScheduler": "Preempted",
+    "PreemptionByKubeScheduler": "Preempted",
+    "EvictionByEvictionAPI": "Evicted",
+    "TerminationByKubelet": "Evicted",
+    "DeletionByTaintManager": "NodeLost",
+    "DeletionByPodGC": "NodeLost",
+}
+
+
+# ----------------------------------------------------------------------------- observations
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one attempt's Job and Pods say."""
+
+    result: str
+    reason: str | None = None
+    message: str | None = None
+    retryable: bool = True
+    end_time: str | None = None
+    unschedulable: str | None = None  # the scheduler's message
+    deleting: bool = False  # the Job is being deleted (its pods may still run)
+
+
+def _conditions(obj: Mapping[str, Any]) -> list[Obj]:
+    return list((obj.get("status") or {}).get("conditions") or [])
+
+
+def _true_condition(obj: Mapping[str, Any], type_: str) -> Obj | None:
+    for cond in _conditions(obj):
+        if cond.get("type") == type_ and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def _created(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("creationTimestamp") or "")
+
+
+def _terminated(pod: Mapping[str, Any]) -> list[tuple[str, Obj]]:
+    status = pod.get("status") or {}
+    out = []
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in status.get(key) or []:
+            term = (cs.get("state") or {}).get("terminated")
+            if term:
+                out.append((str(cs.get("name")), term))
+    return out
+
+
+def pod_failure(pod: Mapping[str, Any]) -> Observation | None:
+    """Why a pod failed or is being taken away; None when it says nothing yet."""
+    status = pod.get("status") or {}
+    meta = pod.get("metadata") or {}
+    if status.get("reason") == "Evicted":
+        return Observation(FAILED, "Evicted", status.get("message") or "the pod was evicted")
+    disruption = _true_condition(pod, "DisruptionTarget")
+    if disruption is not None:
+        reason = _DISRUPTIONS.get(str(disruption.get("reason")), "Preempted")
+        return Observation(FAILED, reason, disruption.get("message") or f"the pod was disrupted ({reason})")
+    for name, term in _terminated(pod):
+        code = int(term.get("exitCode") or 0)
+        if code == 0:
+            continue
+        text = (term.get("message") or "").strip()
+        if term.get("reason") == "OOMKilled":
+            return Observation(FAILED, "OOMKilled", text or f"container {name} ran out of memory (OOMKilled)")
+        for codes, reason in _NOT_RETRYABLE_EXITS.items():
+            if code in codes:
+                return Observation(FAILED, reason, text or f"container {name} exited with code {code}", retryable=False)
+        return Observation(FAILED, "Error", text or f"container {name} exited with code {code}")
+    if meta.get("deletionTimestamp") and status.get("phase") in ("Pending", "Running"):
+        return Observation(FAILED, "PodDeleted", "the pod was deleted while it ran")
+    return None
+
+
+def _pods_of(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    uid = (job.get("metadata") or {}).get("uid")
+    mine = [
+        p for p in pods if any(ref.get("uid") == uid for ref in (p.get("metadata") or {}).get("ownerReferences") or [])
+    ]
+    return sorted(mine, key=_created)
+
+
+def observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], run_suspended: bool = False) -> Observation:
+    """The state of one attempt from its Job and that Job's Pods."""
+    mine = _pods_of(job, pods)
+    deleting = bool((job.get("metadata") or {}).get("deletionTimestamp"))
+    job_status = job.get("status") or {}
+    complete = _true_condition(job, "Complete")
+    if complete is not None:
+        return Observation(
+            SUCCEEDED,
+            "Completed",
+            "training finished",
+            end_time=job_status.get("completionTime") or complete.get("lastTransitionTime"),
+        )
+    failed = _true_condition(job, "Failed")
+    if failed is not None:
+        end = failed.get("lastTransitionTime")
+        if failed.get("reason") == "DeadlineExceeded":
+            return Observation(
+                FAILED,
+                "DeadlineExceeded",
+                failed.get("message") or "the attempt ran past activeDeadlineSeconds",
+                retryable=False,
+                end_time=end,
+            )
+        for pod in reversed(mine):
+            found = pod_failure(pod)
+            if found is not None:
+                return Observation(FAILED, found.reason, found.message, found.retryable, end_time=end)
+        return Observation(
+            FAILED,
+            "PodLost",
+            "the attempt's pod was removed before it finished (deleted, preempted, or its node was lost)",
+            end_time=end,
+        )
+    if deleting:
+        if run_suspended:
+            return Observation(STOPPED, "Suspended", "stopped by spec.suspend", deleting=True)
+        return Observation(FAILED, "JobDeleted", "the attempt's Job was deleted", deleting=True)
+    if (job.get("spec") or {}).get("suspend"):
+        return Observation(QUEUED, "Queued", "the Job is suspended, waiting for admission by its queue")
+    if not mine:
+        return Observation(PENDING, "Creating", "waiting for the Job's pod")
+    pod = mine[-1]
+    pod_status = pod.get("status") or {}
+    taken = pod_failure(pod)
+    if taken is not None and taken.reason in ("Evicted", "Preempted", "NodeLost", "PodDeleted"):
+        # Not final until the Job says so; the reason is recorded now because the
+        # pod may be gone by the time the Job fails.
+        return Observation(RUNNING, taken.reason, taken.message)
+    phase = pod_status.get("phase")
+    if phase == "Running":
+        return Observation(RUNNING, "Running", f"pod {pod['metadata']['name']} is running")
+    if phase in ("Succeeded", "Failed"):
+        return Observation(RUNNING, "Finishing", f"pod {pod['metadata']['name']} ended; waiting for the Job")
+    for cond in _conditions(pod):
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            message = str(cond.get("message") or "the pod cannot be scheduled")
+            return Observation(PENDING, str(cond.get("reason") or "Unschedulable"), message, unschedulable=message)
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in pod_status.get(key) or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _WAITING_PROBLEMS:
+                text = waiting.get("message") or f"container {cs.get('name')}: {waiting['reason']}"
+                return Observation(PENDING, str(waiting["reason"]), str(text))
+    return Observation(PENDING, "Starting", f"pod {pod['metadata']['name']} is starting")
+
+
+# ----------------------------------------------------------------------------- conditions
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    now: str,
+    generation: int | None,
+) -> list[Obj]:
+    """Add or update one condition; lastTransitionTime changes only when status does."""
+    out: list[Obj] = []
+    found = False
+    for cond in conditions:
+        if cond.get("type") != type_:
+            out.append(dict(cond))
+            continue
+        found = True
+        changed = cond.get("status") != status
+        new: Obj = {
+            "type": type_,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now if changed else cond.get("lastTransitionTime", now),
+        }
+        if generation is not None:
+            new["observedGeneration"] = generation
+        out.append(new)
+    if not found:
+        new = {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": now}
+        if generation is not None:
+            new["observedGeneration"] = generation
+        out.append(new)
+    return out
+
+
+def drop_condition(conditions: Sequence[Mapping[str, Any]], type_: str) -> list[Obj]:
+    return [dict(c) for c in conditions if c.get("type") != type_]
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the plan needs to know about the run (from its body and the pure core)."""
+
+    name: str
+    uid: str
+    generation: int | None
+    status: Mapping[str, Any]
+    suspend: bool = False
+    dry_run: bool = False
+    max_retries: int = 3
+    first_resume: manifests.ResumeFrom | None = None
+    errors: Sequence[str] = ()
+    warnings: Sequence[Mapping[str, str]] = ()
+    command: Sequence[str] | None = None
+    config_hash: str | None = None
+    max_train_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class CreateAttempt:
+    number: int
+    resume: manifests.ResumeFrom | None
+    first: bool  # also create the ServiceAccount, Role, RoleBinding and ConfigMap
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    name: str
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass
+class Plan:
+    status: Obj
+    actions: list[CreateAttempt | DeleteJob] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def patch(self, current: Mapping[str, Any]) -> Obj:
+        """The merge patch of status keys that differ from the current status (may be empty)."""
+        return {k: v for k, v in self.status.items() if current.get(k) != v}
+
+
+def _resume_point(status: Mapping[str, Any]) -> manifests.ResumeFrom | None:
+    resume = status.get("resume") or {}
+    checkpoint, step = resume.get("checkpoint"), resume.get("step")
+    if checkpoint and step is not None:
+        return manifests.ResumeFrom(str(checkpoint), int(step))
+    return None
+
+
+def _job_resume(job: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    containers = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    env = {e.get("name"): e.get("value") for c in containers[:1] for e in c.get("env") or []}
+    checkpoint = env.get(manifests.ENV_RESUME_CHECKPOINT) or None
+    step = env.get(manifests.ENV_RESUME_STEP)
+    return checkpoint, (int(step) if checkpoint and step and str(step).isdigit() else None)
+
+
+def attempt_number(job: Mapping[str, Any]) -> int | None:
+    value = ((job.get("metadata") or {}).get("labels") or {}).get(manifests.ATTEMPT_LABEL)
+    return int(value) if value and str(value).isdigit() else None
+
+
+def owned_jobs(uid: str, jobs: Iterable[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
+    """The run's Jobs by attempt number (Jobs of an older run of the same name are ignored)."""
+    out: dict[int, Mapping[str, Any]] = {}
+    for job in jobs:
+        refs = (job.get("metadata") or {}).get("ownerReferences") or []
+        number = attempt_number(job)
+        if number is not None and any(r.get("uid") == uid for r in refs):
+            out[number] = job
+    return out
+
+
+def _base_status(facts: RunFacts) -> Obj:
+    current = facts.status
+    status: Obj = {
+        "phase": current.get("phase"),
+        "message": current.get("message"),
+        "conditions": [dict(c) for c in current.get("conditions") or []],
+        "attempts": [dict(a) for a in current.get("attempts") or []],
+        "observedGeneration": facts.generation,
+        "warnings": [dict(w) for w in facts.warnings] or None,
+    }
+    if facts.command is not None:
+        status["command"] = list(facts.command)
+    return status
+
+
+def _valid_condition(facts: RunFacts, status: Obj, now: str) -> None:
+    if facts.errors:
+        status["conditions"] = set_condition(
+            status["conditions"], VALID, "False", "InvalidSpec", "; ".join(facts.errors), now, facts.generation
+        )
+    elif facts.warnings:
+        text = "; ".join(w["message"] for w in facts.warnings)
+        status["conditions"] = set_condition(
+            status["conditions"], VALID, "True", "ValidWithWarnings", text, now, facts.generation
+        )
+    else:
+        status["conditions"] = set_condition(
+            status["conditions"], VALID, "True", "Valid", "the spec is valid", now, facts.generation
+        )
+
+
+def _phase_events(old: Mapping[str, Any], status: Obj, events: list[Event]) -> None:
+    old_phase, new_phase = old.get("phase"), status.get("phase")
+    if old_phase != new_phase:
+        kind = "Warning" if new_phase == FAILED else "Normal"
+        events.append(Event(kind, str(new_phase), str(status.get("message") or new_phase)))
+
+
+def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], now: str) -> Plan:
+    """Decide the run's status, actions and events from the API's current state."""
+    old = facts.status
+    status = _base_status(facts)
+    events: list[Event] = []
+    actions: list[CreateAttempt | DeleteJob] = []
+    _valid_condition(facts, status, now)
+    gen = facts.generation
+
+    def cond(type_: str, value: str, reason: str, message: str) -> None:
+        status["conditions"] = set_condition(status["conditions"], type_, value, reason, message, now, gen)
+
+    def finish(phase: str, message: str) -> Plan:
+        status["phase"] = phase
+        status["message"] = message
+        _phase_events(old, status, events)
+        out = Plan({k: v for k, v in status.items() if v is not None or old.get(k) is not None}, actions, events)
+        return out
+
+    if facts.errors:
+        if old.get("phase") != FAILED or not any(
+            c.get("type") == VALID and c.get("status") == "False" for c in old.get("conditions") or []
+        ):
+            events.append(Event("Warning", "InvalidSpec", "; ".join(facts.errors)))
+        cond(FAILED_CONDITION, "True", "InvalidSpec", "; ".join(facts.errors))
+        return finish(FAILED, "invalid spec: " + "; ".join(facts.errors))
+    if facts.warnings and not any(
+        c.get("type") == VALID and c.get("reason") == "ValidWithWarnings" for c in old.get("conditions") or []
+    ):
+        for w in facts.warnings:
+            events.append(Event("Warning", "ValidWithWarnings", w["message"]))
+    if facts.dry_run:
+        return finish("Rendered", "dry run: rendered only, no Job created")
+
+    by_number = owned_jobs(facts.uid, jobs)
+    pods = list(pods)
+    records: dict[int, Obj] = {int(a["number"]): a for a in status["attempts"] if "number" in a}
+    # Jobs the status does not know yet (the operator stopped between create and patch).
+    for number, job in by_number.items():
+        if number not in records:
+            checkpoint, step = _job_resume(job)
+            rec: Obj = {
+                "number": number,
+                "jobName": job["metadata"]["name"],
+                "startTime": _created(job) or now,
+                "result": PENDING,
+            }
+            if checkpoint:
+                rec["resumedFrom"] = checkpoint
+                rec["resumedStep"] = step
+            records[number] = rec
+    # Update live attempts from their Jobs.
+    unschedulable: str | None = None
+    for number, rec in sorted(records.items()):
+        if rec.get("result") not in LIVE_RESULTS:
+            continue
+        found = by_number.get(number)
+        if found is None:
+            obs = (
+                Observation(STOPPED, "Suspended", "stopped by spec.suspend")
+                if facts.suspend
+                else Observation(FAILED, "JobDeleted", f"Job {rec.get('jobName')} was deleted")
+            )
+            obs = Observation(obs.result, obs.reason, obs.message, obs.retryable, end_time=now)
+        else:
+            obs = observe(found, pods, facts.suspend)
+        new = dict(rec)
+        new["result"] = obs.result
+        if (
+            obs.result == FAILED
+            and obs.reason == "PodLost"
+            and rec.get("reason") in ("Evicted", "Preempted", "NodeLost", "PodDeleted")
+        ):
+            obs = Observation(FAILED, rec["reason"], rec.get("message"), True, end_time=obs.end_time)
+        new["reason"] = obs.reason
+        new["message"] = obs.message
+        if obs.result not in LIVE_RESULTS:
+            new["endTime"] = obs.end_time or now
+        if not obs.retryable:
+            new["retryable"] = False
+        if obs.unschedulable:
+            unschedulable = obs.unschedulable
+        if obs.result != rec.get("result") and obs.result not in LIVE_RESULTS:
+            kind = "Normal" if obs.result in (SUCCEEDED, STOPPED) else "Warning"
+            events.append(
+                Event(kind, f"Attempt{obs.result}", f"attempt {number} ({new['jobName']}): {obs.reason}: {obs.message}")
+            )
+        records[number] = new
+    status["attempts"] = [records[n] for n in sorted(records)]
+
+    # Scheduled condition: from the latest live attempt's pod.
+    if unschedulable is not None:
+        cond(SCHEDULED, "False", "Unschedulable", unschedulable)
+
+    latest = records[max(records)] if records else None
+    live_pods = [
+        p
+        for p in pods
+        if (p.get("status") or {}).get("phase") in ("Pending", "Running", None)
+        and any(
+            r.get("uid") in {j["metadata"].get("uid") for j in by_number.values()}
+            for r in (p.get("metadata") or {}).get("ownerReferences") or []
+        )
+    ]
+    busy = any((j.get("metadata") or {}).get("deletionTimestamp") for j in by_number.values()) or bool(live_pods)
+    retries_used = sum(1 for r in records.values() if r.get("result") == FAILED)
+
+    def next_attempt(first: bool, why: str) -> Plan:
+        number = (max(records) if records else 0) + 1
+        resume = facts.first_resume if first else (_resume_point(old) or facts.first_resume)
+        if resume is not None and facts.max_train_steps is not None and resume.step >= facts.max_train_steps:
+            cond(
+                FAILED_CONDITION,
+                "True",
+                "ResumeError",
+                f"resume step {resume.step} is not below maxTrainSteps {facts.max_train_steps}",
+            )
+            return finish(FAILED, f"cannot resume at step {resume.step}: the run has no steps left")
+        if busy:
+            cond(RUNNING_CONDITION, "False", "Waiting", "waiting for the previous attempt's pods to end")
+            return finish(PENDING, f"waiting for the previous attempt's pods to end before attempt {number}")
+        actions.append(CreateAttempt(number, resume, first))
+        if first and resume is not None and not old.get("resume"):
+            status["resume"] = {"checkpoint": resume.checkpoint, "step": resume.step}
+        rec: Obj = {
+            "number": number,
+            "jobName": manifests.job_name(manifests.RunRef(facts.name, "", facts.uid), number),
+            "startTime": now,
+            "result": PENDING,
+        }
+        if resume is not None:
+            rec["resumedFrom"] = resume.checkpoint
+            rec["resumedStep"] = resume.step
+        status["attempts"] = [*status["attempts"], rec]
+        where = f" from {resume.checkpoint} (step {resume.step})" if resume else ""
+        events.append(Event("Normal", "AttemptCreated", f"attempt {number} ({rec['jobName']}){where}: {why}"))
+        cond(RUNNING_CONDITION, "False", "Pending", f"attempt {number} created")
+        status["conditions"] = drop_condition(status["conditions"], SCHEDULED)
+        return finish(PENDING, f"attempt {number} created{where}")
+
+    if latest is None:
+        if facts.suspend:
+            cond(RUNNING_CONDITION, "False", "Suspended", "spec.suspend is true")
+            return finish("Suspended", "suspended before the first attempt")
+        return next_attempt(True, "new run")
+
+    result = latest.get("result")
+    number = int(latest["number"])
+    if result == SUCCEEDED:
+        cond(RUNNING_CONDITION, "False", "Completed", "training finished")
+        cond(SUCCEEDED_CONDITION, "True", "Completed", f"attempt {number} completed")
+        status["conditions"] = drop_condition(status["conditions"], FAILED_CONDITION)
+        return finish(SUCCEEDED, f"attempt {number} completed")
+    if result in LIVE_RESULTS:
+        if facts.suspend:
+            actions.append(DeleteJob(str(latest["jobName"])))
+            latest.update(result=STOPPED, reason="Suspended", message="stopped by spec.suspend", endTime=now)
+            events.append(Event("Normal", "AttemptStopped", f"attempt {number} stopped by spec.suspend"))
+            cond(RUNNING_CONDITION, "False", "Suspended", "spec.suspend is true")
+            return finish("Suspended", f"suspended; attempt {number} stopped")
+        if result == RUNNING:
+            cond(SCHEDULED, "True", "Scheduled", "the pod is on a node")
+            cond(RUNNING_CONDITION, "True", str(latest.get("reason") or "Running"), str(latest.get("message") or ""))
+            return finish(RUNNING, f"attempt {number} running")
+        if result == QUEUED:
+            cond(RUNNING_CONDITION, "False", "Queued", str(latest.get("message") or ""))
+            return finish(QUEUED, f"attempt {number} queued")
+        cond(RUNNING_CONDITION, "False", str(latest.get("reason") or "Pending"), str(latest.get("message") or ""))
+        return finish(PENDING, f"attempt {number} pending: {latest.get('message')}")
+    if result == STOPPED:
+        if facts.suspend:
+            cond(RUNNING_CONDITION, "False", "Suspended", "spec.suspend is true")
+            return finish("Suspended", f"suspended; attempt {number} stopped")
+        return next_attempt(False, "spec.suspend is false again")
+    # FAILED
+    reason = str(latest.get("reason") or "Error")
+    message = str(latest.get("message") or "")
+    if latest.get("retryable") is False:
+        cond(RUNNING_CONDITION, "False", "Failed", message)
+        cond(FAILED_CONDITION, "True", reason, message)
+        return finish(FAILED, f"attempt {number} failed ({reason}, not retryable): {message}")
+    if retries_used > facts.max_retries:
+        cond(RUNNING_CONDITION, "False", "Failed", message)
+        cond(
+            FAILED_CONDITION,
+            "True",
+            reason,
+            f"{message} (retries exhausted: {retries_used - 1} of {facts.max_retries})",
+        )
+        return finish(FAILED, f"attempt {number} failed ({reason}); retries exhausted ({facts.max_retries})")
+    if facts.suspend:
+        cond(RUNNING_CONDITION, "False", "Suspended", "spec.suspend is true")
+        return finish("Suspended", f"suspended after attempt {number} failed ({reason})")
+    return next_attempt(False, f"retry {retries_used} of {facts.max_retries} after {reason}")
