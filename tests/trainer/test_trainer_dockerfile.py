@@ -36,6 +36,15 @@ def test_core_engine_commit_agrees_when_present() -> None:
     assert value == engine.ENGINE_COMMIT
 
 
+def test_core_layout_agrees_when_present() -> None:
+    try:
+        from fluxlora import layout
+    except ImportError:
+        pytest.skip("fluxlora.layout not there yet")
+    assert getattr(layout, "TOKENIZER_CACHE_DIR", engine.TOKENIZER_DIR) == engine.TOKENIZER_DIR
+    assert getattr(layout, "SD_SCRIPTS_DIR", engine.SD_SCRIPTS_DIR) == engine.SD_SCRIPTS_DIR
+
+
 def test_image_layout() -> None:
     t = text()
     assert engine.TOKENIZER_DIR == "/opt/fluxlora/tokenizers"

@@ -381,6 +381,7 @@ class Runtime:
         open_streams = 2
         next_gpu = self.clock()
         known_states: set[str] = set()
+        last_book = self.clock()
         while True:
             now = self.clock()
             if now >= next_gpu:
@@ -404,9 +405,14 @@ class Runtime:
                     open_streams -= 1
                     continue
                 force = self._on_event(tracker, item) or force
-            force = self._scan_states(tracker, known_states) or force
-            self.reporter.update("progress", tracker.progress_status(rel), force=force)
-            self.reporter.tick()
+            # Bookkeeping at most once per tick (the engine may redraw many times a second),
+            # and at once for a checkpoint.
+            now = self.clock()
+            if force or now - last_book >= self.opts.tick_seconds or open_streams <= 0:
+                last_book = now
+                force = self._scan_states(tracker, known_states) or force
+                self.reporter.update("progress", tracker.progress_status(rel), force=force)
+                self.reporter.tick()
             if (
                 self._term_sent_at is not None
                 and not self._killed
@@ -417,7 +423,11 @@ class Runtime:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 self._killed = True
-            if open_streams <= 0 and proc.poll() is not None:
+            if open_streams <= 0:  # both streams closed: the engine is exiting
+                try:
+                    proc.wait(timeout=self.opts.tick_seconds)
+                except subprocess.TimeoutExpired:
+                    continue
                 break
         rc = proc.wait()
         for t in readers:
