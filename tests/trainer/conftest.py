@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from trainer_helpers import RecordingSink, RunFixture, build_run
+from trainer_helpers import FakeApiHandler, RecordingSink, RunFixture, build_run
 
 
 @pytest.fixture
@@ -21,3 +23,15 @@ def make_run(tmp_path: Path) -> Callable[..., RunFixture]:
 @pytest.fixture
 def sink() -> RecordingSink:
     return RecordingSink()
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """A stand-in API server that records every PATCH (FakeApiHandler.requests)."""
+    FakeApiHandler.requests = []
+    FakeApiHandler.status_code = 200
+    httpd = HTTPServer(("127.0.0.1", 0), FakeApiHandler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
+from trainer_helpers import FakeApiHandler as _Handler
 from trainer_helpers import RecordingSink
 
 from fluxlora_trainer.report import (
@@ -73,36 +69,6 @@ def test_only_own_keys() -> None:
     r = Reporter(NullSink(), "ns", "run")
     with pytest.raises(ValueError, match="phase"):
         r.update("phase", {})
-
-
-class _Handler(BaseHTTPRequestHandler):
-    requests: list[dict[str, Any]] = []
-    status_code = 200
-
-    def do_PATCH(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).requests.append({
-            "path": self.path, "ctype": self.headers["Content-Type"], "auth": self.headers.get("Authorization"),
-            "body": json.loads(body),
-        })
-        self.send_response(self.status_code)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(b'{"kind":"Status"}' if self.status_code != 200 else b"{}")
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def server() -> Iterator[str]:
-    _Handler.requests = []
-    _Handler.status_code = 200
-    httpd = HTTPServer(("127.0.0.1", 0), _Handler)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
 
 
 def test_client_sends_a_merge_patch_on_the_status_subresource(server: str, tmp_path: Path) -> None:

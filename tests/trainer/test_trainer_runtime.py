@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_trainer_report import _Handler, server  # noqa: F401 - the fixture is used below
 from trainer_helpers import ENGINE_CMD, RecordingSink, RunFixture
+from trainer_helpers import FakeApiHandler as _Handler
 
 from fluxlora_trainer import termination
 from fluxlora_trainer.checkpoints import is_complete_state
@@ -192,7 +192,7 @@ def test_fake_engine_rejects_a_bad_resume_dir(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "cannot resume" in proc.stderr
 
 
-def test_cli_sigterm_forwarded_and_recorded(make_run, tmp_path: Path, server: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_cli_sigterm_forwarded_and_recorded(make_run, tmp_path: Path, server: str) -> None:  # type: ignore[no-untyped-def]
     fx: RunFixture = make_run(max_steps=40, save_every=5)
     env = {**os.environ, "FLUXLORA_ATTEMPT": "1", "FLUXLORA_IMAGE": "img:1", "FAKE_ENGINE_STEP_SECONDS": "0.05",
            "FLUXLORA_ENGINE_CMD": json.dumps(ENGINE_CMD), "KUBERNETES_SERVICE_HOST": ""}

@@ -6,6 +6,7 @@ import json
 import sys
 import threading
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -118,3 +119,22 @@ def build_run(
                     source=root / "datasets" / "faces", data=data)
     fx.write()
     return fx
+
+
+class FakeApiHandler(BaseHTTPRequestHandler):
+    requests: list[dict[str, Any]] = []
+    status_code = 200
+
+    def do_PATCH(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests.append({
+            "path": self.path, "ctype": self.headers["Content-Type"], "auth": self.headers.get("Authorization"),
+            "body": json.loads(body),
+        })
+        self.send_response(self.status_code)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b'{"kind":"Status"}' if self.status_code != 200 else b"{}")
+
+    def log_message(self, *args: Any) -> None:
+        pass
