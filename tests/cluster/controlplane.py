@@ -441,8 +441,7 @@ class ControlPlane:
             "kube-apiserver", lambda: _get(self.server, "/readyz", ca, self.admin_token) == "ok", timeout=60
         )
         for name, key in (("kube-controller-manager", "kcm"), ("kube-scheduler", "scheduler")):
-            url = f"https://127.0.0.1:{ports[key]}"
-            self._wait_component(name, lambda url=url: _get(url, "/healthz", None, None) == "ok", timeout=60)
+            self._wait_component(name, _healthz(f"https://127.0.0.1:{ports[key]}"), timeout=60)
         # The default namespace's ServiceAccount shows that controllers run.
         self._wait_component(
             "kube-controller-manager",
@@ -793,6 +792,10 @@ def _write_kubeconfig(state_dir: Path, server: str, admin_token: str, user_token
     os.replace(tmp, path)
 
 
+def _healthz(url: str) -> Callable[[], bool]:
+    return lambda: _get(url, "/healthz", None, None) == "ok"
+
+
 def _get(base: str, path: str, ca: Path | None, token: str | None, timeout: float = 2) -> str:
     if ca is None:
         ctx = ssl.create_default_context()
@@ -893,9 +896,9 @@ def session_control_plane(nodes: int = 2, gpus: int = 8) -> Iterator[ControlPlan
         yield cp
     finally:
         cleanup()
-        for sig, handler in previous.items():
+        for signum, handler in previous.items():
             with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, handler)
+                signal.signal(signum, handler)
         atexit.unregister(cleanup)
 
 

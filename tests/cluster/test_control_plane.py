@@ -295,7 +295,7 @@ def test_service_account_token_and_rbac(cluster: ControlPlane, namespace: str) -
     assert denied.returncode != 0 and "Forbidden" in denied.stderr
 
     def can_i(*args: str) -> str:
-        return cluster.kubectl("auth", "can-i", *args, as_token=token, check=False).stdout.strip()
+        return str(cluster.kubectl("auth", "can-i", *args, as_token=token, check=False).stdout).strip()
 
     assert can_i("list", "pods", "-n", namespace) == "yes"
     assert can_i("get", "pods", "-n", namespace) == "yes"
