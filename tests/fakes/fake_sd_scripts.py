@@ -225,9 +225,20 @@ def main(argv: list[str]) -> int:
         global_step = initial_step
     start_global = global_step
     bar = Bar(M - initial_step)
-    record({"event": "start", "pid": os.getpid(), "resume": args.resume, "initial_step": args.initial_step,
-            "engine_global_start": start_global, "bar_total": bar.total, "steps_per_epoch": S,
-            "epoch_to_start": epoch_to_start, "output_dir": args.output_dir, "max_train_steps": M})
+    record(
+        {
+            "event": "start",
+            "pid": os.getpid(),
+            "resume": args.resume,
+            "initial_step": args.initial_step,
+            "engine_global_start": start_global,
+            "bar_total": bar.total,
+            "steps_per_epoch": S,
+            "epoch_to_start": epoch_to_start,
+            "output_dir": args.output_dir,
+            "max_train_steps": M,
+        }
+    )
     os.makedirs(args.output_dir, exist_ok=True)
     name = args.output_name
     loss_sum, loss_n = 0.0, 0
@@ -253,8 +264,9 @@ def main(argv: list[str]) -> int:
                     print(f"\nsaving checkpoint: {ckpt}", flush=True)
                     write_file(ckpt, f"lora at engine step {global_step}\n".encode())
                     if args.save_state:
-                        save_state(os.path.join(args.output_dir, f"{name}-step{global_step:08d}-state"),
-                                   epoch + 1, global_step)
+                        save_state(
+                            os.path.join(args.output_dir, f"{name}-step{global_step:08d}-state"), epoch + 1, global_step
+                        )
             loss_sum += loss
             loss_n += 1
             bar.postfix = f"avr_loss={loss_sum / loss_n:.4g}"

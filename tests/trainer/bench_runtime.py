@@ -63,8 +63,10 @@ def bench_parser(lines: int = 200_000) -> None:
     events += len(p.flush())
     dt = time.perf_counter() - t0
     mb = len(text.encode()) / 1e6
-    print(f"parser: {lines} segments ({mb:.1f} MB) in {dt:.3f}s = {lines / dt:,.0f} segments/s, "
-          f"{mb / dt:.1f} MB/s, {events} events")
+    print(
+        f"parser: {lines} segments ({mb:.1f} MB) in {dt:.3f}s = {lines / dt:,.0f} segments/s, "
+        f"{mb / dt:.1f} MB/s, {events} events"
+    )
 
 
 def bench_runtime(steps: int, step_seconds: float) -> None:
@@ -91,8 +93,13 @@ def bench_runtime(steps: int, step_seconds: float) -> None:
         sink = RecordingSink()
         reporter = Reporter(sink, "ns", "bench")
         devnull = open(os.devnull, "wb")  # noqa: SIM115 - the pass-through target for the run
-        opts = RuntimeOptions(engine_cmd=ENGINE_CMD, extra_env={"FAKE_ENGINE_STEP_SECONDS": str(step_seconds)},
-                              passthrough_out=devnull, passthrough_err=devnull, install_signal_handlers=False)
+        opts = RuntimeOptions(
+            engine_cmd=ENGINE_CMD,
+            extra_env={"FAKE_ENGINE_STEP_SECONDS": str(step_seconds)},
+            passthrough_out=devnull,
+            passthrough_err=devnull,
+            install_signal_handlers=False,
+        )
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         out = Runtime(run, env, reporter, nvml=Nvml(NoGpu()), options=opts).execute()

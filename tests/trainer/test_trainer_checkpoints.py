@@ -28,11 +28,17 @@ def test_partial_states_are_ignored(tmp_path: Path) -> None:
     (tmp_path / "lora-step00000010.safetensors").write_bytes(b"x")
     states = find_states(tmp_path, "lora")
     assert [(s.path.name, s.complete) for s in states] == [
-        ("lora-step00000005-state", True), ("lora-step00000010-state", True), ("lora-step00000015-state", False)]
+        ("lora-step00000005-state", True),
+        ("lora-step00000010-state", True),
+        ("lora-step00000015-state", False),
+    ]
     latest = latest_complete_state(tmp_path, "lora")
     assert latest is not None and latest.path.name == "lora-step00000010-state" and latest.engine_step == 10
     assert missing_state_files(tmp_path / "lora-step00000015-state") == [
-        "optimizer.bin", "scheduler.bin", "random_states_0.pkl"]
+        "optimizer.bin",
+        "scheduler.bin",
+        "random_states_0.pkl",
+    ]
 
 
 def test_final_state_is_latest(tmp_path: Path) -> None:

@@ -89,15 +89,18 @@ def test_check_counts_and_trigger_word(tmp_path: Path) -> None:
     assert rep.ignored == ["README.md", "sub/"]
 
 
-@pytest.mark.parametrize(("setup", "code", "needle"), [
-    ("missing", termination.EXIT_DATASET_MISSING, "does not exist"),
-    ("file", termination.EXIT_DATASET_MISSING, "not a directory"),
-    ("empty", termination.EXIT_DATASET_EMPTY, "no images"),
-    ("gif", termination.EXIT_DATASET_UNSUPPORTED, "unsupported image type"),
-    ("nocaption", termination.EXIT_DATASET_CAPTIONS, "have no caption"),
-    ("emptycaption", termination.EXIT_DATASET_CAPTIONS, "1 of 2 images have no caption"),
-    ("zerobyte", termination.EXIT_DATASET_UNREADABLE, "empty image"),
-])
+@pytest.mark.parametrize(
+    ("setup", "code", "needle"),
+    [
+        ("missing", termination.EXIT_DATASET_MISSING, "does not exist"),
+        ("file", termination.EXIT_DATASET_MISSING, "not a directory"),
+        ("empty", termination.EXIT_DATASET_EMPTY, "no images"),
+        ("gif", termination.EXIT_DATASET_UNSUPPORTED, "unsupported image type"),
+        ("nocaption", termination.EXIT_DATASET_CAPTIONS, "have no caption"),
+        ("emptycaption", termination.EXIT_DATASET_CAPTIONS, "1 of 2 images have no caption"),
+        ("zerobyte", termination.EXIT_DATASET_UNREADABLE, "empty image"),
+    ],
+)
 def test_check_failures(tmp_path: Path, setup: str, code: int, needle: str) -> None:
     d = tmp_path / "d"
     if setup == "file":

@@ -49,7 +49,7 @@ def test_image_layout() -> None:
     t = text()
     assert engine.TOKENIZER_DIR == "/opt/fluxlora/tokenizers"
     assert f"bake_tokenizers.py {engine.TOKENIZER_DIR}" in t
-    assert f"git clone --filter=blob:none \"${{SD_SCRIPTS_REPO}}\" {engine.SD_SCRIPTS_DIR}" in t
+    assert f'git clone --filter=blob:none "${{SD_SCRIPTS_REPO}}" {engine.SD_SCRIPTS_DIR}' in t
     entry = re.findall(r"^ENTRYPOINT (.+)$", t, flags=re.M)
     assert len(entry) == 1 and entry[0].rstrip().endswith('"fluxlora-trainer"]')
     user = re.findall(r"^USER (\S+)$", t, flags=re.M)

@@ -54,8 +54,13 @@ def test_facts_and_sample() -> None:
     assert facts["gpus"] == [{"name": "NVIDIA H100 80GB HBM3", "memoryTotalMiB": 81920, "uuid": "GPU-0"}]
     s = nv.sample()
     assert s is not None
-    assert s.to_status() == {"name": "NVIDIA H100 80GB HBM3", "utilizationPercent": 90.0, "memoryUsedMiB": 10240,
-                             "memoryTotalMiB": 81920, "powerWatts": 350.5}
+    assert s.to_status() == {
+        "name": "NVIDIA H100 80GB HBM3",
+        "utilizationPercent": 90.0,
+        "memoryUsedMiB": 10240,
+        "memoryTotalMiB": 81920,
+        "powerWatts": 350.5,
+    }
 
 
 def test_two_gpus_are_summarised() -> None:

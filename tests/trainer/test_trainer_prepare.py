@@ -47,11 +47,16 @@ def test_repro_files_complete_and_correct(make_run, sink: RecordingSink) -> None
     assert rec["software"]["python"].count(".") == 2 and "torch" in rec["software"]
     assert rec["startedAt"] == "2026-01-01T00:00:00Z" and rec["datasetImages"] == 4
     assert rec["argv"] == run.argv
-    assert sink.of("repro") == [{"command": shlex.join(run.argv), "configHash": run.config_hash,
-                                 "datasetHash": res.dataset_hash, "image": ENV1.image,
-                                 "engineCommit": run.engine_commit}]
-    assert sorted(p.name for p in run.layout.dataset_snapshot.iterdir()) == sorted(
-        p.name for p in fx.source.iterdir())
+    assert sink.of("repro") == [
+        {
+            "command": shlex.join(run.argv),
+            "configHash": run.config_hash,
+            "datasetHash": res.dataset_hash,
+            "image": ENV1.image,
+            "engineCommit": run.engine_commit,
+        }
+    ]
+    assert sorted(p.name for p in run.layout.dataset_snapshot.iterdir()) == sorted(p.name for p in fx.source.iterdir())
 
 
 def test_later_attempt_reuses_the_snapshot_and_keeps_the_record(make_run) -> None:  # type: ignore[no-untyped-def]
@@ -74,13 +79,21 @@ def test_later_attempt_reuses_the_snapshot_and_keeps_the_record(make_run) -> Non
     assert err.value.code == termination.EXIT_SNAPSHOT_MISMATCH and "changed since the run started" in err.value.reason
 
 
-@pytest.mark.parametrize(("mutate", "code", "needle"), [
-    ("nocaptions", termination.EXIT_DATASET_CAPTIONS, "have no caption"),
-    ("nodata", termination.EXIT_DATASET_MISSING, "does not exist"),
-    ("badrun", termination.EXIT_CONFIG, "bad run configuration"),
-])
-def test_cli_failures_write_the_reason(make_run, tmp_path: Path, mutate: str, code: int,  # type: ignore[no-untyped-def]
-                                       needle: str) -> None:
+@pytest.mark.parametrize(
+    ("mutate", "code", "needle"),
+    [
+        ("nocaptions", termination.EXIT_DATASET_CAPTIONS, "have no caption"),
+        ("nodata", termination.EXIT_DATASET_MISSING, "does not exist"),
+        ("badrun", termination.EXIT_CONFIG, "bad run configuration"),
+    ],
+)
+def test_cli_failures_write_the_reason(
+    make_run,
+    tmp_path: Path,
+    mutate: str,
+    code: int,  # type: ignore[no-untyped-def]
+    needle: str,
+) -> None:
     fx: RunFixture = make_run(captions=mutate != "nocaptions")
     if mutate == "nodata":
         fx.data["layout"]["datasetSource"] = str(tmp_path / "nowhere")
@@ -89,8 +102,11 @@ def test_cli_failures_write_the_reason(make_run, tmp_path: Path, mutate: str, co
         del fx.data["maxTrainSteps"]
         fx.write()
     tlog = tmp_path / "termination-log"
-    result = CliRunner().invoke(main, ["prepare", "--run", str(fx.run_file), "--termination-log", str(tlog)],
-                                env={"FLUXLORA_ATTEMPT": "1", "KUBERNETES_SERVICE_HOST": ""})
+    result = CliRunner().invoke(
+        main,
+        ["prepare", "--run", str(fx.run_file), "--termination-log", str(tlog)],
+        env={"FLUXLORA_ATTEMPT": "1", "KUBERNETES_SERVICE_HOST": ""},
+    )
     assert result.exit_code == code, result.output
     msg = tlog.read_text()
     assert needle in msg and "\n" not in msg
@@ -100,8 +116,20 @@ def test_cli_prepare_subprocess_ok(make_run, tmp_path: Path) -> None:  # type: i
     fx: RunFixture = make_run(captions=False, trigger="ohwx person")
     tlog = tmp_path / "tlog"
     proc = subprocess.run(
-        [sys.executable, "-m", "fluxlora_trainer.cli", "prepare", "--run", str(fx.run_file), "--termination-log",
-         str(tlog)], capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "fluxlora_trainer.cli",
+            "prepare",
+            "--run",
+            str(fx.run_file),
+            "--termination-log",
+            str(tlog),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
         env={"PATH": "/usr/bin:/bin", "FLUXLORA_IMAGE": "img:1", "FLUXLORA_ATTEMPT": "1"},
     )
     assert proc.returncode == 0, proc.stderr
@@ -109,5 +137,7 @@ def test_cli_prepare_subprocess_ok(make_run, tmp_path: Path) -> None:  # type: i
     run = load_run(fx.run_file)
     assert out["images"] == 4 and out["datasetHash"] == dataset_hash(run.layout.dataset_snapshot)
     assert "prepared: 4 images" in tlog.read_text()
-    assert "pip" in (run.layout.repro_dir / "pip_freeze.txt").read_text() or \
-        (run.layout.repro_dir / "pip_freeze.txt").read_text().strip()
+    assert (
+        "pip" in (run.layout.repro_dir / "pip_freeze.txt").read_text()
+        or (run.layout.repro_dir / "pip_freeze.txt").read_text().strip()
+    )

@@ -20,27 +20,77 @@ from fluxlora_trainer.progress import (
 
 BAR_CASES = [
     # (segment, n, total, seconds_per_step, rate, loss, remaining)
-    ("steps:  33%|██████▋             | 10/30 [08:04<16:08, 48.44s/it, avr_loss=0.407]",
-     10, 30, 48.44, "48.44 s/it", 0.407, 968.0),
+    (
+        "steps:  33%|██████▋             | 10/30 [08:04<16:08, 48.44s/it, avr_loss=0.407]",
+        10,
+        30,
+        48.44,
+        "48.44 s/it",
+        0.407,
+        968.0,
+    ),
     ("steps:   0%|          | 0/1600 [00:00<?, ?it/s]", 0, 1600, None, None, None, None),
-    ("steps:  50%|█████     | 800/1600 [10:00<10:00,  1.33it/s, avr_loss=0.0912]",
-     800, 1600, 1 / 1.33, "1.33 it/s", 0.0912, 600.0),
-    ("steps: 100%|██████████| 1600/1600 [1:02:03<00:00, 2.33s/it, avr_loss=0.12]",
-     1600, 1600, 2.33, "2.33 s/it", 0.12, 0.0),
-    ("steps:   6%|▌         | 6/100 [00:01<00:18, 5.12e+00it/s, avr_loss=nan]",
-     6, 100, 1 / 5.12, "5.12e+00 it/s", None, 18.0),
-    ("steps:  10%|█         | 10/100 [00:01<00:09, 2.18e-03s/it, avr_loss=3.1e-1]",
-     10, 100, 2.18e-3, "2.18e-03 s/it", 0.31, 9.0),
-    ("steps:  20%|██        | 2/10 [00:02<00:08,  1.00s/it, Keys Scaled=0, Average key norm=0.1, avr_loss=0.5]",
-     2, 10, 1.0, "1.00 s/it", 0.5, 8.0),
-    ("steps:  20%|██        | 2/10 [1d, 2:00:00<3:00:00, 100.00s/it, avr_loss=0.5]",
-     2, 10, 100.0, "100.00 s/it", 0.5, 10800.0),
+    (
+        "steps:  50%|█████     | 800/1600 [10:00<10:00,  1.33it/s, avr_loss=0.0912]",
+        800,
+        1600,
+        1 / 1.33,
+        "1.33 it/s",
+        0.0912,
+        600.0,
+    ),
+    (
+        "steps: 100%|██████████| 1600/1600 [1:02:03<00:00, 2.33s/it, avr_loss=0.12]",
+        1600,
+        1600,
+        2.33,
+        "2.33 s/it",
+        0.12,
+        0.0,
+    ),
+    (
+        "steps:   6%|▌         | 6/100 [00:01<00:18, 5.12e+00it/s, avr_loss=nan]",
+        6,
+        100,
+        1 / 5.12,
+        "5.12e+00 it/s",
+        None,
+        18.0,
+    ),
+    (
+        "steps:  10%|█         | 10/100 [00:01<00:09, 2.18e-03s/it, avr_loss=3.1e-1]",
+        10,
+        100,
+        2.18e-3,
+        "2.18e-03 s/it",
+        0.31,
+        9.0,
+    ),
+    (
+        "steps:  20%|██        | 2/10 [00:02<00:08,  1.00s/it, Keys Scaled=0, Average key norm=0.1, avr_loss=0.5]",
+        2,
+        10,
+        1.0,
+        "1.00 s/it",
+        0.5,
+        8.0,
+    ),
+    (
+        "steps:  20%|██        | 2/10 [1d, 2:00:00<3:00:00, 100.00s/it, avr_loss=0.5]",
+        2,
+        10,
+        100.0,
+        "100.00 s/it",
+        0.5,
+        10800.0,
+    ),
 ]
 
 
 @pytest.mark.parametrize(("segment", "n", "total", "spp", "rate", "loss", "remaining"), BAR_CASES)
-def test_bar_table(segment: str, n: int, total: int, spp: float | None, rate: str | None,
-                   loss: float | None, remaining: float | None) -> None:
+def test_bar_table(
+    segment: str, n: int, total: int, spp: float | None, rate: str | None, loss: float | None, remaining: float | None
+) -> None:
     ev = parse_bar(segment)
     assert ev is not None
     assert (ev.n, ev.total) == (n, total)
@@ -50,38 +100,54 @@ def test_bar_table(segment: str, n: int, total: int, spp: float | None, rate: st
     assert ev.remaining_seconds == remaining
 
 
-@pytest.mark.parametrize("segment", [
-    "validation steps:  50%|█████     | 2/4 [00:01<00:01,  2.00it/s, val_avg_loss=0.3]",
-    "epoch validation steps: 100%|██████████| 4/4 [00:02<00:00,  2.00it/s]",
-    "100%|██████████| 4/4 [00:00<00:00, 123.45it/s]",  # caching bar
-    "caching latents: 100%|██████████| 4/4 [00:00<00:00, 123.45it/s]",
-    "steps:",
-    "steps: garbage",
-    "steps:  50%|x| 5/0 [00:01<00:01, 1.00it/s]",
-    "",
-])
+@pytest.mark.parametrize(
+    "segment",
+    [
+        "validation steps:  50%|█████     | 2/4 [00:01<00:01,  2.00it/s, val_avg_loss=0.3]",
+        "epoch validation steps: 100%|██████████| 4/4 [00:02<00:00,  2.00it/s]",
+        "100%|██████████| 4/4 [00:00<00:00, 123.45it/s]",  # caching bar
+        "caching latents: 100%|██████████| 4/4 [00:00<00:00, 123.45it/s]",
+        "steps:",
+        "steps: garbage",
+        "steps:  50%|x| 5/0 [00:01<00:01, 1.00it/s]",
+        "",
+    ],
+)
 def test_not_a_training_bar(segment: str) -> None:
     assert parse_bar(segment) is None
     assert not isinstance(parse_line(segment), BarUpdate)
 
 
-@pytest.mark.parametrize(("line", "event"), [
-    ("saving checkpoint: /out/runs/a/checkpoints/x-step00000010.safetensors",
-     CheckpointSaved("/out/runs/a/checkpoints/x-step00000010.safetensors")),
-    ("saving checkpoint: /out/x.safetensors   ", CheckpointSaved("/out/x.safetensors")),
-    ("2026-01-01 12:00:00 INFO     saving state at step 20      train_util.py:1234", StateSaving(20)),
-    ("INFO     saving state at step 7", StateSaving(7)),
-    ("removing old checkpoint: /out/x-step00000005.safetensors", None),
-    ("epoch 1/3", None),
-    ("model saved.", None),
-])
+@pytest.mark.parametrize(
+    ("line", "event"),
+    [
+        (
+            "saving checkpoint: /out/runs/a/checkpoints/x-step00000010.safetensors",
+            CheckpointSaved("/out/runs/a/checkpoints/x-step00000010.safetensors"),
+        ),
+        ("saving checkpoint: /out/x.safetensors   ", CheckpointSaved("/out/x.safetensors")),
+        ("2026-01-01 12:00:00 INFO     saving state at step 20      train_util.py:1234", StateSaving(20)),
+        ("INFO     saving state at step 7", StateSaving(7)),
+        ("removing old checkpoint: /out/x-step00000005.safetensors", None),
+        ("epoch 1/3", None),
+        ("model saved.", None),
+    ],
+)
 def test_event_lines(line: str, event: object) -> None:
     assert parse_line(line) == event
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("00:00", 0.0), ("16:08", 968.0), ("1:02:03", 3723.0), ("2d, 1:00:00", 176400.0), ("?", None), ("x", None),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("00:00", 0.0),
+        ("16:08", 968.0),
+        ("1:02:03", 3723.0),
+        ("2d, 1:00:00", 176400.0),
+        ("?", None),
+        ("x", None),
+    ],
+)
 def test_clock(text: str, seconds: float | None) -> None:
     assert parse_clock(text) == seconds
 
@@ -106,7 +172,12 @@ def test_stream_chunks_any_split() -> None:
     whole = StreamParser()
     expected = whole.feed(text) + whole.flush()
     assert [type(e).__name__ for e in expected] == [
-        "BarUpdate", "BarUpdate", "CheckpointSaved", "StateSaving", "BarUpdate"]
+        "BarUpdate",
+        "BarUpdate",
+        "CheckpointSaved",
+        "StateSaving",
+        "BarUpdate",
+    ]
     for size in (1, 2, 3, 7, 64):
         p = StreamParser()
         got = []

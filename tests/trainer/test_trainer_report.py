@@ -61,8 +61,9 @@ def test_failure_never_raises_and_retries() -> None:
     clock.t += 1.0
     r.update("progress", {"step": 2})
     assert r.tick()
-    assert sink.patches == [{"status": {"progress": {"step": 2, "updatedAt": sink.patches[0]["status"]["progress"]
-                                                      ["updatedAt"]}}}]
+    assert sink.patches == [
+        {"status": {"progress": {"step": 2, "updatedAt": sink.patches[0]["status"]["progress"]["updatedAt"]}}}
+    ]
 
 
 def test_only_own_keys() -> None:
@@ -95,7 +96,9 @@ def test_client_http_error(server: str) -> None:
 
 def test_kubeconfig(tmp_path: Path, server: str) -> None:
     cfg = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "c",
         "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
         "clusters": [{"name": "k", "cluster": {"server": server}}],
         "users": [{"name": "u", "user": {"token": "abc"}}],

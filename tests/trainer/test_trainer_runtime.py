@@ -33,34 +33,59 @@ class NoGpu:
 
 
 def tree_digest(d: Path) -> dict[str, str]:
-    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()
+    }
 
 
 def records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def attempt(fx: RunFixture, sink: RecordingSink, n: int, *, resume: str = "", step: int = 0,
-            engine_env: dict[str, str] | None = None, stop_when: Callable[[], bool] | None = None,
-            mode: str = "skip") -> Outcome:
+def attempt(
+    fx: RunFixture,
+    sink: RecordingSink,
+    n: int,
+    *,
+    resume: str = "",
+    step: int = 0,
+    engine_env: dict[str, str] | None = None,
+    stop_when: Callable[[], bool] | None = None,
+    mode: str = "skip",
+) -> Outcome:
     run = fx.spec
     env = AttemptEnv(attempt=n, resume_checkpoint=resume, resume_step=step, image="img:1")
     if n == 1 or not run.layout.dataset_snapshot.exists():
         prepare(run, env, nvml=Nvml(NoGpu()), freeze="")
     reporter = Reporter(sink, run.run.namespace, run.run.name, min_interval=0.0)
-    extra = {"FAKE_ENGINE_STEP_SECONDS": "0.01", "FAKE_ENGINE_RECORD": str(fx.root / "engine.jsonl"),
-             **(engine_env or {})}
-    rt = Runtime(run, env, reporter, nvml=Nvml(NoGpu()), options=RuntimeOptions(
-        engine_cmd=ENGINE_CMD, extra_env=extra, tick_seconds=0.05, resume_mode=mode, grace_seconds=10,
-        install_signal_handlers=False))
+    extra = {
+        "FAKE_ENGINE_STEP_SECONDS": "0.01",
+        "FAKE_ENGINE_RECORD": str(fx.root / "engine.jsonl"),
+        **(engine_env or {}),
+    }
+    rt = Runtime(
+        run,
+        env,
+        reporter,
+        nvml=Nvml(NoGpu()),
+        options=RuntimeOptions(
+            engine_cmd=ENGINE_CMD,
+            extra_env=extra,
+            tick_seconds=0.05,
+            resume_mode=mode,
+            grace_seconds=10,
+            install_signal_handlers=False,
+        ),
+    )
     watcher = None
     if stop_when is not None:
+
         def watch() -> None:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not stop_when():
                 time.sleep(0.005)
             rt.request_stop()
+
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
     out = rt.execute()
@@ -104,18 +129,32 @@ def test_reporter_failure_never_stops_training(make_run) -> None:  # type: ignor
 def test_kill_then_resume_twice_reaches_exactly_max(make_run, sink: RecordingSink) -> None:  # type: ignore[no-untyped-def]
     fx: RunFixture = make_run(images=4, repeats=10, max_steps=30, save_every=5)  # 40 steps/epoch
     ckdir = fx.spec.layout.checkpoint_dir
-    out1 = attempt(fx, sink, 1, engine_env={"FAKE_ENGINE_STEP_SECONDS": "0.03"},
-                   stop_when=lambda: is_complete_state(ckdir / "demo-lora-step00000010-state"))
+    out1 = attempt(
+        fx,
+        sink,
+        1,
+        engine_env={"FAKE_ENGINE_STEP_SECONDS": "0.03"},
+        stop_when=lambda: is_complete_state(ckdir / "demo-lora-step00000010-state"),
+    )
     assert out1.exit_code == termination.EXIT_TERMINATED and out1.terminated
     r1 = sink.of("resume")[-1]
     assert r1["step"] >= 10 and r1["checkpoint"].startswith("runs/demo/checkpoints/demo-lora-step")
     assert f"last complete state {r1['checkpoint']} (step {r1['step']})" in out1.message
     before = tree_digest(ckdir)
 
-    out2 = attempt(fx, sink, 2, resume=r1["checkpoint"], step=r1["step"],
-                   engine_env={"FAKE_ENGINE_STEP_SECONDS": "0.03"},
-                   stop_when=lambda: any(is_complete_state(p) for p in (ckdir / "attempt-2").glob("*-step*-state")
-                                         if int(p.name.split("step")[1][:8]) >= r1["step"] + 5))
+    out2 = attempt(
+        fx,
+        sink,
+        2,
+        resume=r1["checkpoint"],
+        step=r1["step"],
+        engine_env={"FAKE_ENGINE_STEP_SECONDS": "0.03"},
+        stop_when=lambda: any(
+            is_complete_state(p)
+            for p in (ckdir / "attempt-2").glob("*-step*-state")
+            if int(p.name.split("step")[1][:8]) >= r1["step"] + 5
+        ),
+    )
     assert out2.exit_code == termination.EXIT_TERMINATED
     r2 = sink.of("resume")[-1]
     assert r2["checkpoint"].startswith("runs/demo/checkpoints/attempt-2/") and r2["step"] > r1["step"]
@@ -162,8 +201,13 @@ def test_engine_failure_reason(make_run, sink: RecordingSink) -> None:  # type: 
 
 
 @pytest.mark.parametrize(("mode", "final", "exact"), [("skip", 32, False), ("exact-steps", 30, True)])
-def test_resume_past_the_first_epoch(make_run, sink: RecordingSink, mode: str, final: int,  # type: ignore[no-untyped-def]
-                                     exact: bool) -> None:
+def test_resume_past_the_first_epoch(
+    make_run,
+    sink: RecordingSink,
+    mode: str,
+    final: int,  # type: ignore[no-untyped-def]
+    exact: bool,
+) -> None:
     # 2 images x 4 repeats = 8 steps per epoch; resume at 10 is in epoch 2 and 8 does not divide 30.
     fx: RunFixture = make_run(images=2, repeats=4, max_steps=30, save_every=5)
     out1 = attempt(fx, sink, 1, engine_env={"FAKE_ENGINE_DIE_AT_STEP": "12"})
@@ -177,8 +221,11 @@ def test_resume_past_the_first_epoch(make_run, sink: RecordingSink, mode: str, f
     s = steps_of(sink, 2)
     assert s == sorted(s) and s[0] == 10
     # checkpoint names of attempt 2 carry the engine's own counter; the status maps them to global steps
-    ck = [(p["latestCheckpoint"], p["latestCheckpointStep"]) for p in sink.of("progress")
-          if p["attempt"] == 2 and p["latestCheckpoint"] and "step" in p["latestCheckpoint"]]
+    ck = [
+        (p["latestCheckpoint"], p["latestCheckpointStep"])
+        for p in sink.of("progress")
+        if p["attempt"] == 2 and p["latestCheckpoint"] and "step" in p["latestCheckpoint"]
+    ]
     assert ck and all(step > 10 for _, step in ck)
     if mode == "skip":  # engine counter restarted at 10 - 8 = 2, so its step 5 file is global step 13
         assert ("runs/demo/checkpoints/attempt-2/demo-lora-step00000005.safetensors", 13) in ck
@@ -187,21 +234,49 @@ def test_resume_past_the_first_epoch(make_run, sink: RecordingSink, mode: str, f
 def test_fake_engine_rejects_a_bad_resume_dir(tmp_path: Path) -> None:
     (tmp_path / "partial").mkdir()
     (tmp_path / "partial" / "train_state.json").write_text('{"current_step": 3}')
-    proc = subprocess.run([*ENGINE_CMD, "--output_dir", str(tmp_path / "o"), "--resume", str(tmp_path / "partial"),
-                           "--max_train_steps", "5"], capture_output=True, text=True, timeout=30, check=False)
+    proc = subprocess.run(
+        [
+            *ENGINE_CMD,
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--resume",
+            str(tmp_path / "partial"),
+            "--max_train_steps",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert proc.returncode == 1 and "cannot resume" in proc.stderr
 
 
 def test_cli_sigterm_forwarded_and_recorded(make_run, tmp_path: Path, server: str) -> None:  # type: ignore[no-untyped-def]
     fx: RunFixture = make_run(max_steps=40, save_every=5)
-    env = {**os.environ, "FLUXLORA_ATTEMPT": "1", "FLUXLORA_IMAGE": "img:1", "FAKE_ENGINE_STEP_SECONDS": "0.05",
-           "FLUXLORA_ENGINE_CMD": json.dumps(ENGINE_CMD), "KUBERNETES_SERVICE_HOST": ""}
+    env = {
+        **os.environ,
+        "FLUXLORA_ATTEMPT": "1",
+        "FLUXLORA_IMAGE": "img:1",
+        "FAKE_ENGINE_STEP_SECONDS": "0.05",
+        "FLUXLORA_ENGINE_CMD": json.dumps(ENGINE_CMD),
+        "KUBERNETES_SERVICE_HOST": "",
+    }
     tlog = tmp_path / "tlog"
     common = ["--run", str(fx.run_file), "--termination-log", str(tlog), "--server", server]
-    subprocess.run([sys.executable, "-m", "fluxlora_trainer.cli", "prepare", *common], env=env, check=True,
-                   capture_output=True, timeout=120)
-    proc = subprocess.Popen([sys.executable, "-m", "fluxlora_trainer.cli", "run", *common, "--report-interval", "0"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    subprocess.run(
+        [sys.executable, "-m", "fluxlora_trainer.cli", "prepare", *common],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fluxlora_trainer.cli", "run", *common, "--report-interval", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     state = fx.spec.layout.checkpoint_dir / "demo-lora-step00000010-state"
     deadline = time.monotonic() + 60
     while not is_complete_state(state) and time.monotonic() < deadline:

@@ -90,14 +90,38 @@ def build_run(
     )
     (root / "run" / "dataset.toml").write_text(dataset_toml, encoding="utf-8")
     argv = [
-        "accelerate", "launch", "--num_cpu_threads_per_process", "1", "/opt/sd-scripts/flux_train_network.py",
-        "--pretrained_model_name_or_path", "/fluxlora/models/flux1-dev.safetensors",
-        "--clip_l", "/fluxlora/models/clip_l.safetensors", "--t5xxl", "/fluxlora/models/t5xxl_fp16.safetensors",
-        "--ae", "/fluxlora/models/ae.safetensors", "--network_module", "networks.lora_flux",
-        "--network_dim", "16", "--network_alpha", "16", "--mixed_precision", "bf16",
-        "--dataset_config", str(root / "run" / "dataset.toml"),
-        "--output_dir", layout["checkpointDir"], "--output_name", "demo-lora",
-        "--max_train_steps", str(max_steps), "--save_every_n_steps", str(save_every), "--save_state",
+        "accelerate",
+        "launch",
+        "--num_cpu_threads_per_process",
+        "1",
+        "/opt/sd-scripts/flux_train_network.py",
+        "--pretrained_model_name_or_path",
+        "/fluxlora/models/flux1-dev.safetensors",
+        "--clip_l",
+        "/fluxlora/models/clip_l.safetensors",
+        "--t5xxl",
+        "/fluxlora/models/t5xxl_fp16.safetensors",
+        "--ae",
+        "/fluxlora/models/ae.safetensors",
+        "--network_module",
+        "networks.lora_flux",
+        "--network_dim",
+        "16",
+        "--network_alpha",
+        "16",
+        "--mixed_precision",
+        "bf16",
+        "--dataset_config",
+        str(root / "run" / "dataset.toml"),
+        "--output_dir",
+        layout["checkpointDir"],
+        "--output_name",
+        "demo-lora",
+        "--max_train_steps",
+        str(max_steps),
+        "--save_every_n_steps",
+        str(save_every),
+        "--save_state",
         *(extra_args or []),
     ]
     data = {
@@ -115,8 +139,9 @@ def build_run(
         "layout": layout,
     }
     write_images(root / "datasets" / "faces", images, captions=captions)
-    fx = RunFixture(root=root, run_file=root / "run" / "run.json", claim=claim,
-                    source=root / "datasets" / "faces", data=data)
+    fx = RunFixture(
+        root=root, run_file=root / "run" / "run.json", claim=claim, source=root / "datasets" / "faces", data=data
+    )
     fx.write()
     return fx
 
@@ -127,10 +152,14 @@ class FakeApiHandler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).requests.append({
-            "path": self.path, "ctype": self.headers["Content-Type"], "auth": self.headers.get("Authorization"),
-            "body": json.loads(body),
-        })
+        type(self).requests.append(
+            {
+                "path": self.path,
+                "ctype": self.headers["Content-Type"],
+                "auth": self.headers.get("Authorization"),
+                "body": json.loads(body),
+            }
+        )
         self.send_response(self.status_code)
         self.send_header("Content-Type", "application/json")
         self.end_headers()

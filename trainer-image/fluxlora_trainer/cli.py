@@ -39,9 +39,7 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             envvar="FLUXLORA_TERMINATION_LOG",
             help=f"Where the one-line reason goes [default: {termination.DEFAULT_TERMINATION_LOG}].",
         ),
-        click.option(
-            "--kubeconfig", default=None, help="Report through this kubeconfig (tests, local runs)."
-        ),
+        click.option("--kubeconfig", default=None, help="Report through this kubeconfig (tests, local runs)."),
         click.option("--server", default=None, help="API server URL (with --token-file and --ca-file)."),
         click.option("--token-file", default=None, help="Bearer token file."),
         click.option("--ca-file", default=None, help="CA bundle of the API server."),
@@ -165,9 +163,7 @@ def prepare(
     type=float,
     help="After forwarding SIGTERM, wait this long before SIGKILL.",
 )
-@click.option(
-    "--gpu-interval", default=10.0, show_default=True, type=float, help="Seconds between GPU samples."
-)
+@click.option("--gpu-interval", default=10.0, show_default=True, type=float, help="Seconds between GPU samples.")
 def run(
     run_file: str,
     termination_log: str | None,

@@ -59,9 +59,7 @@ def _list(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def check_dataset(
-    source: Path, caption_extension: str = ".txt", trigger_word: str | None = None
-) -> DatasetReport:
+def check_dataset(source: Path, caption_extension: str = ".txt", trigger_word: str | None = None) -> DatasetReport:
     """Check the dataset directory; raise DatasetError with a specific code and reason."""
     if not source.exists():
         raise DatasetError(termination.EXIT_DATASET_MISSING, f"dataset directory {source} does not exist")
@@ -96,17 +94,14 @@ def check_dataset(
     if not images:
         raise DatasetError(
             termination.EXIT_DATASET_EMPTY,
-            f"no images in {source} (supported: {', '.join(sorted(IMAGE_EXTENSIONS))}; "
-            "sub-directories are not read)",
+            f"no images in {source} (supported: {', '.join(sorted(IMAGE_EXTENSIONS))}; sub-directories are not read)",
         )
     empty = [n for n in images if files[n].stat().st_size == 0]
     if empty:
         raise DatasetError(termination.EXIT_DATASET_UNREADABLE, f"empty image file(s): {_list(empty)}")
     unreadable = [n for n in images if not os.access(files[n].path, os.R_OK)]
     if unreadable:
-        raise DatasetError(
-            termination.EXIT_DATASET_UNREADABLE, f"unreadable image file(s): {_list(unreadable)}"
-        )
+        raise DatasetError(termination.EXIT_DATASET_UNREADABLE, f"unreadable image file(s): {_list(unreadable)}")
 
     captions: list[str] = []
     uncaptioned: list[str] = []
@@ -197,11 +192,7 @@ def snapshot(source: Path, report: DatasetReport, destination: Path) -> str:
                 (destination / name).unlink()
         for name in report.files:
             src, dst = source / name, destination / name
-            if (
-                dst.exists()
-                and dst.stat().st_size == src.stat().st_size
-                and file_digest(dst) == file_digest(src)
-            ):
+            if dst.exists() and dst.stat().st_size == src.stat().st_size and file_digest(dst) == file_digest(src):
                 continue
             tmp = destination / (name + ".partial")
             shutil.copyfile(src, tmp)

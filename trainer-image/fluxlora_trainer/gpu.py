@@ -83,9 +83,7 @@ class Nvml:
                 "count": len(gpus),
                 "gpus": gpus,
                 "driverVersion": _safe(lambda: _text(mod.nvmlSystemGetDriverVersion())),
-                "cudaDriverVersion": f"{cuda // 1000}.{(cuda % 1000) // 10}"
-                if isinstance(cuda, int)
-                else None,
+                "cudaDriverVersion": f"{cuda // 1000}.{(cuda % 1000) // 10}" if isinstance(cuda, int) else None,
             }
 
     def sample(self) -> GpuSample | None:

@@ -79,9 +79,7 @@ def prepare(
             attempt=env.attempt,
         )
     except OSError as exc:
-        raise DatasetError(
-            termination.EXIT_REPRO, f"cannot write {layout.repro_dir}: {exc.strerror or exc}"
-        ) from exc
+        raise DatasetError(termination.EXIT_REPRO, f"cannot write {layout.repro_dir}: {exc.strerror or exc}") from exc
     if reporter is not None:
         reporter.update("repro", repro.status_repro(run, image=env.image, dataset_hash=digest), force=True)
     log.info(

@@ -97,9 +97,7 @@ def from_kubeconfig(path: str | Path, context: str | None = None) -> Connection:
     ctx = next((c.get("context", {}) for c in cfg.get("contexts", []) if c.get("name") == ctx_name), None)
     if ctx is None:
         raise ReportError(f"kubeconfig {p}: context {ctx_name!r} not found")
-    cluster = next(
-        (c.get("cluster", {}) for c in cfg.get("clusters", []) if c.get("name") == ctx.get("cluster")), None
-    )
+    cluster = next((c.get("cluster", {}) for c in cfg.get("clusters", []) if c.get("name") == ctx.get("cluster")), None)
     user: dict[str, Any] = next(
         (u.get("user", {}) for u in cfg.get("users", []) if u.get("name") == ctx.get("user")), {}
     )
@@ -110,9 +108,7 @@ def from_kubeconfig(path: str | Path, context: str | None = None) -> Connection:
     def rel(value: str | None) -> Path | None:
         return None if not value else (Path(value) if os.path.isabs(value) else base / value)
 
-    conn = Connection(
-        server=str(cluster["server"]).rstrip("/"), insecure=bool(cluster.get("insecure-skip-tls-verify"))
-    )
+    conn = Connection(server=str(cluster["server"]).rstrip("/"), insecure=bool(cluster.get("insecure-skip-tls-verify")))
     conn.ca_file = rel(cluster.get("certificate-authority"))
     if cluster.get("certificate-authority-data"):
         conn.ca_file = _data_file(cluster["certificate-authority-data"], ".crt")

@@ -170,9 +170,7 @@ def _count_images(directory: Path) -> int:
 
     try:
         return sum(
-            1
-            for e in os.scandir(directory)
-            if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+            1 for e in os.scandir(directory) if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
         )
     except OSError:
         return 0
@@ -185,8 +183,7 @@ def make_plan(run: RunSpec, env: AttemptEnv, mode: str = "skip") -> AttemptPlan:
         missing = checkpoints.missing_state_files(state) if state.is_dir() else list(engine.STATE_FILES)
         if missing:
             raise RunSpecError(
-                f"resume state {env.resume_checkpoint} is not a complete state directory "
-                f"(missing {', '.join(missing)})"
+                f"resume state {env.resume_checkpoint} is not a complete state directory (missing {', '.join(missing)})"
             )
         resume_abs = str(state)
     accum = int(engine.flag_value(run.argv, "--gradient_accumulation_steps") or 1)
@@ -344,9 +341,7 @@ class Runtime:
                     start_new_session=True,
                 )
             except OSError as exc:
-                return self._fail(
-                    termination.EXIT_ENGINE_START, f"cannot start the engine {argv[0]}: {exc}", tracker
-                )
+                return self._fail(termination.EXIT_ENGINE_START, f"cannot start the engine {argv[0]}: {exc}", tracker)
             if self.stop_requested.is_set():  # a signal arrived before the child existed
                 self.request_stop()
             return self._supervise(tracker)
@@ -455,11 +450,7 @@ class Runtime:
 
     def _scan_states(self, tracker: Tracker, known: set[str]) -> bool:
         """Report the newest complete state directory of this attempt. True when a new one appeared."""
-        states = [
-            s
-            for s in checkpoints.find_states(Path(tracker.plan.output_dir), self.run.output_name)
-            if s.complete
-        ]
+        states = [s for s in checkpoints.find_states(Path(tracker.plan.output_dir), self.run.output_name) if s.complete]
         new = False
         for s in states:
             if str(s.path) in known:
@@ -506,11 +497,7 @@ class Runtime:
             # train_state.json of the final state holds the engine's last step: trust the larger.
             tracker.bar_n = max(tracker.bar_n, tracker.latest_state_step - plan.start_step)
         step, total = tracker.step, plan.max_train_steps
-        state = (
-            f"{rel(tracker.latest_state)} (step {tracker.latest_state_step})"
-            if tracker.latest_state
-            else "none"
-        )
+        state = f"{rel(tracker.latest_state)} (step {tracker.latest_state_step})" if tracker.latest_state else "none"
         completed = rc == 0 and not terminated
         if completed:
             try:
