@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv tools lint typecheck unit test crd examples cluster-up cluster-down demo clean
+.PHONY: help venv tools lint typecheck unit test test-cluster crd examples cluster-up cluster-down cluster-status demo clean
 
 help:
 	@echo "make demo         render the example run offline and show what would run"
@@ -51,6 +51,12 @@ cluster-up: venv tools
 
 cluster-down: venv
 	@$(PY) tests/cluster/controlplane.py down
+
+cluster-status: venv
+	@$(PY) tests/cluster/controlplane.py status
+
+test-cluster: venv tools
+	pytest -q -m cluster
 
 demo: venv
 	@echo "== fluxlora demo: validate and render examples/run-final.yaml (offline, no cluster needed)"
