@@ -27,7 +27,7 @@ tools:
 
 lint: venv
 	ruff check .
-	ruff format --check operator tests/unit tests/cases.py || { echo "run: ruff format"; exit 1; }
+	ruff format --check operator trainer-image tests/unit tests/trainer tests/fakes tests/cases.py || { echo "run: ruff format"; exit 1; }
 
 typecheck: venv
 	mypy

@@ -51,7 +51,14 @@ class RenderedRun:
 
     def job(self, attempt: int, resume: manifests.ResumeFrom | None = None) -> dict[str, Any]:
         return manifests.job(
-            self.ref, self.run.spec, self.config.profile, attempt, self.image, self.config_hash, resume
+            self.ref,
+            self.run.spec,
+            self.config.profile,
+            attempt,
+            self.image,
+            self.config_hash,
+            resume,
+            sdscripts.resume_mode(self.config.engine),
         )
 
     def children(self, attempt: int = 1, resume: manifests.ResumeFrom | None = None) -> list[dict[str, Any]]:

@@ -193,6 +193,18 @@ def render_argv(config: EffectiveConfig) -> list[str]:
     ]
 
 
+def resume_mode(settings: EngineSettings) -> str:
+    """How the trainer resumes this run (fluxlora_trainer.resume has the engine analysis).
+
+    The engine's `--skip_until_initial_step` skips the wrong number of batches with
+    gradient accumulation > 1 and can overshoot max_train_steps; `exact-steps` always
+    ends at max_train_steps but rebuilds the lr schedule, harmless for constant ones.
+    """
+    if settings.gradient_accumulation_steps > 1 or settings.lr_scheduler in ("constant", "constant_with_warmup"):
+        return "exact-steps"
+    return "skip"
+
+
 def shell_command(argv: list[str]) -> str:
     """The argv as one shell-quoted line, for people to read or paste."""
     return shlex.join(argv)

@@ -33,6 +33,10 @@ FAILED = "Failed"
 STOPPED = "Stopped"
 LIVE_RESULTS = (PENDING, QUEUED, RUNNING)
 
+# Reasons of a failed attempt that no retry can fix (the CRD has no field for a
+# flag, so retryability is a function of the recorded reason).
+NOT_RETRYABLE_REASONS = frozenset({"ConfigError", "DataError", "ResumeError", "DeadlineExceeded"})
+
 # Condition types.
 VALID = "Valid"
 SCHEDULED = "Scheduled"
@@ -454,8 +458,6 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
         new["message"] = obs.message
         if obs.result not in LIVE_RESULTS:
             new["endTime"] = obs.end_time or now
-        if not obs.retryable:
-            new["retryable"] = False
         if obs.unschedulable:
             unschedulable = obs.unschedulable
         if obs.result != rec.get("result") and obs.result not in LIVE_RESULTS:
@@ -553,7 +555,7 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
     # FAILED
     reason = str(latest.get("reason") or "Error")
     message = str(latest.get("message") or "")
-    if latest.get("retryable") is False:
+    if reason in NOT_RETRYABLE_REASONS:
         cond(RUNNING_CONDITION, "False", "Failed", message)
         cond(FAILED_CONDITION, "True", reason, message)
         return finish(FAILED, f"attempt {number} failed ({reason}, not retryable): {message}")

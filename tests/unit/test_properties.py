@@ -76,8 +76,8 @@ def test_any_valid_spec_renders_safely(
     for child in run.children():
         if child["kind"] == "Job":
             for container in child["spec"]["template"]["spec"]["containers"]:
-                assert container["command"][0] == "fluxlora-trainer"
-                assert "sh" not in container["command"] and "-c" not in container["command"]
+                assert "command" not in container  # the image's entrypoint: tini -- fluxlora-trainer
+                assert container["args"][0] in ("prepare", "run") and "-c" not in container["args"]
     # The trigger word lands in the dataset TOML as data, never in the argv.
     assert tomllib.loads(run.dataset_toml)["datasets"][0]["subsets"][0]["class_tokens"] == trigger[:200]
     other = evaluate(

@@ -8,19 +8,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-# The sd-scripts commit the trainer image is built from. The Dockerfile's
-# `ARG SD_SCRIPTS_COMMIT=` must carry the same value (tests/trainer/test_dockerfile.py).
-ENGINE_COMMIT = "48d368fa557731ad0488c07304dfeba8c07910eb"
+# One source for the engine facts shared with the operator's rendering: the
+# commit (also the Dockerfile's `ARG SD_SCRIPTS_COMMIT=`, tests/trainer/test_dockerfile.py),
+# the script, and where the image keeps sd-scripts and the tokenizers.
+from fluxlora.layout import SD_SCRIPTS_DIR as SD_SCRIPTS_DIR
+from fluxlora.layout import TOKENIZER_CACHE_DIR as TOKENIZER_DIR
+from fluxlora.sdscripts import ENGINE_COMMIT as ENGINE_COMMIT
+from fluxlora.sdscripts import ENGINE_SCRIPT as ENGINE_SCRIPT
 
-# Where the image keeps the CLIP-L and T5 tokenizers: render `--tokenizer_cache_dir TOKENIZER_DIR`.
-# sd-scripts loads <dir>/openai_clip-vit-large-patch14 and <dir>/google_t5-v1_1-xxl from it.
-TOKENIZER_DIR = "/opt/fluxlora/tokenizers"
+# sd-scripts loads <dir>/openai_clip-vit-large-patch14 and <dir>/google_t5-v1_1-xxl from TOKENIZER_DIR.
 TOKENIZER_SUBDIRS: tuple[str, ...] = ("openai_clip-vit-large-patch14", "google_t5-v1_1-xxl")
-# Where the image keeps sd-scripts (the script path in the rendered argv).
-SD_SCRIPTS_DIR = "/opt/sd-scripts"
-
-# The script whose path ends the launcher prefix of the argv.
-ENGINE_SCRIPT = "flux_train_network.py"
 
 # Files of a complete `--save_state` directory (scaler.pt only exists with fp16 and is not required).
 STATE_FILES: tuple[str, ...] = (

@@ -126,10 +126,14 @@ class Tracker:
 
     def progress_status(self, layout_relative: Callable[[Path], str]) -> dict[str, Any]:
         eta = self.eta_seconds()
+        total = self.plan.max_train_steps
+        percent = min(100, self.step * 100 // total) if total else 0
         return {
             "attempt": self.attempt,
             "step": self.step,
-            "totalSteps": self.plan.max_train_steps,
+            "totalSteps": total,
+            "percent": percent,
+            "summary": f"{self.step}/{total} ({percent}%)",  # the Progress printer column
             "loss": self.loss,
             "eta": format_duration(eta) if eta is not None and math.isfinite(eta) else None,
             "etaSeconds": round(eta) if eta is not None and math.isfinite(eta) else None,
