@@ -1,0 +1,161 @@
+"""A stand-in kubelet for trainer pods on kwok nodes.
+
+kwok runs no containers. For a trainer pod that kwok holds Running (label
+``fluxlora.dev/fake-hold=true``, set through ``spec.pod.labels``), this runs
+the pod's two containers as local processes instead: ``fluxlora-trainer
+prepare`` then ``run``, with the pod's own environment, the run.json of the
+pod's ConfigMap, its claims (static hostPath volumes) in place of the mounts,
+the stand-in engine (tests/fakes/fake_sd_scripts.py) in place of sd-scripts,
+and a token of the pod's ServiceAccount (TokenRequest), so the trainer's
+status reports go through the per-run RBAC exactly as in a real pod. Then it
+ends the pod as the kubelet would: Succeeded, or Failed with the exit code
+and termination message.
+
+Used by the end-to-end test and by `make demo`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+FAKE_ENGINE = ROOT / "tests" / "fakes" / "fake_sd_scripts.py"
+HOLD_LABEL = "fluxlora.dev/fake-hold"
+RUN_LABEL = "fluxlora.dev/run"
+MOUNTS = {"models": "models", "dataset": "dataset", "output": "output"}  # volume name -> dir under /fluxlora
+
+Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@dataclass
+class PodSimulator:
+    kubectl: Kubectl  # ControlPlane.kubectl-like: (*args, input=None, check=True) -> CompletedProcess
+    server: str
+    ca_file: str
+    create_token: Callable[[str, str], str]
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fluxlora-podsim-")))
+    step_seconds: float = 0.05
+    report_interval: float = 1.0
+    engine_env: dict[str, str] = field(default_factory=dict)
+    handled: set[str] = field(default_factory=set)
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+
+    def _json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def pending_pods(self, namespace: str) -> list[dict[str, Any]]:
+        pods = self._json("get", "pods", "-n", namespace, "-l", f"{RUN_LABEL},{HOLD_LABEL}=true")["items"]
+        return [
+            p
+            for p in pods
+            if p["status"].get("phase") == "Running"
+            and p["metadata"]["uid"] not in self.handled
+            and not p["metadata"].get("deletionTimestamp")
+        ]
+
+    def _host_path(self, namespace: str, claim: str) -> Path:
+        pvc = self._json("get", "pvc", claim, "-n", namespace)
+        pv = self._json("get", "pv", pvc["spec"]["volumeName"])
+        return Path(pv["spec"]["hostPath"]["path"])
+
+    def _root_for(self, pod: dict[str, Any]) -> Path:
+        namespace = pod["metadata"]["namespace"]
+        root = self.workdir / pod["metadata"]["name"] / "fluxlora"
+        (root / "run").mkdir(parents=True, exist_ok=True)
+        for volume in pod["spec"]["volumes"]:
+            claim = volume.get("persistentVolumeClaim")
+            if claim and volume["name"] in MOUNTS:
+                link = root / MOUNTS[volume["name"]]
+                if not link.exists():
+                    link.symlink_to(self._host_path(namespace, claim["claimName"]))
+        # The ConfigMap mount: run.json and dataset.toml, with /fluxlora/ moved under this root.
+        configmap = next(v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v)
+        data = self._json("get", "configmap", configmap, "-n", namespace)["data"]
+        for key, text in data.items():
+            (root / "run" / key).write_text(text.replace("/fluxlora/", f"{root}/"))
+        return root
+
+    def run_pod(self, pod: dict[str, Any]) -> int:
+        """Run both containers of ``pod`` locally; end the pod like a kubelet. Returns the exit code."""
+        meta = pod["metadata"]
+        self.handled.add(meta["uid"])
+        root = self._root_for(pod)
+        token_file = root.parent / "token"
+        token_file.write_text(self.create_token(meta["namespace"], pod["spec"]["serviceAccountName"]))
+        container = pod["spec"]["containers"][0]
+        env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e}}
+        env |= {
+            "FLUXLORA_ENGINE_CMD": json.dumps([sys.executable, str(FAKE_ENGINE)]),
+            "FAKE_ENGINE_STEP_SECONDS": str(self.step_seconds),
+            "HOME": str(root.parent),
+        } | self.engine_env
+        termination_log = root.parent / "termination-log"
+        common = [
+            "--run", str(root / "run" / "run.json"),
+            "--server", self.server, "--token-file", str(token_file), "--ca-file", self.ca_file,
+            "--termination-log", str(termination_log), "--report-interval", str(self.report_interval),
+        ]  # fmt: skip
+        code = 0
+        for step in ("prepare", "run"):
+            self.log(f"podsim: {meta['name']}: fluxlora-trainer {step}")
+            with open(root.parent / f"{step}.log", "wb") as out:
+                code = subprocess.run(
+                    [sys.executable, "-m", "fluxlora_trainer.cli", step, *common],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    check=False,
+                ).returncode
+            if code != 0:
+                break
+        message = termination_log.read_text().strip() if termination_log.exists() else ""
+        self._end_pod(pod, code, message)
+        return code
+
+    def _end_pod(self, pod: dict[str, Any], code: int, message: str) -> None:
+        name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
+        if code == 0:
+            self.kubectl("label", "pod", name, "-n", namespace, "fluxlora.dev/fake-complete=true", "--overwrite")
+            return
+        self.kubectl(
+            "annotate", "pod", name, "-n", namespace, "--overwrite",
+            f"fluxlora.dev/fake-exit-code={code}", f"fluxlora.dev/fake-message={message[:1000]}",
+        )  # fmt: skip
+        self.kubectl("label", "pod", name, "-n", namespace, "fluxlora.dev/fake-fail=true", "--overwrite")
+
+    def step(self, namespace: str) -> int:
+        """Run every held pod found now; returns how many ran."""
+        pods = self.pending_pods(namespace)
+        for pod in pods:
+            self.run_pod(pod)
+        return len(pods)
+
+
+def write_demo_dataset(directory: Path, images: int = 4, trigger: str = "ohwx woman") -> None:
+    """A few tiny valid PNG images with captions (what a user puts in the dataset claim)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(images):
+        pixel = bytes([(i * 60) % 256, 80, 160])
+        raw = b"".join(b"\x00" + pixel * 8 for _row in range(8))  # 8x8 RGB, filter 0 per row
+        png = (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b"")
+        )
+        (directory / f"img{i:03d}.png").write_bytes(png)
+        (directory / f"img{i:03d}.txt").write_text(f"{trigger}, photo {i}\n")

@@ -1,0 +1,132 @@
+"""End to end, as a user meets it: helm install, kubectl apply, kubectl get flr.
+
+The operator runs as a local process authenticated as the chart's
+ServiceAccount (so the chart's RBAC is what is tested); the trainer pod runs
+as local processes (podsim.py) with the pod's own per-run ServiceAccount token
+and the stand-in engine, on a kwok GPU node scheduled by the real scheduler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from podsim import PodSimulator, write_demo_dataset
+
+from controlplane import ControlPlane
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "fluxlora"
+RELEASE = "fluxlora"
+OPERATOR_SA = "fluxlora-operator"
+
+pytestmark = pytest.mark.cluster
+
+
+def token_kubeconfig(path: Path, server: str, ca_file: str, token: str) -> Path:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority": ca_file}}],
+        "users": [{"name": "u", "user": {"token": token}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def e2e_run(name: str, steps: int) -> dict[str, Any]:
+    run: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "run-fast.yaml").read_text())
+    run["metadata"]["name"] = name
+    run["spec"]["training"] = {"maxTrainSteps": steps, "saveEveryNSteps": 10, "lrWarmupSteps": 2}
+    # kwok holds the pod Running; podsim runs its containers and ends it.
+    run["spec"]["pod"] = {"labels": {"fluxlora.dev/fake-hold": "true"}}
+    return run
+
+
+def helm(cluster: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(cluster.helm_path), "--kubeconfig", cluster.kubeconfig, *args],
+        capture_output=True,
+        text=True,
+        env=cluster.env(),
+        check=False,
+    )
+
+
+def test_helm_install_apply_run_to_succeeded_and_uninstall(
+    cluster: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    installed = helm(
+        cluster, "install", RELEASE, str(CHART), "-n", namespace,
+        "--set", f"watchNamespaces={{{namespace}}}", "--set", "trainerImage=fluxlora/trainer:e2e",
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    assert "kubectl get fluxloraruns -w" in installed.stdout  # NOTES tell the next command
+
+    # The operator, authenticated as the chart's ServiceAccount only.
+    token = cluster.create_token(namespace, OPERATOR_SA)
+    kubeconfig = token_kubeconfig(tmp_path / "operator.kubeconfig", cluster.server, cluster.ca_file, token)
+    log = open(tmp_path / "operator.log", "wb")  # noqa: SIM115 - closed in finally
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "fluxlora.cli", "operator", "--namespace", namespace, "--liveness", "",
+         "--trainer-image", "fluxlora/trainer:e2e"],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        claims = {c: cluster.bound_claim(namespace, c) for c in ("flux-models", "lora-datasets", "lora-outputs")}
+        write_demo_dataset(claims["lora-datasets"].host_path / "alice")
+        run = e2e_run("alice-fast", steps=40)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run))
+
+        sim = PodSimulator(cluster.kubectl, cluster.server, str(cluster.ca_file), cluster.create_token)
+        deadline = time.monotonic() + 180
+        phase = None
+        while time.monotonic() < deadline:
+            sim.step(namespace)
+            status = cluster.kubectl_json("get", "flr", "alice-fast", "-n", namespace).get("status", {})
+            phase = status.get("phase")
+            if phase in ("Succeeded", "Failed"):
+                break
+            time.sleep(0.5)
+        assert phase == "Succeeded", (
+            f"{phase}: {json.dumps(status, indent=1)}\n{(tmp_path / 'operator.log').read_text()[-3000:]}"
+        )
+        assert len(sim.handled) == 1
+
+        # What a user reads.
+        header, row = cluster.kubectl("get", "flr", "-n", namespace).stdout.splitlines()
+        assert header.split()[:6] == ["NAME", "PROFILE", "PHASE", "PROGRESS", "LOSS", "ETA"]
+        assert row.split()[:5] == ["alice-fast", "fast", "Succeeded", "40/40", "(100%)"]
+        assert status["progress"]["step"] == 40 and status["progress"]["loss"] is not None
+        assert status["repro"]["datasetHash"].startswith("sha256:")
+        assert status["repro"]["engineCommit"] == "48d368fa557731ad0488c07304dfeba8c07910eb"
+        assert status["resume"]["checkpoint"].startswith("alice-fast/checkpoints/")
+        output = claims["lora-outputs"].host_path / "alice-fast"
+        assert (output / "checkpoints" / "alice-fast.safetensors").exists()
+        assert (output / "repro" / "command.txt").read_text().startswith("accelerate launch")
+        described = cluster.kubectl("describe", "flr", "alice-fast", "-n", namespace).stdout
+        assert "Events:" in described and "noiseOffset" in described  # the warning reached the user
+    finally:
+        operator.terminate()
+        operator.wait(timeout=30)
+        log.close()
+
+    uninstalled = helm(cluster, "uninstall", RELEASE, "-n", namespace, "--wait")
+    assert uninstalled.returncode == 0, uninstalled.stderr
+    left = cluster.kubectl(
+        "get", "deployment,serviceaccount,role,rolebinding,configmap", "-n", namespace,
+        "-l", "app.kubernetes.io/component=operator", "-o", "name",
+    ).stdout  # fmt: skip
+    assert left.strip() == ""
+    assert cluster.kubectl("get", "crd", "fluxloraruns.fluxlora.dev", check=False).returncode == 0  # CRDs stay
