@@ -58,13 +58,11 @@ cluster-status: venv
 test-cluster: venv tools
 	pytest -q -m cluster
 
-demo: venv
-	@echo "== fluxlora demo: validate and render examples/run-final.yaml (offline, no cluster needed)"
+demo: venv  ## the product path on a local control plane (simulated GPU node and engine)
+	@echo "== fluxlora demo: validate and render examples/run-final.yaml (offline)"
 	fluxlora validate examples/run-final.yaml
-	@echo; echo "== the exact sd-scripts command the trainer pod runs"
 	fluxlora render examples/run-final.yaml -o command 2>/dev/null
-	@echo; echo "== dataset config and the objects the operator creates"
-	fluxlora render examples/run-final.yaml -o json 2>/dev/null | $(PY) -c 'import json,sys; d=json.load(sys.stdin); print(d["datasetConfig"]); print("config hash:", d["configHash"]); [print("-", m["kind"], m["metadata"]["name"]) for m in d["manifests"]]'
+	$(PY) hack/demo.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_ENGINE = ROOT / "tests" / "fakes" / "fake_sd_scripts.py"
 HOLD_LABEL = "fluxlora.dev/fake-hold"
+# /fluxlora/... paths of the pod's mounts (not /opt/fluxlora/... inside the image).
+IN_POD_ROOT = re.compile(r"(?<![\w.-])/fluxlora/")
 RUN_LABEL = "fluxlora.dev/run"
 MOUNTS = {"models": "models", "dataset": "dataset", "output": "output"}  # volume name -> dir under /fluxlora
 
@@ -80,7 +83,7 @@ class PodSimulator:
         configmap = next(v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v)
         data = self._json("get", "configmap", configmap, "-n", namespace)["data"]
         for key, text in data.items():
-            (root / "run" / key).write_text(text.replace("/fluxlora/", f"{root}/"))
+            (root / "run" / key).write_text(IN_POD_ROOT.sub(f"{root}/", text))
         return root
 
     def run_pod(self, pod: dict[str, Any]) -> int:

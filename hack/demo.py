@@ -1,0 +1,153 @@
+"""`make demo`: the whole product path on this machine, in a few minutes.
+
+A real control plane (built once, then cached), the Helm chart, the operator
+running as the chart's ServiceAccount, `kubectl apply` of the fast example,
+and `kubectl get flr -w`-style output until Succeeded. SIMULATED parts, said
+plainly: the GPU node is a kwok fake, and the trainer pod's containers run as
+local processes with a stand-in engine (tests/fakes/fake_sd_scripts.py)
+instead of sd-scripts on a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests" / "cluster"), str(ROOT / "tests" / "e2e")]
+
+from podsim import PodSimulator, write_demo_dataset  # noqa: E402
+from test_e2e import OPERATOR_SA, e2e_run, helm, token_kubeconfig  # noqa: E402
+
+from controlplane import ControlPlane, ensure_binaries, session_control_plane  # noqa: E402
+
+STEPS = 120
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def main() -> int:
+    say("building or reusing the control plane (the first build compiles Kubernetes: ~7 min on 2 cores)")
+    ensure_binaries()
+    with session_control_plane() as cluster:
+        return demo(cluster)
+
+
+def demo(cluster: ControlPlane) -> int:
+    namespace = f"fluxlora-demo-{secrets.token_hex(3)}"
+    workdir = Path(cluster.state_dir) / namespace
+    workdir.mkdir(parents=True, exist_ok=True)
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.wait_for(
+        "the namespace's default ServiceAccount",
+        lambda: cluster.kubectl("get", "sa", "default", "-n", namespace, check=False).returncode == 0,
+    )
+    operator = None
+    try:
+        say(f"helm install fluxlora charts/fluxlora -n {namespace}")
+        installed = helm(
+            cluster,
+            "install",
+            "fluxlora",
+            str(ROOT / "charts" / "fluxlora"),
+            "-n",
+            namespace,
+            "--set",
+            f"watchNamespaces={{{namespace}}}",
+        )
+        print(installed.stdout or installed.stderr)
+        if installed.returncode:
+            return 1
+
+        say("operator: `fluxlora operator`, authenticated as the chart's ServiceAccount")
+        token = cluster.create_token(namespace, OPERATOR_SA)
+        kubeconfig = token_kubeconfig(workdir / "operator.kubeconfig", cluster.server, str(cluster.ca_file), token)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "fluxlora.cli", "operator", "--namespace", namespace, "--liveness", ""],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            stdout=open(workdir / "operator.log", "wb"),  # noqa: SIM115 - lives as long as the process
+            stderr=subprocess.STDOUT,
+        )
+
+        say("claims for models, dataset and outputs; 4 images with captions in the dataset claim")
+        claims = {c: cluster.bound_claim(namespace, c) for c in ("flux-models", "lora-datasets", "lora-outputs")}
+        write_demo_dataset(claims["lora-datasets"].host_path / "alice")
+
+        run = e2e_run("alice-fast", steps=STEPS)
+        say(
+            f"kubectl apply -f examples/run-fast.yaml (maxTrainSteps {STEPS})  "
+            "[SIMULATED: kwok GPU node, stand-in engine instead of sd-scripts]"
+        )
+        print(cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run)).stdout)
+
+        sim = PodSimulator(
+            cluster.kubectl,
+            cluster.server,
+            str(cluster.ca_file),
+            cluster.create_token,
+            workdir=workdir,
+            step_seconds=0.12,
+            report_interval=1.0,
+            log=lambda _: None,
+        )
+        stop = threading.Event()
+
+        def kubelet() -> None:
+            while not stop.is_set():
+                sim.step(namespace)
+                time.sleep(0.5)
+
+        threading.Thread(target=kubelet, daemon=True).start()
+
+        say("kubectl get flr -w")
+        last, phase = "", None
+        deadline = time.monotonic() + 300
+        first = True
+        while time.monotonic() < deadline:
+            out = cluster.kubectl("get", "flr", "alice-fast", "-n", namespace, "-o", "wide").stdout.splitlines()
+            if first:
+                print(out[0])
+                first = False
+            if out[1:] and out[1] != last:
+                last = out[1]
+                print(last, flush=True)
+            phase = cluster.kubectl(
+                "get", "flr", "alice-fast", "-n", namespace, "-o", "jsonpath={.status.phase}"
+            ).stdout
+            if phase in ("Succeeded", "Failed"):
+                break
+            time.sleep(1)
+        stop.set()
+
+        say("kubectl describe flr alice-fast (conditions and events)")
+        described = cluster.kubectl("describe", "flr", "alice-fast", "-n", namespace).stdout
+        print("\n".join(described.splitlines()[-25:]))
+        status = cluster.kubectl_json("get", "flr", "alice-fast", "-n", namespace)["status"]
+        say("what ran, and where the resumable checkpoint is")
+        print(json.dumps({k: status.get(k) for k in ("repro", "resume")}, indent=2))
+        output = claims["lora-outputs"].host_path / "alice-fast"
+        print(
+            "output claim:",
+            *sorted(str(p.relative_to(output)) for p in output.glob("*/*") if p.is_file())[:12],
+            sep="\n  ",
+        )
+        say(f"phase: {phase}")
+        return 0 if phase == "Succeeded" else 1
+    finally:
+        if operator is not None:
+            operator.terminate()
+            operator.wait(timeout=30)
+        helm(cluster, "uninstall", "fluxlora", "-n", namespace)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
