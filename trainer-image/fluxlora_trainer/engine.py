@@ -12,10 +12,11 @@ from collections.abc import Sequence
 # commit (also the Dockerfile's `ARG SD_SCRIPTS_COMMIT=`, tests/trainer/test_dockerfile.py),
 # the script, and where the image keeps sd-scripts and the tokenizers.
 from fluxlora.layout import SD_SCRIPTS_DIR as SD_SCRIPTS_DIR
-from fluxlora.layout import TOKENIZER_CACHE_DIR as TOKENIZER_DIR
+from fluxlora.layout import TOKENIZER_CACHE_DIR
 from fluxlora.sdscripts import ENGINE_COMMIT as ENGINE_COMMIT
 from fluxlora.sdscripts import ENGINE_SCRIPT as ENGINE_SCRIPT
 
+TOKENIZER_DIR = TOKENIZER_CACHE_DIR
 # sd-scripts loads <dir>/openai_clip-vit-large-patch14 and <dir>/google_t5-v1_1-xxl from TOKENIZER_DIR.
 TOKENIZER_SUBDIRS: tuple[str, ...] = ("openai_clip-vit-large-patch14", "google_t5-v1_1-xxl")
 
