@@ -259,7 +259,7 @@ def _delete_job(k: Kube, namespace: str, name: str) -> None:
     failpoint("after-delete")
 
 
-def reconcile_once(k: Kube, namespace: str, name: str) -> bool:
+def reconcile_once(k: Kube, namespace: str, name: str, seen: Obj | None = None) -> bool:
     """One pass; False when the status patch hit a conflict (the caller re-reads)."""
     cfg = _settings()
     try:
@@ -276,6 +276,12 @@ def reconcile_once(k: Kube, namespace: str, name: str) -> bool:
     if rendered is not None and not facts.dry_run:
         jobs = k.request("GET", _ns_path("/apis/batch/v1", namespace, "jobs"), query=_selector(name))["items"]
         pods = k.request("GET", _ns_path("/api/v1", namespace, "pods"), query=_selector(name))["items"]
+        # A pod seen in a watch event but already gone from the listing (evicted,
+        # preempted, deleted) still tells why its attempt ended.
+        if seen is not None and seen.get("kind", "Pod") == "Pod":
+            uid = (seen.get("metadata") or {}).get("uid")
+            if uid and all((p.get("metadata") or {}).get("uid") != uid for p in pods):
+                pods.append(seen)
     plan = run_status.plan(facts, jobs, pods, now_rfc3339())
     for action in plan.actions:
         if isinstance(action, run_status.CreateAttempt):
@@ -311,10 +317,10 @@ def reconcile_once(k: Kube, namespace: str, name: str) -> bool:
     return True
 
 
-def reconcile(namespace: str, name: str) -> None:
+def reconcile(namespace: str, name: str, seen: Obj | None = None) -> None:
     with _lock_for(namespace, name):
         for _ in range(10):
-            if reconcile_once(kube(), namespace, name):
+            if reconcile_once(kube(), namespace, name, seen):
                 return
     raise kopf.TemporaryError(f"the status of {namespace}/{name} kept changing; will retry", delay=1)
 
@@ -369,7 +375,11 @@ def job_event(namespace: str | None, labels: Any, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "pods", labels={manifests.RUN_LABEL: kopf.PRESENT})
-def pod_event(namespace: str | None, labels: Any, **_: Any) -> None:
+def pod_event(namespace: str | None, labels: Any, body: Any, event: Any, **_: Any) -> None:
     owner = _owner(namespace, labels)
     if owner:
-        reconcile(*owner)
+        pod = dict(body)
+        if (event or {}).get("type") == "DELETED":
+            pod.setdefault("metadata", {})
+            pod["metadata"] = dict(pod["metadata"]) | {"deletionTimestamp": now_rfc3339()}
+        reconcile(*owner, seen=pod)

@@ -35,6 +35,7 @@ LIVE_RESULTS = (PENDING, QUEUED, RUNNING)
 
 # Reasons of a failed attempt that no retry can fix (the CRD has no field for a
 # flag, so retryability is a function of the recorded reason).
+DISRUPTION_REASONS = frozenset({"Evicted", "Preempted", "NodeLost", "PodDeleted"})
 NOT_RETRYABLE_REASONS = frozenset({"ConfigError", "DataError", "ResumeError", "DeadlineExceeded"})
 
 # Condition types.
@@ -193,7 +194,7 @@ def observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], run_suspe
     pod = mine[-1]
     pod_status = pod.get("status") or {}
     taken = pod_failure(pod)
-    if taken is not None and taken.reason in ("Evicted", "Preempted", "NodeLost", "PodDeleted"):
+    if taken is not None and taken.reason in DISRUPTION_REASONS:
         # Not final until the Job says so; the reason is recorded now because the
         # pod may be gone by the time the Job fails.
         return Observation(RUNNING, taken.reason, taken.message)
@@ -434,6 +435,12 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
     # Update live attempts from their Jobs.
     unschedulable: str | None = None
     for number, rec in sorted(records.items()):
+        if rec.get("result") == FAILED and rec.get("reason") == "PodLost" and number in by_number:
+            # A later watch event may still show why the pod went (e.g. its eviction).
+            better = observe(by_number[number], pods, facts.suspend)
+            if better.result == FAILED and better.reason != "PodLost":
+                records[number] = dict(rec) | {"reason": better.reason, "message": better.message}
+            continue
         if rec.get("result") not in LIVE_RESULTS:
             continue
         found = by_number.get(number)
@@ -447,13 +454,13 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
         else:
             obs = observe(found, pods, facts.suspend)
         new = dict(rec)
+        if rec.get("reason") in DISRUPTION_REASONS and obs.reason not in DISRUPTION_REASONS:
+            # The pod was seen being taken away; it may be gone from later listings.
+            if obs.result == FAILED and obs.reason == "PodLost":
+                obs = Observation(FAILED, rec["reason"], rec.get("message"), True, end_time=obs.end_time)
+            elif obs.result in LIVE_RESULTS:
+                obs = Observation(RUNNING, rec["reason"], rec.get("message"))
         new["result"] = obs.result
-        if (
-            obs.result == FAILED
-            and obs.reason == "PodLost"
-            and rec.get("reason") in ("Evicted", "Preempted", "NodeLost", "PodDeleted")
-        ):
-            obs = Observation(FAILED, rec["reason"], rec.get("message"), True, end_time=obs.end_time)
         new["reason"] = obs.reason
         new["message"] = obs.message
         if obs.result not in LIVE_RESULTS:

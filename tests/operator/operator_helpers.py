@@ -132,7 +132,7 @@ def run_doc(name: str, profile: str = "fast", pod: dict[str, Any] | None = None,
             "model": {"claimName": "flux-models"},
             "dataset": {"claimName": "datasets", "path": "alice", "triggerWord": "ohwx woman"},
             "output": {"claimName": "outputs"},
-            "training": {"maxTrainSteps": 100, "saveEveryNSteps": 10},
+            "training": {"maxTrainSteps": 400, "saveEveryNSteps": 50},
             "pod": {"labels": pod.get("labels") or {}, "annotations": annotations},
         },
     }

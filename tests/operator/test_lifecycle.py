@@ -79,3 +79,188 @@ def test_success_path(operator: Operator, runs: Runs, namespace: str) -> None:
 
     printed = runs.cluster.kubectl("get", "flr", "ok", "-n", namespace).stdout
     assert "Succeeded" in printed
+
+
+def test_failed_attempt_retries_from_the_trainers_resume_point(operator: Operator, runs: Runs) -> None:
+    runs.apply(run_doc("retry", pod={"labels": {f"{FAKE}hold": "true"}}))
+    pod = runs.wait_pod_running("retry", 1)
+    # What the trainer reports after saving a complete state at step 30.
+    runs.patch_status("retry", {"resume": {"checkpoint": "retry/checkpoints/retry-step00000030-state", "step": 30}})
+    runs.annotate_pod(pod, f"{FAKE}exit-code=1", f"{FAKE}message=CUDA error: an illegal memory access")
+    runs.label_pod(pod, f"{FAKE}fail=true")
+
+    pod2 = runs.wait_pod_running("retry", 2)
+    jobs = runs.jobs("retry")
+    assert [j["metadata"]["name"] for j in jobs] == ["retry-a1", "retry-a2"]
+    env = env_of(jobs[1])
+    assert env["FLUXLORA_ATTEMPT"] == "2"
+    assert env["FLUXLORA_RESUME_CHECKPOINT"] == "retry/checkpoints/retry-step00000030-state"
+    assert env["FLUXLORA_RESUME_STEP"] == "30"
+    assert env_of(jobs[1], "prepare")["FLUXLORA_RESUME_STEP"] == "30"
+    status = runs.wait_phase("retry", "Running")
+    first, second = status["attempts"]
+    assert first["result"] == "Failed" and first["reason"] == "Error"
+    assert first["message"] == "CUDA error: an illegal memory access"
+    assert second["resumedFrom"] == "retry/checkpoints/retry-step00000030-state" and second["resumedStep"] == 30
+
+    runs.label_pod(pod2, f"{FAKE}complete=true")
+    status = runs.wait_phase("retry", "Succeeded")
+    assert [a["result"] for a in status["attempts"]] == ["Failed", "Succeeded"]
+    assert status["resume"]["step"] == 30  # the trainer's key, untouched
+    reasons = [e["reason"] for e in runs.events("retry")]
+    assert "AttemptFailed" in reasons
+
+
+def test_retries_exhausted_fail_with_the_last_reason(operator: Operator, runs: Runs) -> None:
+    fail = {"labels": {f"{FAKE}fail": "true"}, "annotations": {f"{FAKE}reason": "OOMKilled", f"{FAKE}exit-code": "137"}}
+    runs.apply(run_doc("oom", pod=fail, resume={"maxRetries": 1}))
+    status = runs.wait_phase("oom", "Failed")
+    assert [a["jobName"] for a in status["attempts"]] == ["oom-a1", "oom-a2"]
+    assert all(a["result"] == "Failed" and a["reason"] == "OOMKilled" for a in status["attempts"])
+    failed = condition(status, "Failed")
+    assert failed and failed["status"] == "True" and failed["reason"] == "OOMKilled"
+    assert "retries exhausted" in failed["message"]
+    time.sleep(2)
+    assert len(runs.jobs("oom")) == 2
+    assert any(e["type"] == "Warning" and e["reason"] == "Failed" for e in runs.events("oom"))
+
+
+def test_configuration_error_is_not_retried(operator: Operator, runs: Runs) -> None:
+    fail = {
+        "labels": {f"{FAKE}fail": "true"},
+        "annotations": {f"{FAKE}exit-code": "2", f"{FAKE}message": "run.json: dataset directory alice is empty"},
+    }
+    runs.apply(run_doc("bad-data", pod=fail, resume={"maxRetries": 3}))
+    status = runs.wait_phase("bad-data", "Failed")
+    failed = condition(status, "Failed")
+    assert failed and failed["reason"] == "ConfigError"
+    assert failed["message"] == "run.json: dataset directory alice is empty"
+    time.sleep(2)
+    assert [j["metadata"]["name"] for j in runs.jobs("bad-data")] == ["bad-data-a1"]
+    assert len(runs.status("bad-data")["attempts"]) == 1
+
+
+def test_evicted_pod_is_retried(operator: Operator, runs: Runs, cluster: Any, namespace: str) -> None:
+    runs.apply(run_doc("evict", pod={"labels": {f"{FAKE}hold": "true"}}))
+    pod = runs.wait_pod_running("evict", 1)
+    from kubernetes import client
+
+    core = client.CoreV1Api(cluster.api_client())
+    core.create_namespaced_pod_eviction(
+        pod["metadata"]["name"],
+        namespace,
+        {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod["metadata"]["name"]}},
+    )
+    pod2 = runs.wait_pod_running("evict", 2)
+    status = runs.wait("evict", lambda s: s["attempts"][0].get("reason") == "Evicted", "attempt 1 Evicted", 10)
+    assert status["attempts"][0]["result"] == "Failed"
+    assert "Eviction API" in status["attempts"][0]["message"] or status["attempts"][0]["message"]
+    runs.label_pod(pod2, f"{FAKE}complete=true")
+    runs.wait_phase("evict", "Succeeded")
+
+
+def test_unschedulable_carries_the_schedulers_message(
+    operator: Operator, runs: Runs, cluster: Any, namespace: str
+) -> None:
+    node = cluster.gpu_nodes(count=1, gpus=2, prefix=f"small-{namespace}")[0]
+    try:
+        runs.apply(run_doc("big", resources={"gpus": 4, "nodeSelector": {"kubernetes.io/hostname": node}}))
+        status = runs.wait(
+            "big", lambda s: (condition(s, "Scheduled") or {}).get("reason") == "Unschedulable", "Unschedulable"
+        )
+        assert status["phase"] == "Pending"
+        message = condition(status, "Scheduled")["message"]
+        assert "Insufficient nvidia.com/gpu" in message, message
+        # More GPUs on the node: the scheduler places the pod and the run goes on.
+        cluster.gpu_nodes(count=1, gpus=8, prefix=f"small-{namespace}")
+        status = runs.wait_phase("big", "Succeeded", timeout=90)
+        assert condition(status, "Scheduled")["status"] == "True"
+    finally:
+        cluster.kubectl("delete", "node", node, "--ignore-not-found", "--wait=false", check=False)
+
+
+def test_dry_run_renders_only(operator: Operator, runs: Runs, namespace: str) -> None:
+    doc = run_doc("dry", dryRun=True)
+    runs.apply(doc)
+    status = runs.wait_phase("dry", "Rendered")
+    assert status["command"] == expected_argv(doc, namespace)
+    assert status["repro"]["configHash"].startswith("sha256:")
+    assert status["warnings"] and "noiseOffset" in status["warnings"][0]["field"]
+    time.sleep(1)
+    for kind in ("jobs", "configmaps", "serviceaccounts", "roles"):
+        names = [o["metadata"]["name"] for o in runs.items(kind)]
+        assert not [n for n in names if n.startswith("dry-")], (kind, names)
+
+
+def test_invalid_run_fails_without_children(operator: Operator, runs: Runs) -> None:
+    runs.apply(run_doc("nope", profile="nosuchprofile"))
+    status = runs.wait_phase("nope", "Failed")
+    valid = condition(status, "Valid")
+    assert valid and valid["status"] == "False" and valid["reason"] == "InvalidSpec"
+    assert "spec.profile" in valid["message"] and "nosuchprofile" in valid["message"]
+    events = runs.events("nope")
+    assert any(e["type"] == "Warning" and e["reason"] == "InvalidSpec" for e in events)
+    assert not runs.jobs("nope")
+    assert not [o for o in runs.items("serviceaccounts") if o["metadata"]["name"].startswith("nope")]
+
+
+def test_final_profile_warnings_are_surfaced(operator: Operator, runs: Runs) -> None:
+    runs.apply(run_doc("fin", profile="final"))
+    status = runs.wait_phase("fin", "Succeeded")
+    valid = condition(status, "Valid")
+    assert valid and valid["status"] == "True" and valid["reason"] == "ValidWithWarnings"
+    assert "minSnrGamma" in valid["message"] and "noiseOffset" in valid["message"]
+    fields = {w["field"] for w in status["warnings"]}
+    assert {"spec.training.minSnrGamma", "spec.training.noiseOffset"} <= fields
+    warnings = [e for e in runs.events("fin") if e["type"] == "Warning" and e["reason"] == "ValidWithWarnings"]
+    assert any("minSnrGamma" in e["message"] for e in warnings)
+
+
+def test_kueue_queue_name_labels_a_suspended_job(operator: Operator, runs: Runs, cluster: Any, namespace: str) -> None:
+    runs.apply(run_doc("queued", queueName="gpu-queue"))
+    status = runs.wait_phase("queued", "Queued")
+    job = runs.jobs("queued")[0]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    assert job["spec"]["suspend"] is True
+    assert condition(status, "Running")["reason"] == "Queued"
+    # Kueue admits the workload by unsuspending the Job.
+    cluster.kubectl("patch", "job", "queued-a1", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    runs.wait_phase("queued", "Succeeded")
+
+
+def test_suspend_and_unsuspend_resume_from_the_checkpoint(operator: Operator, runs: Runs) -> None:
+    runs.apply(run_doc("sus", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.wait_pod_running("sus", 1)
+    runs.wait_phase("sus", "Running")
+    runs.patch_status("sus", {"resume": {"checkpoint": "sus/checkpoints/sus-step00000040-state", "step": 40}})
+    runs.patch_spec("sus", {"suspend": True})
+    status = runs.wait_phase("sus", "Suspended")
+    assert status["attempts"][0]["result"] == "Stopped" and status["attempts"][0]["reason"] == "Suspended"
+    runs.cluster.wait_for("attempt 1 Job gone", lambda: not runs.jobs("sus"), timeout=30)
+    assert not runs.pods("sus")
+    assert runs.status("sus")["resume"]["step"] == 40
+
+    runs.patch_spec("sus", {"suspend": False})
+    pod2 = runs.wait_pod_running("sus", 2)
+    env = env_of(runs.jobs("sus")[0])
+    assert env["FLUXLORA_RESUME_CHECKPOINT"] == "sus/checkpoints/sus-step00000040-state"
+    assert env["FLUXLORA_RESUME_STEP"] == "40"
+    runs.label_pod(pod2, f"{FAKE}complete=true")
+    status = runs.wait_phase("sus", "Succeeded")
+    assert [a["result"] for a in status["attempts"]] == ["Stopped", "Succeeded"]
+
+
+def test_delete_cascades_to_children(operator: Operator, runs: Runs, namespace: str) -> None:
+    runs.apply(run_doc("gone", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.wait_pod_running("gone", 1)
+    runs.cluster.kubectl("delete", "flr", "gone", "-n", namespace, "--wait=false")
+
+    def children() -> list[str]:
+        found = []
+        for kind in ("jobs", "configmaps", "serviceaccounts", "roles", "rolebindings", "pods"):
+            found += [
+                f"{kind}/{o['metadata']['name']}" for o in runs.items(kind) if o["metadata"]["name"].startswith("gone-")
+            ]
+        return found
+
+    runs.cluster.wait_for("children of the deleted run gone", lambda: not children(), timeout=60)
