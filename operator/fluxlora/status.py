@@ -162,7 +162,8 @@ def observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], run_suspe
             "training finished",
             end_time=job_status.get("completionTime") or complete.get("lastTransitionTime"),
         )
-    failed = _true_condition(job, "Failed")
+    # FailureTarget comes first (Kubernetes >= 1.31), Failed once the pods are gone.
+    failed = _true_condition(job, "Failed") or _true_condition(job, "FailureTarget")
     if failed is not None:
         end = failed.get("lastTransitionTime")
         if failed.get("reason") == "DeadlineExceeded":

@@ -1,0 +1,506 @@
+"""status.py: Job/Pod state -> the run's status, actions and events (pure; no cluster)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fluxlora import status as S
+from fluxlora.manifests import ENV_RESUME_CHECKPOINT, ENV_RESUME_STEP, ResumeFrom
+
+UID = "run-uid"
+NOW = "2026-01-01T00:00:00Z"
+LATER = "2026-01-01T00:05:00Z"
+
+Obj = dict[str, Any]
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def job(
+    n: int,
+    *,
+    uid: str = UID,
+    complete: bool = False,
+    failed: str | None = None,
+    suspend: bool = False,
+    deleting: bool = False,
+    resume: tuple[str, int] | None = None,
+    message: str = "",
+) -> Obj:
+    conditions = []
+    if complete:
+        conditions.append({"type": "Complete", "status": "True", "lastTransitionTime": LATER})
+    if failed:
+        conditions.append(
+            {"type": "Failed", "status": "True", "reason": failed, "message": message, "lastTransitionTime": LATER}
+        )
+    env = [
+        {"name": ENV_RESUME_CHECKPOINT, "value": resume[0] if resume else ""},
+        {"name": ENV_RESUME_STEP, "value": str(resume[1]) if resume else "0"},
+    ]
+    meta: Obj = {
+        "name": f"r-a{n}",
+        "uid": f"job-{n}",
+        "creationTimestamp": NOW,
+        "labels": {"fluxlora.dev/run": "r", "fluxlora.dev/attempt": str(n)},
+        "ownerReferences": [{"uid": uid, "kind": "FluxLoraRun", "name": "r"}],
+    }
+    if deleting:
+        meta["deletionTimestamp"] = LATER
+    return {
+        "metadata": meta,
+        "spec": {"suspend": suspend, "template": {"spec": {"containers": [{"name": "train", "env": env}]}}},
+        "status": {"conditions": conditions},
+    }
+
+
+def pod(
+    n: int,
+    phase: str = "Running",
+    *,
+    exit_code: int | None = None,
+    reason: str | None = None,
+    message: str = "",
+    init_exit: int | None = None,
+    conditions: list[Obj] | None = None,
+    status_reason: str | None = None,
+    deleting: bool = False,
+    waiting: str | None = None,
+) -> Obj:
+    containers: list[Obj] = []
+    if exit_code is not None:
+        containers.append(
+            {
+                "name": "train",
+                "state": {"terminated": {"exitCode": exit_code, "reason": reason or "Error", "message": message}},
+            }
+        )
+    elif waiting:
+        containers.append({"name": "train", "state": {"waiting": {"reason": waiting, "message": message}}})
+    else:
+        containers.append({"name": "train", "state": {"running": {}}})
+    inits = []
+    if init_exit is not None:
+        inits.append({"name": "prepare", "state": {"terminated": {"exitCode": init_exit, "message": message}}})
+    status: Obj = {
+        "phase": phase,
+        "containerStatuses": containers,
+        "initContainerStatuses": inits,
+        "conditions": conditions or [],
+    }
+    if status_reason:
+        status["reason"] = status_reason
+        status["message"] = message
+    meta: Obj = {
+        "name": f"r-a{n}-xyz",
+        "uid": f"pod-{n}",
+        "creationTimestamp": NOW,
+        "ownerReferences": [{"uid": f"job-{n}", "kind": "Job"}],
+    }
+    if deleting:
+        meta["deletionTimestamp"] = LATER
+    return {"metadata": meta, "status": status}
+
+
+def facts(status: Obj | None = None, **kw: Any) -> S.RunFacts:
+    base: dict[str, Any] = {
+        "name": "r",
+        "uid": UID,
+        "generation": 1,
+        "status": status or {},
+        "command": ["accelerate", "launch"],
+        "max_train_steps": 1000,
+    }
+    base.update(kw)
+    return S.RunFacts(**base)
+
+
+def attempt(n: int, result: str = "Running", reason: str | None = None, **kw: Any) -> Obj:
+    rec = {"number": n, "jobName": f"r-a{n}", "startTime": NOW, "result": result}
+    if reason:
+        rec["reason"] = reason
+    rec.update(kw)
+    return rec
+
+
+def cond(status: Obj, type_: str) -> Obj:
+    found = [c for c in status.get("conditions") or [] if c["type"] == type_]
+    assert found, (type_, status.get("conditions"))
+    return found[0]
+
+
+# ----------------------------------------------------------------------------- pod_failure
+
+
+def test_pod_failure_reasons() -> None:
+    assert S.pod_failure(pod(1)) is None
+    assert S.pod_failure(pod(1, "Succeeded", exit_code=0)) is None
+    evicted = S.pod_failure(pod(1, "Failed", status_reason="Evicted", message="low on memory"))
+    assert evicted and evicted.reason == "Evicted" and evicted.message == "low on memory" and evicted.retryable
+    oom = S.pod_failure(pod(1, "Failed", exit_code=137, reason="OOMKilled"))
+    assert oom and oom.reason == "OOMKilled" and oom.retryable
+    crash = S.pod_failure(pod(1, "Failed", exit_code=1, message="CUDA error"))
+    assert crash and (crash.reason, crash.message, crash.retryable) == ("Error", "CUDA error", True)
+    silent = S.pod_failure(pod(1, "Failed", exit_code=21))
+    assert silent and silent.message == "container train exited with code 21" and silent.retryable
+
+
+def test_configuration_and_data_errors_are_not_retryable() -> None:
+    for code, reason in [(2, "ConfigError"), (10, "DataError"), (16, "DataError"), (22, "ResumeError")]:
+        found = S.pod_failure(pod(1, "Failed", exit_code=code, message="why"))
+        assert found and found.reason == reason and not found.retryable and found.message == "why"
+        assert reason in S.NOT_RETRYABLE_REASONS
+    prepare = S.pod_failure(pod(1, "Failed", init_exit=2, message="dataset alice: no images"))
+    assert prepare and prepare.reason == "ConfigError" and prepare.message == "dataset alice: no images"
+
+
+def test_disruptions() -> None:
+    def disrupted(reason: str) -> str | None:
+        c = [{"type": "DisruptionTarget", "status": "True", "reason": reason, "message": "m"}]
+        found = S.pod_failure(pod(1, "Running", conditions=c, deleting=True))
+        return found.reason if found else None
+
+    assert disrupted("PreemptionByScheduler") == "Preempted"
+    assert disrupted("EvictionByEvictionAPI") == "Evicted"
+    assert disrupted("TerminationByKubelet") == "Evicted"
+    assert disrupted("DeletionByTaintManager") == "NodeLost"
+    assert disrupted("SomethingNew") == "Preempted"
+    deleted = S.pod_failure(pod(1, "Running", deleting=True))
+    assert deleted and deleted.reason == "PodDeleted"
+    # A disruption outranks the SIGTERM exit code it causes.
+    c = [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}]
+    found = S.pod_failure(pod(1, "Failed", exit_code=143, conditions=c))
+    assert found and found.reason == "Preempted"
+
+
+# ----------------------------------------------------------------------------- observe
+
+
+def test_observe_job_states() -> None:
+    assert S.observe(job(1, complete=True), []).result == "Succeeded"
+    deadline = S.observe(job(1, failed="DeadlineExceeded", message="too long"), [])
+    assert (deadline.result, deadline.reason, deadline.retryable) == ("Failed", "DeadlineExceeded", False)
+    oom = S.observe(job(1, failed="BackoffLimitExceeded"), [pod(1, "Failed", exit_code=137, reason="OOMKilled")])
+    assert (oom.result, oom.reason) == ("Failed", "OOMKilled")
+    target = job(1)
+    target["status"]["conditions"] = [{"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"}]
+    assert S.observe(target, [pod(1, "Failed", exit_code=2)]).reason == "ConfigError"
+    lost = S.observe(job(1, failed="BackoffLimitExceeded"), [])
+    assert (lost.result, lost.reason) == ("Failed", "PodLost")
+    assert S.observe(job(1, suspend=True), []).result == "Queued"
+    assert S.observe(job(1, deleting=True), [], run_suspended=True).result == "Stopped"
+    assert S.observe(job(1, deleting=True), []).reason == "JobDeleted"
+    assert (S.observe(job(1), []).result, S.observe(job(1), []).reason) == ("Pending", "Creating")
+    assert S.observe(job(1), [pod(1)]).result == "Running"
+    pull = S.observe(job(1), [pod(1, "Pending", waiting="ImagePullBackOff", message="no such image")])
+    assert (pull.result, pull.reason, pull.message) == ("Pending", "ImagePullBackOff", "no such image")
+    msg = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    unsched = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg}]
+    seen = S.observe(job(1), [pod(1, "Pending", conditions=unsched)])
+    assert (seen.result, seen.reason, seen.unschedulable) == ("Pending", "Unschedulable", msg)
+    # Pods of other Jobs do not count.
+    assert S.observe(job(1), [pod(2)]).reason == "Creating"
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def test_new_run_creates_attempt_one() -> None:
+    p = S.plan(facts(), [], [], NOW)
+    assert p.actions == [S.CreateAttempt(1, None, True)]
+    assert p.status["phase"] == "Pending"
+    assert p.status["attempts"] == [{"number": 1, "jobName": "r-a1", "startTime": NOW, "result": "Pending"}]
+    assert p.status["observedGeneration"] == 1 and p.status["command"] == ["accelerate", "launch"]
+    assert cond(p.status, "Valid")["status"] == "True"
+    assert "resume" not in p.status
+    assert any(e.reason == "AttemptCreated" for e in p.events)
+
+
+def test_spec_resume_from_seeds_the_first_attempt() -> None:
+    first = ResumeFrom("old/state", 300)
+    p = S.plan(facts(first_resume=first), [], [], NOW)
+    assert p.actions == [S.CreateAttempt(1, first, True)]
+    assert p.status["resume"] == {"checkpoint": "old/state", "step": 300}
+    assert p.status["attempts"][0]["resumedStep"] == 300
+    # ... but never overwrites what the trainer wrote.
+    p = S.plan(facts({"resume": {"checkpoint": "new", "step": 400}}, first_resume=first), [], [], NOW)
+    assert "resume" not in p.status
+
+
+def test_invalid_run_fails_once_without_children() -> None:
+    f = facts(errors=['spec.profile ("x") is not a known profile'])
+    p = S.plan(f, [], [], NOW)
+    assert p.actions == [] and p.status["phase"] == "Failed"
+    assert cond(p.status, "Valid")["reason"] == "InvalidSpec"
+    assert [e.type for e in p.events if e.reason == "InvalidSpec"] == ["Warning"]
+    again = S.plan(facts(p.status, errors=f.errors), [], [], LATER)
+    assert again.patch(p.status) == {} and again.events == []
+
+
+def test_warnings_give_a_condition_and_events_once() -> None:
+    w = [{"field": "spec.training.noiseOffset", "message": "noiseOffset has no effect on FLUX"}]
+    p = S.plan(facts(warnings=w), [], [], NOW)
+    valid = cond(p.status, "Valid")
+    assert (valid["status"], valid["reason"]) == ("True", "ValidWithWarnings")
+    assert "noiseOffset" in valid["message"] and p.status["warnings"] == w
+    assert [e.type for e in p.events if e.reason == "ValidWithWarnings"] == ["Warning"]
+    again = S.plan(facts(p.status, warnings=w), [job(1)], [], NOW)
+    assert not [e for e in again.events if e.reason == "ValidWithWarnings"]
+
+
+def test_dry_run_renders_only() -> None:
+    p = S.plan(facts(dry_run=True), [], [], NOW)
+    assert p.actions == [] and p.status["phase"] == "Rendered" and p.status["command"]
+
+
+def test_job_without_a_record_is_adopted_not_recreated() -> None:
+    p = S.plan(facts(), [job(1, resume=("ck", 5))], [pod(1)], NOW)
+    assert p.actions == []
+    assert p.status["phase"] == "Running"
+    assert p.status["attempts"][0]["resumedFrom"] == "ck" and p.status["attempts"][0]["resumedStep"] == 5
+
+
+def test_jobs_of_an_older_run_with_the_same_name_are_ignored() -> None:
+    p = S.plan(facts(), [job(1, uid="old-uid", complete=True)], [], NOW)
+    assert p.actions == [S.CreateAttempt(1, None, True)]
+
+
+def test_retryable_failure_resumes_from_the_trainers_point() -> None:
+    status = {"phase": "Running", "attempts": [attempt(1)], "resume": {"checkpoint": "ck/s-30", "step": 30}}
+    jobs = [job(1, failed="BackoffLimitExceeded")]
+    p = S.plan(facts(status), jobs, [pod(1, "Failed", exit_code=1, message="boom")], LATER)
+    assert p.actions == [S.CreateAttempt(2, ResumeFrom("ck/s-30", 30), False)]
+    first, second = p.status["attempts"]
+    assert (first["result"], first["reason"], first["message"], first["endTime"]) == ("Failed", "Error", "boom", LATER)
+    assert second["resumedFrom"] == "ck/s-30" and second["resumedStep"] == 30
+    assert {e.reason for e in p.events} >= {"AttemptFailed", "AttemptCreated"}
+
+
+def test_retry_without_a_checkpoint_falls_back_to_spec_resume_from() -> None:
+    status = {"attempts": [attempt(1)]}
+    f = facts(status, first_resume=ResumeFrom("given", 10))
+    p = S.plan(f, [job(1, failed="BackoffLimitExceeded")], [pod(1, "Failed", exit_code=1)], NOW)
+    assert p.actions == [S.CreateAttempt(2, ResumeFrom("given", 10), False)]
+
+
+def test_retries_exhausted_keeps_the_last_reason() -> None:
+    status = {"attempts": [attempt(1, "Failed", "OOMKilled"), attempt(2)]}
+    p = S.plan(
+        facts(status, max_retries=1),
+        [job(1, failed="BackoffLimitExceeded"), job(2, failed="BackoffLimitExceeded")],
+        [pod(2, "Failed", exit_code=137, reason="OOMKilled")],
+        NOW,
+    )
+    assert p.actions == [] and p.status["phase"] == "Failed"
+    failed = cond(p.status, "Failed")
+    assert failed["reason"] == "OOMKilled" and "retries exhausted" in failed["message"]
+    assert any(e.type == "Warning" and e.reason == "Failed" for e in p.events)
+
+
+def test_max_retries_zero_never_retries() -> None:
+    p = S.plan(
+        facts({"attempts": [attempt(1)]}, max_retries=0),
+        [job(1, failed="BackoffLimitExceeded")],
+        [pod(1, "Failed", exit_code=1)],
+        NOW,
+    )
+    assert p.actions == [] and p.status["phase"] == "Failed"
+
+
+def test_config_error_never_retries_even_after_the_status_round_trip() -> None:
+    jobs = [job(1, failed="BackoffLimitExceeded")]
+    pods = [pod(1, "Failed", exit_code=2, message="bad dataset")]
+    p = S.plan(facts({"attempts": [attempt(1)]}), jobs, pods, NOW)
+    assert p.actions == [] and cond(p.status, "Failed")["reason"] == "ConfigError"
+    assert cond(p.status, "Failed")["message"] == "bad dataset"
+    # What the API server stores (no extra keys) decides the same.
+    again = S.plan(facts(copy.deepcopy(p.status)), jobs, [], LATER)
+    assert again.actions == [] and again.status["phase"] == "Failed"
+
+
+def test_deadline_exceeded_is_final() -> None:
+    p = S.plan(facts({"attempts": [attempt(1)]}), [job(1, failed="DeadlineExceeded", message="past 3600 s")], [], NOW)
+    assert p.actions == [] and cond(p.status, "Failed")["reason"] == "DeadlineExceeded"
+
+
+def test_resume_point_past_the_last_step_fails() -> None:
+    status = {"attempts": [attempt(1)], "resume": {"checkpoint": "ck", "step": 1000}}
+    p = S.plan(facts(status), [job(1, failed="BackoffLimitExceeded")], [pod(1, "Failed", exit_code=1)], NOW)
+    assert p.actions == [] and cond(p.status, "Failed")["reason"] == "ResumeError"
+
+
+def test_suspend_stops_the_running_attempt_and_unsuspend_resumes() -> None:
+    status = {"phase": "Running", "attempts": [attempt(1)], "resume": {"checkpoint": "ck/s-40", "step": 40}}
+    p = S.plan(facts(status, suspend=True), [job(1)], [pod(1)], NOW)
+    assert p.actions == [S.DeleteJob("r-a1")]
+    assert p.status["phase"] == "Suspended"
+    assert (p.status["attempts"][0]["result"], p.status["attempts"][0]["reason"]) == ("Stopped", "Suspended")
+    suspended = dict(status) | p.status
+    # While the Job is being deleted: still Suspended, nothing else happens.
+    p2 = S.plan(facts(suspended, suspend=True), [job(1, deleting=True)], [pod(1, deleting=True)], NOW)
+    assert p2.actions == [] and p2.status["phase"] == "Suspended"
+    # Unsuspended before the old pods are gone: wait.
+    p3 = S.plan(facts(suspended), [job(1, deleting=True)], [pod(1, deleting=True)], NOW)
+    assert p3.actions == [] and p3.status["phase"] == "Pending"
+    # Gone: the next attempt resumes, without using a retry.
+    p4 = S.plan(facts(suspended, max_retries=0), [], [], NOW)
+    assert p4.actions == [S.CreateAttempt(2, ResumeFrom("ck/s-40", 40), False)]
+
+
+def test_suspended_before_the_first_attempt() -> None:
+    p = S.plan(facts(suspend=True), [], [], NOW)
+    assert p.actions == [] and p.status["phase"] == "Suspended"
+
+
+def test_queued_while_the_job_is_suspended_by_kueue() -> None:
+    p = S.plan(facts({"attempts": [attempt(1, "Pending")]}), [job(1, suspend=True)], [], NOW)
+    assert p.status["phase"] == "Queued" and cond(p.status, "Running")["reason"] == "Queued"
+
+
+def test_unschedulable_condition_carries_the_schedulers_message() -> None:
+    msg = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    c = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg}]
+    p = S.plan(facts({"attempts": [attempt(1, "Pending")]}), [job(1)], [pod(1, "Pending", conditions=c)], NOW)
+    scheduled = cond(p.status, "Scheduled")
+    assert (scheduled["status"], scheduled["reason"], scheduled["message"]) == ("False", "Unschedulable", msg)
+    assert p.status["phase"] == "Pending"
+    running = S.plan(facts(p.status), [job(1)], [pod(1)], LATER)
+    assert cond(running.status, "Scheduled")["status"] == "True"
+    assert cond(running.status, "Scheduled")["lastTransitionTime"] == LATER
+
+
+def test_eviction_seen_before_the_pod_vanished_names_the_failure() -> None:
+    c = [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI", "message": "evicting"}]
+    p = S.plan(facts({"attempts": [attempt(1)]}), [job(1)], [pod(1, conditions=c, deleting=True)], NOW)
+    assert p.status["attempts"][0]["reason"] == "Evicted" and p.status["phase"] == "Running"
+    # The pod is gone from the next listing; the reason sticks...
+    p2 = S.plan(facts(p.status), [job(1)], [], NOW)
+    assert p2.status["attempts"][0]["reason"] == "Evicted"
+    # ... and names the failure when the Job fails without any pod left.
+    p3 = S.plan(facts(p2.status), [job(1, failed="BackoffLimitExceeded")], [], NOW)
+    assert (p3.status["attempts"][0]["result"], p3.status["attempts"][0]["reason"]) == ("Failed", "Evicted")
+    assert p3.actions == [S.CreateAttempt(2, None, False)]
+
+
+def test_pod_lost_is_refined_by_a_later_event() -> None:
+    status = {"attempts": [attempt(1, "Failed", "PodLost"), attempt(2)]}
+    c = [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler", "message": "preempted"}]
+    p = S.plan(
+        facts(status), [job(1, failed="BackoffLimitExceeded"), job(2)], [pod(1, "Failed", conditions=c), pod(2)], NOW
+    )
+    assert p.status["attempts"][0]["reason"] == "Preempted"
+
+
+def test_succeeded_is_a_fixpoint() -> None:
+    p = S.plan(facts({"attempts": [attempt(1)]}), [job(1, complete=True)], [pod(1, "Succeeded", exit_code=0)], NOW)
+    assert p.status["phase"] == "Succeeded" and cond(p.status, "Succeeded")["status"] == "True"
+    assert p.status["attempts"][0]["endTime"] == LATER
+    again = S.plan(facts(p.status), [job(1, complete=True)], [], LATER)
+    assert again.patch(p.status) == {} and again.events == [] and again.actions == []
+
+
+def test_set_condition_keeps_transition_time_unless_status_changes() -> None:
+    cs = S.set_condition([], "Running", "True", "Running", "a", NOW, 1)
+    cs = S.set_condition(cs, "Running", "True", "Running", "b", LATER, 1)
+    assert cs[0]["lastTransitionTime"] == NOW and cs[0]["message"] == "b"
+    cs = S.set_condition(cs, "Running", "False", "Suspended", "c", LATER, 2)
+    assert cs[0]["lastTransitionTime"] == LATER and cs[0]["observedGeneration"] == 2
+
+
+def test_operator_keys_exclude_the_trainers() -> None:
+    assert not {"progress", "resume", "repro"} & set(S.OPERATOR_KEYS)
+    p = S.plan(
+        facts({"progress": {"step": 5}, "repro": {"datasetHash": "h"}, "attempts": [attempt(1)]}),
+        [job(1)],
+        [pod(1)],
+        NOW,
+    )
+    assert not {"progress", "repro", "resume"} & set(p.patch({}))
+
+
+# ----------------------------------------------------------------------------- simulation
+
+
+POD_OUTCOMES = ["complete", "crash", "oom", "config", "evict", "lost", "pending"]
+
+
+def _simulate(outcomes: list[str], max_retries: int, suspend_at: int | None) -> tuple[Obj, list[Obj], int]:
+    """Drive plan() like the operator does, each Job ending with the next outcome."""
+    status: Obj = {}
+    jobs: dict[int, Obj] = {}
+    pods: dict[int, Obj] = {}
+    creates = 0
+    suspend = False
+    for step in range(40):
+        if suspend_at is not None and step == suspend_at:
+            suspend = True
+        if suspend_at is not None and step == suspend_at + 3:
+            suspend = False
+        p = S.plan(
+            facts(status, max_retries=max_retries, suspend=suspend), list(jobs.values()), list(pods.values()), NOW
+        )
+        status = copy.deepcopy(status) | copy.deepcopy(p.patch(status))
+        for action in p.actions:
+            if isinstance(action, S.CreateAttempt):
+                assert action.number == creates + 1, "attempts are numbered 1, 2, ... and created once"
+                jobs[action.number] = job(action.number)
+                creates += 1
+            else:
+                n = int(action.name.rsplit("a", 1)[1])
+                jobs.pop(n, None)
+                pods.pop(n, None)
+        # The world moves: the newest live Job's pod ends with its outcome.
+        live = [n for n, j in jobs.items() if not j["status"]["conditions"]]
+        if live:
+            n = max(live)
+            outcome = outcomes[(n - 1) % len(outcomes)]
+            if n not in pods:
+                pods[n] = pod(n, "Pending") if outcome == "pending" else pod(n)
+            elif outcome == "complete":
+                jobs[n] = job(n, complete=True)
+                pods[n] = pod(n, "Succeeded", exit_code=0)
+            elif outcome in ("crash", "oom", "config"):
+                code = {"crash": 1, "oom": 137, "config": 2}[outcome]
+                jobs[n] = job(n, failed="BackoffLimitExceeded")
+                pods[n] = pod(n, "Failed", exit_code=code, reason="OOMKilled" if outcome == "oom" else "Error")
+            elif outcome == "evict":
+                jobs[n] = job(n, failed="BackoffLimitExceeded")
+                pods[n] = pod(n, "Failed", status_reason="Evicted")
+            elif outcome == "lost":
+                jobs[n] = job(n, failed="BackoffLimitExceeded")
+                pods.pop(n, None)
+    return status, list(jobs.values()), creates
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    outcomes=st.lists(st.sampled_from(POD_OUTCOMES), min_size=1, max_size=5),
+    max_retries=st.integers(0, 3),
+    suspend_at=st.one_of(st.none(), st.integers(0, 10)),
+)
+def test_simulated_runs_keep_the_invariants(outcomes: list[str], max_retries: int, suspend_at: int | None) -> None:
+    status, jobs, creates = _simulate(outcomes, max_retries, suspend_at)
+    attempts = status.get("attempts") or []
+    assert [a["number"] for a in attempts] == list(range(1, len(attempts) + 1))
+    assert creates == len(attempts)
+    failed = [a for a in attempts if a["result"] == "Failed"]
+    assert len(failed) <= max_retries + 1
+    phase = status.get("phase")
+    if phase == "Succeeded":
+        assert attempts[-1]["result"] == "Succeeded"
+    if phase == "Failed":
+        last = attempts[-1]
+        assert last["result"] == "Failed"
+        assert last["reason"] in S.NOT_RETRYABLE_REASONS or len(failed) == max_retries + 1
+        assert cond(status, "Failed")["reason"] == last["reason"]
+    for a in failed[:-1]:
+        assert a["reason"] not in S.NOT_RETRYABLE_REASONS  # nothing is retried after a final failure
+    # A settled run is a fixpoint: planning again changes nothing.
+    if phase in ("Succeeded", "Failed"):
+        again = S.plan(facts(status, max_retries=max_retries), jobs, [], LATER)
+        assert again.actions == [] and again.patch(status) == {}
