@@ -219,8 +219,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        # TOML basic strings share JSON's escapes for the characters we allow.
-        return json.dumps(value, ensure_ascii=False)
+        # TOML basic strings share JSON's escapes; JSON leaves DEL raw, which TOML forbids.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     raise TypeError(f"cannot render {value!r} as TOML")
 
 

@@ -156,3 +156,9 @@ def test_image_paths_in_the_command_exist_in_the_trainer_image() -> None:
         f"bake_tokenizers.py {layout.TOKENIZER_CACHE_DIR}" in dockerfile
     )
     assert f"{layout.SD_SCRIPTS_DIR}" in dockerfile and sdscripts.ENGINE_COMMIT in dockerfile
+
+
+def test_control_characters_in_the_trigger_word_stay_valid_toml() -> None:
+    for text in ("a\x7fb", "tab\there", "nul\x00", "é ü 漢字"):
+        run = rendered(minimal_run(dataset={"triggerWord": text}))
+        assert tomllib.loads(run.dataset_toml)["datasets"][0]["subsets"][0]["class_tokens"] == text
