@@ -336,7 +336,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     settings.posting.level = logging.WARNING  # our own events say what happened
     settings.scanning.disabled = True  # no cluster-wide CRD/namespace watching needed
-    settings.execution.max_workers = 16
+    settings.execution.max_workers = 32
     settings.watching.server_timeout = 300
     kube()
 
@@ -347,7 +347,7 @@ def run_created(namespace: str | None, name: str, **_: Any) -> None:
     reconcile(namespace or "default", name)
 
 
-@kopf.on.field(*RUN_RESOURCE, field="spec.suspend")
+@kopf.on.update(*RUN_RESOURCE, field="spec.suspend")
 def run_suspend_changed(namespace: str | None, name: str, **_: Any) -> None:
     reconcile(namespace or "default", name)
 

@@ -264,3 +264,29 @@ def test_delete_cascades_to_children(operator: Operator, runs: Runs, namespace: 
         return found
 
     runs.cluster.wait_for("children of the deleted run gone", lambda: not children(), timeout=60)
+
+
+def test_deadline_exceeded_is_not_retried(operator: Operator, runs: Runs, cluster: Any, namespace: str) -> None:
+    runs.apply(run_doc("slow", pod={"labels": {f"{FAKE}hold": "true"}}, resume={"maxRetries": 2}))
+    runs.wait_pod_running("slow", 1)
+    # The schema asks >= 60 s of spec.resources.activeDeadlineSeconds; the Job's own field is mutable.
+    cluster.kubectl(
+        "patch", "job", "slow-a1", "-n", namespace, "--type=merge", "-p", '{"spec":{"activeDeadlineSeconds":1}}'
+    )
+    status = runs.wait_phase("slow", "Failed")
+    failed = condition(status, "Failed")
+    assert failed and failed["reason"] == "DeadlineExceeded"
+    assert status["attempts"][0]["reason"] == "DeadlineExceeded"
+    time.sleep(2)
+    assert len(runs.jobs("slow")) == 1
+
+
+def test_operator_command_needs_a_scope() -> None:
+    from click.testing import CliRunner
+
+    from fluxlora.cli import main
+
+    result = CliRunner().invoke(main, ["operator"])
+    assert result.exit_code == 2 and "--all-namespaces" in result.output
+    result = CliRunner().invoke(main, ["operator", "--namespace", "a", "--all-namespaces"])
+    assert result.exit_code == 2
