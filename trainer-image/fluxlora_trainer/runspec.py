@@ -9,18 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_RUN_FILE = "/fluxlora/run/run.json"
+from fluxlora.layout import RUN_FILE
+from fluxlora.manifests import RunRef  # the run the objects and the status belong to
+
+DEFAULT_RUN_FILE = RUN_FILE
 
 
 class RunSpecError(ValueError):
     """run.json is missing, unreadable or lacks a required key."""
-
-
-@dataclass(frozen=True)
-class RunRef:
-    name: str
-    namespace: str
-    uid: str
 
 
 @dataclass(frozen=True)
