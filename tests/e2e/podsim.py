@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,7 @@ class PodSimulator:
     engine_env: dict[str, str] = field(default_factory=dict)
     handled: set[str] = field(default_factory=set)
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+    sigterm_at_step: int | None = None  # preempt the next trainer once its run reports this step
 
     def _json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
@@ -110,18 +113,31 @@ class PodSimulator:
         for step in ("prepare", "run"):
             self.log(f"podsim: {meta['name']}: fluxlora-trainer {step}")
             with open(root.parent / f"{step}.log", "wb") as out:
-                code = subprocess.run(
+                proc = subprocess.Popen(
                     [sys.executable, "-m", "fluxlora_trainer.cli", step, *common],
                     env=env,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    check=False,
-                ).returncode
+                )
+                if step == "run" and self.sigterm_at_step is not None:
+                    self._terminate_at_step(meta, proc, self.sigterm_at_step)
+                code = proc.wait()
             if code != 0:
                 break
         message = termination_log.read_text().strip() if termination_log.exists() else ""
         self._end_pod(pod, code, message)
         return code
+
+    def _terminate_at_step(self, meta: dict[str, Any], proc: subprocess.Popen[bytes], step: int) -> None:
+        """SIGTERM the trainer (as a kubelet does on preemption) once the run reports ``step``."""
+        run = meta["labels"][RUN_LABEL]
+        while proc.poll() is None:
+            status = self._json("get", "flr", run, "-n", meta["namespace"]).get("status", {})
+            if ((status.get("progress") or {}).get("step") or 0) >= step:
+                proc.send_signal(signal.SIGTERM)
+                self.sigterm_at_step = None  # once: the next attempt runs to the end
+                return
+            time.sleep(0.1)
 
     def _end_pod(self, pod: dict[str, Any], code: int, message: str) -> None:
         name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
