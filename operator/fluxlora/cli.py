@@ -143,6 +143,13 @@ def profiles_command(profiles_dir: Path | None) -> None:
     show_default=True,
     help="Liveness endpoint URL; empty to disable.",
 )
+@click.option(
+    "--resync-interval",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between re-reads of unfinished runs (safety net for missed events); 0 disables.",
+)
 @click.option("--verbose", is_flag=True, help="Debug logging.")
 def operator_command(
     namespaces: tuple[str, ...],
@@ -150,6 +157,7 @@ def operator_command(
     trainer_image: str,
     profiles_dir: Path | None,
     liveness: str,
+    resync_interval: float,
     verbose: bool,
 ) -> None:
     """Run the operator (kopf): reconcile FluxLoraRuns into GPU Jobs. Kubeconfig or in-cluster login."""
@@ -159,7 +167,7 @@ def operator_command(
 
     from fluxlora import handlers
 
-    handlers.configure(_profiles(profiles_dir), trainer_image)
+    handlers.configure(_profiles(profiles_dir), trainer_image, list(namespaces) or None, resync_interval)
     kopf.configure(verbose=verbose)
     kopf.run(
         standalone=True,

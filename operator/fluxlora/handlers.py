@@ -8,7 +8,8 @@ was computed from (a conflict re-reads and recomputes; nothing newer is ever
 overwritten). The operator patches only its own status keys.
 
 Triggers: the run's create/resume/``spec.suspend`` changes, every event of a
-Job or Pod labelled ``fluxlora.dev/run``, and a slow timer as a safety net.
+Job or Pod labelled ``fluxlora.dev/run``, and a periodic re-read of unfinished runs as a safety net
+(not a kopf timer: that would put a finalizer on every run).
 """
 
 from __future__ import annotations
@@ -38,22 +39,31 @@ FAILPOINTS_ENV = "FLUXLORA_FAILPOINTS"
 FAILPOINT_EXIT = 86
 PROGRESS_PREFIX = "kopf.fluxlora.dev"
 RUN_RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
-TIMER_INTERVAL = 60.0
+# Safety net (a periodic re-read of unfinished runs). Not a kopf timer: timers
+# put a finalizer on every run, and a run must stay deletable without the operator.
+RESYNC_INTERVAL = 60.0
 
 
 @dataclass
 class OperatorConfig:
     profiles: ProfileSet
     trainer_image: str = DEFAULT_TRAINER_IMAGE
+    namespaces: list[str] | None = None  # None: every namespace
+    resync_interval: float = RESYNC_INTERVAL
 
 
 _config: OperatorConfig | None = None
 _kube: Kube | None = None
 
 
-def configure(profiles: ProfileSet, trainer_image: str = DEFAULT_TRAINER_IMAGE) -> None:
+def configure(
+    profiles: ProfileSet,
+    trainer_image: str = DEFAULT_TRAINER_IMAGE,
+    namespaces: list[str] | None = None,
+    resync_interval: float = RESYNC_INTERVAL,
+) -> None:
     global _config
-    _config = OperatorConfig(profiles, trainer_image)
+    _config = OperatorConfig(profiles, trainer_image, namespaces or None, resync_interval)
 
 
 def _settings() -> OperatorConfig:
@@ -339,6 +349,19 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 32
     settings.watching.server_timeout = 300
     kube()
+    cfg = _settings()
+    if cfg.resync_interval > 0:
+        threading.Thread(
+            target=_resync_forever,
+            args=(cfg.namespaces, cfg.resync_interval, _resync_stop),
+            name="fluxlora-resync",
+            daemon=True,
+        ).start()
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    _resync_stop.set()
 
 
 @kopf.on.resume(*RUN_RESOURCE)
@@ -352,14 +375,34 @@ def run_suspend_changed(namespace: str | None, name: str, **_: Any) -> None:
     reconcile(namespace or "default", name)
 
 
-def _live(body: Any, **_: Any) -> bool:
-    phase = (body.get("status") or {}).get("phase")
+def _live(run: Obj) -> bool:
+    phase = (run.get("status") or {}).get("phase")
     return phase not in (run_status.SUCCEEDED, run_status.FAILED, "Rendered")
 
 
-@kopf.timer(*RUN_RESOURCE, interval=TIMER_INTERVAL, initial_delay=TIMER_INTERVAL, when=_live)
-def run_timer(namespace: str | None, name: str, **_: Any) -> None:
-    reconcile(namespace or "default", name)
+def resync_once(k: Kube, namespaces: list[str] | None) -> int:
+    """Reconcile every run that is not finished (the safety net for missed or failed events)."""
+    prefix = f"/apis/{api.GROUP}/{api.VERSION}"
+    paths = [f"{prefix}/{api.PLURAL}"] if not namespaces else [_ns_path(prefix, ns, api.PLURAL) for ns in namespaces]
+    done = 0
+    for path in paths:
+        for run in k.request("GET", path)["items"]:
+            if _live(run):
+                meta = run["metadata"]
+                reconcile(meta["namespace"], meta["name"])
+                done += 1
+    return done
+
+
+def _resync_forever(namespaces: list[str] | None, interval: float, stop: threading.Event) -> None:
+    while not stop.wait(interval):
+        try:
+            resync_once(kube(), namespaces)
+        except Exception:
+            log.exception("periodic resync failed; next try in %s s", interval)
+
+
+_resync_stop = threading.Event()
 
 
 def _owner(namespace: str | None, labels: Any) -> tuple[str, str] | None:

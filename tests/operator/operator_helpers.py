@@ -41,7 +41,7 @@ class Operator:
     def log_file(self) -> Path:
         return self.log_dir / f"operator-{self.starts}.log"
 
-    def start(self, failpoints: str = "", wait: bool = True) -> Operator:
+    def start(self, failpoints: str = "", wait: bool = True, resync: float = 60) -> Operator:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         self.port = free_port()
@@ -59,6 +59,7 @@ class Operator:
             TRAINER_IMAGE,
             "--liveness",
             f"http://127.0.0.1:{self.port}/healthz",
+            f"--resync-interval={resync}",
         ]
         with open(self.log_file, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

@@ -144,3 +144,75 @@ def test_trainer_token_may_patch_only_its_own_runs_status(
     # The operator keeps its own keys and leaves the trainer's alone.
     status = runs.wait_phase("mine", "Running")
     assert status["progress"]["step"] == 7
+
+
+def test_status_stays_honest_while_the_trainer_reports(
+    operator: Operator, runs: Runs, cluster: Any, namespace: str
+) -> None:
+    """The trainer patches progress all the time; the operator's patches conflict, re-read, and keep both."""
+    import threading
+
+    from kubernetes import client
+
+    runs.apply(run_doc("busy", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.wait_pod_running("busy", 1)
+    token = cluster.create_token(namespace, "busy-trainer")
+    custom = client.CustomObjectsApi(cluster.api_client(token=token))
+    stop = threading.Event()
+    sent: list[int] = []
+
+    def report() -> None:
+        step = 0
+        while not stop.is_set():
+            step += 1
+            patch = {"status": {"progress": {"step": step, "totalSteps": 400}}}
+            if step == 5:
+                patch["status"]["resume"] = {"checkpoint": "busy/checkpoints/s-5-state", "step": 5}
+            custom.patch_namespaced_custom_object_status(
+                "fluxlora.dev",
+                "v1alpha1",
+                namespace,
+                "fluxloraruns",
+                "busy",
+                patch,
+                _content_type="application/merge-patch+json",
+            )
+            sent.append(step)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=report)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        runs.label_pod(runs.pods("busy", 1)[0], f"{FAKE}fail=true")
+        pod2 = runs.wait_pod_running("busy", 2)
+        runs.label_pod(pod2, f"{FAKE}complete=true")
+        runs.wait_phase("busy", "Succeeded")
+    finally:
+        stop.set()
+        thread.join(10)
+    status = runs.status("busy")
+    assert status["progress"]["step"] == sent[-1] and sent[-1] > 20
+    assert [a["result"] for a in status["attempts"]] == ["Failed", "Succeeded"]
+    assert status["attempts"][1]["resumedStep"] == 5
+    assert status["resume"] == {"checkpoint": "busy/checkpoints/s-5-state", "step": 5}
+
+
+def test_runs_carry_no_finalizer_and_stay_deletable_without_the_operator(operator: Operator, runs: Runs) -> None:
+    runs.apply(run_doc("free", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.wait_pod_running("free", 1)
+    runs.wait_phase("free", "Running")
+    assert not runs.get("free")["metadata"].get("finalizers")
+    operator.kill()
+    runs.cluster.kubectl("delete", "flr", "free", "-n", runs.ns, "--timeout=20s")
+
+
+def test_periodic_resync_repairs_a_stale_status(operator_factory: Operator, runs: Runs) -> None:
+    operator_factory.start(resync=1)
+    runs.apply(run_doc("stale", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.wait_pod_running("stale", 1)
+    runs.wait_phase("stale", "Running")
+    # A lost update: nothing about the Job or Pod changes afterwards, so no event would fix it.
+    runs.patch_status("stale", {"phase": "Pending", "message": "stale"})
+    status = runs.wait_phase("stale", "Running", timeout=15)
+    assert status["message"] != "stale"
