@@ -285,7 +285,8 @@ def reconcile_once(k: Kube, namespace: str, name: str, seen: Obj | None = None) 
     pods: list[Obj] = []
     if rendered is not None and not facts.dry_run:
         jobs = k.request("GET", _ns_path("/apis/batch/v1", namespace, "jobs"), query=_selector(name))["items"]
-        pods = k.request("GET", _ns_path("/api/v1", namespace, "pods"), query=_selector(name))["items"]
+        if jobs:  # pods only matter through their Jobs
+            pods = k.request("GET", _ns_path("/api/v1", namespace, "pods"), query=_selector(name))["items"]
         # A pod seen in a watch event but already gone from the listing (evicted,
         # preempted, deleted) still tells why its attempt ended.
         if seen is not None and seen.get("kind", "Pod") == "Pod":

@@ -6,6 +6,16 @@ status keys, the actions to take (create the next attempt's Job, delete the
 current one for ``spec.suspend``) and the events to post. Nothing is kept in
 memory between calls, so a restarted operator decides exactly as before.
 
+``spec.suspend: true`` deletes the current attempt's Job (propagation
+Foreground, so the pods get their graceful SIGTERM and the Job stays visible
+until they are gone) instead of setting the Job's own ``.spec.suspend``:
+Kueue owns ``.spec.suspend`` of queued Jobs; a Job's pod template (and so its
+resume env) cannot change, so an unsuspended Job would restart from a stale
+resume point, while the next attempt starts from the latest ``status.resume``;
+and the attempt record (result Stopped, reason Suspended) keeps the history.
+The next attempt is only created once the old Job and its pods are gone, so
+two trainers never write the same output directory.
+
 Owned status keys: phase, message, conditions, attempts, observedGeneration,
 warnings, command (and resume only when seeding from spec.resume.from). The
 trainer owns progress, resume and repro; they are read here, never written.
