@@ -290,3 +290,38 @@ def test_operator_command_needs_a_scope() -> None:
     assert result.exit_code == 2 and "--all-namespaces" in result.output
     result = CliRunner().invoke(main, ["operator", "--namespace", "a", "--all-namespaces"])
     assert result.exit_code == 2
+
+
+def test_preempted_by_a_higher_priority_pod_is_retried(
+    operator: Operator, runs: Runs, cluster: Any, namespace: str
+) -> None:
+    node = cluster.gpu_nodes(count=1, gpus=1, prefix=f"one-{namespace}")[0]
+    high = f"high-{namespace}"
+    cluster.apply(
+        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": high}, "value": 100000}
+    )
+    try:
+        place = {"gpus": 1, "nodeSelector": {"kubernetes.io/hostname": node}}
+        runs.apply(run_doc("low", pod={"labels": {f"{FAKE}hold": "true"}}, resources=place))
+        runs.wait_pod_running("low", 1)
+        rival = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "rival", "annotations": {f"{FAKE}duration": "2s"}},
+            "spec": {
+                "priorityClassName": high,
+                "restartPolicy": "Never",
+                "nodeSelector": {"kubernetes.io/hostname": node},
+                "containers": [{"name": "c", "image": "rival", "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+            },
+        }
+        cluster.apply(rival, namespace=namespace)
+        status = runs.wait("low", lambda s: len(s.get("attempts") or []) == 2, "a second attempt", 60)
+        first = status["attempts"][0]
+        assert (first["result"], first["reason"]) == ("Failed", "Preempted"), first
+        pod2 = runs.wait_pod_running("low", 2, timeout=60)  # once the rival pod is done
+        runs.label_pod(pod2, f"{FAKE}complete=true")
+        runs.wait_phase("low", "Succeeded")
+    finally:
+        cluster.kubectl("delete", "priorityclass", high, "--ignore-not-found", "--wait=false", check=False)
+        cluster.kubectl("delete", "node", node, "--ignore-not-found", "--wait=false", check=False)
