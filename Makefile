@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv tools lint typecheck unit test test-cluster crd examples cluster-up cluster-down cluster-status demo clean
+.PHONY: help venv tools lint typecheck unit test test-cluster crd examples cluster-up cluster-down cluster-status bench demo clean
 
 help:
 	@echo "make demo         render the example run offline and show what would run"
@@ -27,7 +27,7 @@ tools:
 
 lint: venv
 	ruff check .
-	ruff format --check operator trainer-image tests/unit tests/trainer tests/fakes tests/cases.py || { echo "run: ruff format"; exit 1; }
+	ruff format --check operator trainer-image tests benchmarks hack || { echo "run: ruff format"; exit 1; }
 
 typecheck: venv
 	mypy
@@ -54,6 +54,9 @@ cluster-down: venv
 
 cluster-status: venv
 	@$(PY) tests/cluster/controlplane.py status
+
+bench: venv tools  ## operator latency, API writes per run, memory (prints numbers)
+	$(PY) benchmarks/operator_latency.py
 
 test-cluster: venv tools
 	pytest -q -m cluster

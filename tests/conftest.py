@@ -68,6 +68,11 @@ def namespace(cluster: ControlPlane, request: pytest.FixtureRequest) -> Iterator
     finally:
         cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
         cluster.kubectl(
-            "delete", "pv", "-l", f"{TEST_NAMESPACE_LABEL}={name}", "--wait=false", "--ignore-not-found",
+            "delete",
+            "pv",
+            "-l",
+            f"{TEST_NAMESPACE_LABEL}={name}",
+            "--wait=false",
+            "--ignore-not-found",
             check=False,
         )

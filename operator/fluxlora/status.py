@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxlora import manifests
+from fluxlora import exitcodes, manifests
 
 Obj = dict[str, Any]
 
@@ -55,13 +55,8 @@ RUNNING_CONDITION = "Running"
 SUCCEEDED_CONDITION = "Succeeded"
 FAILED_CONDITION = "Failed"
 
-# Trainer exit codes (fluxlora_trainer.termination) that no retry can fix.
-EXIT_CONFIG = 2
-_NOT_RETRYABLE_EXITS: dict[range, str] = {
-    range(2, 3): "ConfigError",  # bad run.json / environment
-    range(10, 20): "DataError",  # dataset missing, empty, unreadable, changed
-    range(22, 23): "ResumeError",  # the resume state is unusable
-}
+# Trainer exit codes that no retry can fix (fluxlora.exitcodes, shared with the trainer).
+_NOT_RETRYABLE_EXITS = exitcodes.NOT_RETRYABLE
 
 # Container waiting reasons that keep a pod from starting.
 _WAITING_PROBLEMS = (

@@ -144,9 +144,7 @@ def ensure_binaries() -> Binaries:
             f"from the Go module proxy by {BUILD_SCRIPT} and needs Go >= 1.24"
         )
     start = time.monotonic()
-    proc = subprocess.run(
-        ["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-40:])
         raise ControlPlaneError(
@@ -184,8 +182,25 @@ def generate_certs(pki: Path) -> None:
     if (pki / "done").exists():
         return
     pki.mkdir(parents=True, exist_ok=True)
-    _run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
-          "-out", "ca.crt", "-days", "3650", "-subj", "/CN=fluxlora-test-ca"], cwd=pki)
+    _run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=fluxlora-test-ca",
+        ],
+        cwd=pki,
+    )
     (pki / "server.ext").write_text(
         "basicConstraints=CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
@@ -193,10 +208,43 @@ def generate_certs(pki: Path) -> None:
         "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
     )
-    _run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "apiserver.key",
-          "-out", "apiserver.csr", "-subj", "/CN=kube-apiserver"], cwd=pki)
-    _run(["openssl", "x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-          "-CAcreateserial", "-out", "apiserver.crt", "-days", "3650", "-extfile", "server.ext"], cwd=pki)
+    _run(
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "apiserver.key",
+            "-out",
+            "apiserver.csr",
+            "-subj",
+            "/CN=kube-apiserver",
+        ],
+        cwd=pki,
+    )
+    _run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            "apiserver.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "apiserver.crt",
+            "-days",
+            "3650",
+            "-extfile",
+            "server.ext",
+        ],
+        cwd=pki,
+    )
     _run(["openssl", "genrsa", "-out", "sa.key", "2048"], cwd=pki)
     _run(["openssl", "rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], cwd=pki)
     for key in pki.glob("*.key"):
@@ -243,8 +291,13 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.1,
-              on_timeout: Callable[[], str] | None = None) -> None:
+def _wait_for(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.1,
+    on_timeout: Callable[[], str] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -388,52 +441,98 @@ class ControlPlane:
         b = self.binaries.path
         etcd_url = f"http://127.0.0.1:{ports['etcd']}"
         peer_url = f"http://127.0.0.1:{ports['etcd_peer']}"
-        self._spawn("etcd", [
-            b("etcd"), "--name=default", f"--data-dir={d / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=default={peer_url}", "--unsafe-no-fsync", "--log-level=warn",
-            "--quota-backend-bytes=2147483648",
-        ], die_with_parent)
-        self._spawn("kube-apiserver", [
-            b("kube-apiserver"), f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={ports['apiserver']}", f"--cert-dir={pki}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}", f"--token-auth-file={d / 'tokens.csv'}",
-            "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
-            "--endpoint-reconciler-type=none", "--profiling=false",
-            # TaintNodesByCondition puts node.kubernetes.io/not-ready:NoSchedule on every new
-            # Node; only the node-lifecycle controller (left out on purpose) would lift it.
-            "--disable-admission-plugins=TaintNodesByCondition",
-        ], die_with_parent)
+        self._spawn(
+            "etcd",
+            [
+                b("etcd"),
+                "--name=default",
+                f"--data-dir={d / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--quota-backend-bytes=2147483648",
+            ],
+            die_with_parent,
+        )
+        self._spawn(
+            "kube-apiserver",
+            [
+                b("kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports['apiserver']}",
+                f"--cert-dir={pki}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={d / 'tokens.csv'}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                # TaintNodesByCondition puts node.kubernetes.io/not-ready:NoSchedule on every new
+                # Node; only the node-lifecycle controller (left out on purpose) would lift it.
+                "--disable-admission-plugins=TaintNodesByCondition",
+            ],
+            die_with_parent,
+        )
         kc = self.kubeconfig
         # Controllers retry until the apiserver answers, so start them right away.
-        self._spawn("kube-controller-manager", [
-            b("kube-controller-manager"), f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['kcm']}",
-            f"--controllers={','.join(CONTROLLERS)}", "--leader-elect=false",
-            f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
-            "--use-service-account-credentials=false", "--profiling=false",
-            "--concurrent-job-syncs=10", "--concurrent-gc-syncs=10",
-        ], die_with_parent)
-        self._spawn("kube-scheduler", [
-            b("kube-scheduler"), f"--kubeconfig={kc}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
-            "--leader-elect=false", "--profiling=false",
-        ], die_with_parent)
-        self._spawn("kwok", [
-            b("kwok"), f"--kubeconfig={kc}", f"--config={STAGES_FILE}",
-            "--manage-all-nodes=false",
-            f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-            "--node-lease-duration-seconds=0",
-        ], die_with_parent)
+        self._spawn(
+            "kube-controller-manager",
+            [
+                b("kube-controller-manager"),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['kcm']}",
+                f"--controllers={','.join(CONTROLLERS)}",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+                "--profiling=false",
+                "--concurrent-job-syncs=10",
+                "--concurrent-gc-syncs=10",
+            ],
+            die_with_parent,
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                b("kube-scheduler"),
+                f"--kubeconfig={kc}",
+                f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={ports['scheduler']}",
+                "--leader-elect=false",
+                "--profiling=false",
+            ],
+            die_with_parent,
+        )
+        self._spawn(
+            "kwok",
+            [
+                b("kwok"),
+                f"--kubeconfig={kc}",
+                f"--config={STAGES_FILE}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+                "--node-lease-duration-seconds=0",
+            ],
+            die_with_parent,
+        )
         _write_state(d, self._state)
 
         ca = Path(self.ca_file)
@@ -454,8 +553,11 @@ class ControlPlane:
         try:
             proc = subprocess.Popen(
                 [str(c) for c in cmd],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.state_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.state_dir,
                 preexec_fn=_pdeathsig if die_with_parent else None,
             )
         finally:
@@ -481,9 +583,7 @@ class ControlPlane:
             except Exception:  # noqa: S110 - not ready yet
                 pass
             if time.monotonic() > deadline:
-                raise ControlPlaneError(
-                    f"{name} not ready after {timeout:.0f} s; log:\n{self._log_tail(name)}"
-                )
+                raise ControlPlaneError(f"{name} not ready after {timeout:.0f} s; log:\n{self._log_tail(name)}")
             time.sleep(0.1)
 
     def _log_tail(self, name: str, lines: int = 30) -> str:
@@ -526,13 +626,16 @@ class ControlPlane:
             cmd = [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args]
         else:
             cmd = [
-                self.kubectl_path, f"--kubeconfig={self._empty_kubeconfig}", f"--server={self.server}",
-                f"--certificate-authority={self.ca_file}", f"--token={as_token}", *args,
+                self.kubectl_path,
+                f"--kubeconfig={self._empty_kubeconfig}",
+                f"--server={self.server}",
+                f"--certificate-authority={self.ca_file}",
+                f"--token={as_token}",
+                *args,
             ]
         env = self.env()
         env.pop("KUBECONFIG", None)
-        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout,
-                              check=False)
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True, env=env, timeout=timeout, check=False)
         if check and proc.returncode != 0:
             shown = [("--token=***" if a.startswith("--token=") else a) for a in cmd]
             raise KubectlError(proc.returncode, shown, proc.stdout, proc.stderr)
@@ -541,9 +644,7 @@ class ControlPlane:
     def kubectl_json(self, *args: str, as_token: str | None = None) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json", as_token=as_token).stdout)
 
-    def apply(
-        self, manifest: str | dict[str, Any] | list[dict[str, Any]], namespace: str | None = None
-    ) -> None:
+    def apply(self, manifest: str | dict[str, Any] | list[dict[str, Any]], namespace: str | None = None) -> None:
         """kubectl apply -f - (server side) for YAML text or objects."""
         if not isinstance(manifest, str):
             docs = manifest if isinstance(manifest, list) else [manifest]
@@ -578,10 +679,7 @@ class ControlPlane:
         """
         names = [f"{prefix}-{i}" for i in range(count)]
         resources = {"cpu": "32", "memory": "256Gi", "pods": "110", GPU_RESOURCE: str(gpus)}
-        existing = {
-            n["metadata"]["name"]: n
-            for n in self.kubectl_json("get", "nodes", "-l", "type=kwok")["items"]
-        }
+        existing = {n["metadata"]["name"]: n for n in self.kubectl_json("get", "nodes", "-l", "type=kwok")["items"]}
         docs = []
         for i, name in enumerate(names):
             node = existing.get(name)
@@ -592,32 +690,34 @@ class ControlPlane:
                     patch = json.dumps({"status": {"capacity": resources, "allocatable": resources}})
                     self.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", patch)
                 continue
-            docs.append({
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "annotations": {FAKE_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                    "labels": {
-                        "type": "kwok",
-                        "kubernetes.io/hostname": name,
-                        "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64",
-                        "node-role.kubernetes.io/agent": "",
-                        "nvidia.com/gpu.present": "true",
+            docs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {
+                        "name": name,
+                        "annotations": {FAKE_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                        "labels": {
+                            "type": "kwok",
+                            "kubernetes.io/hostname": name,
+                            "kubernetes.io/os": "linux",
+                            "kubernetes.io/arch": "amd64",
+                            "node-role.kubernetes.io/agent": "",
+                            "nvidia.com/gpu.present": "true",
+                        },
                     },
-                },
-                "spec": {},
-                "status": {
-                    "capacity": resources,
-                    "allocatable": resources,
-                    "phase": "Pending",
-                    "addresses": [
-                        {"type": "InternalIP", "address": f"10.1.{i // 250}.{i % 250 + 1}"},
-                        {"type": "Hostname", "address": name},
-                    ],
-                },
-            })
+                    "spec": {},
+                    "status": {
+                        "capacity": resources,
+                        "allocatable": resources,
+                        "phase": "Pending",
+                        "addresses": [
+                            {"type": "InternalIP", "address": f"10.1.{i // 250}.{i % 250 + 1}"},
+                            {"type": "Hostname", "address": name},
+                        ],
+                    },
+                }
+            )
         if docs:
             self.kubectl("create", "-f", "-", input=yaml.safe_dump_all(docs))
 
@@ -631,8 +731,13 @@ class ControlPlane:
             }
             return all(status.get(n) for n in names)
 
-        _wait_for(f"fake nodes {names} Ready", ready, timeout=60, interval=0.2,
-                  on_timeout=lambda: f"; kwok log:\n{self._log_tail('kwok')}")
+        _wait_for(
+            f"fake nodes {names} Ready",
+            ready,
+            timeout=60,
+            interval=0.2,
+            on_timeout=lambda: f"; kwok log:\n{self._log_tail('kwok')}",
+        )
         return names
 
     def bound_claim(
@@ -666,8 +771,7 @@ class ControlPlane:
                 "storageClassName": "",
                 "volumeMode": "Filesystem",
                 "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
-                "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                             "namespace": namespace, "name": name},
+                "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": namespace, "name": name},
             },
         }
         pvc = {
@@ -691,9 +795,7 @@ class ControlPlane:
         _wait_for(f"claim {namespace}/{name} Bound", bound, timeout=timeout, interval=0.2)
         return BoundClaim(namespace=namespace, name=name, volume_name=pv_name, host_path=path)
 
-    def wait_for(
-        self, what: str, check: Callable[[], bool], timeout: float = 60, interval: float = 0.25
-    ) -> None:
+    def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 60, interval: float = 0.25) -> None:
         """Poll `check` until it returns True (exceptions count as not yet)."""
         _wait_for(what, check, timeout=timeout, interval=interval)
 
@@ -771,9 +873,7 @@ def _write_kubeconfig(state_dir: Path, server: str, admin_token: str, user_token
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": CLUSTER_NAME, "cluster": {"server": server, "certificate-authority-data": ca_data}}
-        ],
+        "clusters": [{"name": CLUSTER_NAME, "cluster": {"server": server, "certificate-authority-data": ca_data}}],
         "users": [
             {"name": ADMIN_USER, "user": {"token": admin_token}},
             {"name": PLAIN_USER, "user": {"token": user_token}},
@@ -890,8 +990,7 @@ def session_control_plane(nodes: int = 2, gpus: int = 8) -> Iterator[ControlPlan
             previous[sig] = signal.signal(sig, on_signal)
     try:
         t0 = time.monotonic()
-        cp = ControlPlane.start(private, nodes=nodes, gpus=gpus, binaries=binaries, die_with_parent=True,
-                                reuse=False)
+        cp = ControlPlane.start(private, nodes=nodes, gpus=gpus, binaries=binaries, die_with_parent=True, reuse=False)
         _log(f"started a private control plane in {time.monotonic() - t0:.1f} s at {cp.server}")
         yield cp
     finally:
@@ -906,9 +1005,7 @@ def session_control_plane(nodes: int = 2, gpus: int = 8) -> Iterator[ControlPlan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state-dir", type=Path, default=default_state_dir())
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start (or reuse) the control plane")
@@ -930,8 +1027,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _log(f"already running at {existing.server} (reused)")
                 cp = existing
             else:
-                cp = ControlPlane.start(state_dir, nodes=args.nodes, gpus=args.gpus, binaries=binaries,
-                                        reuse=False)
+                cp = ControlPlane.start(state_dir, nodes=args.nodes, gpus=args.gpus, binaries=binaries, reuse=False)
                 _log(f"started at {cp.server} in {time.monotonic() - t0:.1f} s; logs in {state_dir / 'logs'}")
             print(f"export PATH={':'.join(map(str, cp.bin_dirs))}:$PATH")
             print(f"export KUBECONFIG={cp.kubeconfig}")

@@ -78,14 +78,13 @@ def job_condition(cluster: ControlPlane, namespace: str, name: str) -> str | Non
 
 
 def wait_job(cluster: ControlPlane, namespace: str, name: str, want: str, timeout: float = 60) -> None:
-    cluster.wait_for(f"Job {namespace}/{name} {want}",
-                     lambda: job_condition(cluster, namespace, name) == want, timeout=timeout)
+    cluster.wait_for(
+        f"Job {namespace}/{name} {want}", lambda: job_condition(cluster, namespace, name) == want, timeout=timeout
+    )
 
 
 def job_pods(cluster: ControlPlane, namespace: str, name: str) -> list[dict[str, Any]]:
-    pods: list[dict[str, Any]] = cluster.kubectl_json(
-        "get", "pods", "-n", namespace, "-l", f"job-name={name}"
-    )["items"]
+    pods: list[dict[str, Any]] = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", f"job-name={name}")["items"]
     return pods
 
 
@@ -154,9 +153,9 @@ def test_too_many_gpus_stays_pending_with_insufficient_gpu(cluster: ControlPlane
     create(cluster, namespace, job_manifest("sixteen", gpus=16))
 
     def failed_scheduling() -> list[str]:
-        events = cluster.kubectl_json(
-            "get", "events", "-n", namespace, "--field-selector", "reason=FailedScheduling"
-        )["items"]
+        events = cluster.kubectl_json("get", "events", "-n", namespace, "--field-selector", "reason=FailedScheduling")[
+            "items"
+        ]
         return [str(e.get("message") or e.get("note") or "") for e in events]
 
     cluster.wait_for("a FailedScheduling event", lambda: bool(failed_scheduling()), timeout=60)
@@ -171,15 +170,19 @@ def test_too_many_gpus_stays_pending_with_insufficient_gpu(cluster: ControlPlane
 
 
 def test_fail_label_fails_job_with_chosen_exit_code(cluster: ControlPlane, namespace: str) -> None:
-    create(cluster, namespace, job_manifest(
-        "oom",
-        labels={"fluxlora.dev/fake-fail": "true"},
-        annotations={
-            "fluxlora.dev/fake-exit-code": "137",
-            "fluxlora.dev/fake-reason": "OOMKilled",
-            "fluxlora.dev/fake-message": "CUDA out of memory at step 12",
-        },
-    ))
+    create(
+        cluster,
+        namespace,
+        job_manifest(
+            "oom",
+            labels={"fluxlora.dev/fake-fail": "true"},
+            annotations={
+                "fluxlora.dev/fake-exit-code": "137",
+                "fluxlora.dev/fake-reason": "OOMKilled",
+                "fluxlora.dev/fake-message": "CUDA out of memory at step 12",
+            },
+        ),
+    )
     wait_job(cluster, namespace, "oom", "Failed")
     pod = one_pod(cluster, namespace, "oom")
     assert pod["status"]["phase"] == "Failed"
@@ -204,8 +207,7 @@ def test_hold_pod_runs_until_relabelled_complete(cluster: ControlPlane, namespac
     pod = one_pod(cluster, namespace, "held")
     assert pod["status"]["phase"] == "Running"
     assert job_condition(cluster, namespace, "held") is None
-    cluster.kubectl("label", "pod", "-n", namespace, pod["metadata"]["name"],
-                    "fluxlora.dev/fake-complete=true")
+    cluster.kubectl("label", "pod", "-n", namespace, pod["metadata"]["name"], "fluxlora.dev/fake-complete=true")
     wait_job(cluster, namespace, "held", "Complete", timeout=30)
     assert one_pod(cluster, namespace, "held")["status"]["phase"] == "Succeeded"
 
@@ -214,8 +216,17 @@ def test_running_pod_can_be_failed_mid_run(cluster: ControlPlane, namespace: str
     create(cluster, namespace, job_manifest("preempted", labels={"fluxlora.dev/fake-hold": "true"}))
     wait_pod_phase(cluster, namespace, "preempted", "Running")
     pod = one_pod(cluster, namespace, "preempted")["metadata"]["name"]
-    cluster.kubectl("annotate", "pod", "-n", namespace, pod, "fluxlora.dev/fake-duration=0s",
-                    "fluxlora.dev/fake-exit-code=143", "fluxlora.dev/fake-reason=Preempted", "--overwrite")
+    cluster.kubectl(
+        "annotate",
+        "pod",
+        "-n",
+        namespace,
+        pod,
+        "fluxlora.dev/fake-duration=0s",
+        "fluxlora.dev/fake-exit-code=143",
+        "fluxlora.dev/fake-reason=Preempted",
+        "--overwrite",
+    )
     cluster.kubectl("label", "pod", "-n", namespace, pod, "fluxlora.dev/fake-fail=true")
     wait_job(cluster, namespace, "preempted", "Failed", timeout=30)
     terminated = terminated_state(one_pod(cluster, namespace, "preempted"))
@@ -227,8 +238,7 @@ def test_running_pod_can_vanish(cluster: ControlPlane, namespace: str) -> None:
     wait_pod_phase(cluster, namespace, "vanish", "Running")
     first = one_pod(cluster, namespace, "vanish")["metadata"]["name"]
     cluster.kubectl("delete", "pod", "-n", namespace, first, "--wait=false")
-    cluster.wait_for("the deleted pod to vanish", lambda: not job_pods(cluster, namespace, "vanish"),
-                     timeout=30)
+    cluster.wait_for("the deleted pod to vanish", lambda: not job_pods(cluster, namespace, "vanish"), timeout=30)
     # The Job controller counts a pod that vanished mid-run as failed.
     wait_job(cluster, namespace, "vanish", "Failed", timeout=30)
     assert cluster.kubectl_json("get", "job", "vanish", "-n", namespace)["status"].get("failed") == 1
@@ -279,10 +289,16 @@ def test_missing_claim_keeps_pod_pending_with_scheduler_reason(cluster: ControlP
 def test_service_account_token_and_rbac(cluster: ControlPlane, namespace: str) -> None:
     sa = "reader"
     cluster.kubectl("create", "serviceaccount", sa, "-n", namespace)
-    cluster.kubectl("create", "role", "pod-reader", "-n", namespace, "--verb=get,list,watch",
-                    "--resource=pods")
-    cluster.kubectl("create", "rolebinding", "pod-reader", "-n", namespace, "--role=pod-reader",
-                    f"--serviceaccount={namespace}:{sa}")
+    cluster.kubectl("create", "role", "pod-reader", "-n", namespace, "--verb=get,list,watch", "--resource=pods")
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "pod-reader",
+        "-n",
+        namespace,
+        "--role=pod-reader",
+        f"--serviceaccount={namespace}:{sa}",
+    )
     token = cluster.create_token(namespace, sa, duration="10m")
     assert token.count(".") == 2  # a JWT
 
@@ -320,8 +336,12 @@ def test_plain_user_and_admin_tokens(cluster: ControlPlane, namespace: str) -> N
     user = cluster.kubectl_json("auth", "whoami", as_token=cluster.user_token)["status"]["userInfo"]
     assert user["username"] == "alice"
     assert "system:masters" not in user.get("groups", [])
-    assert cluster.kubectl("auth", "can-i", "list", "pods", "-n", namespace, as_token=cluster.user_token,
-                           check=False).stdout.strip() == "no"
+    assert (
+        cluster.kubectl(
+            "auth", "can-i", "list", "pods", "-n", namespace, as_token=cluster.user_token, check=False
+        ).stdout.strip()
+        == "no"
+    )
     admin = cluster.kubectl_json("auth", "whoami", as_token=cluster.admin_token)["status"]["userInfo"]
     assert "system:masters" in admin["groups"]
     # The kubeconfig's alice context is the same user.
@@ -335,8 +355,14 @@ def test_plain_user_and_admin_tokens(cluster: ControlPlane, namespace: str) -> N
 
 
 def test_helm_runs_against_the_cluster(cluster: ControlPlane) -> None:
-    proc = subprocess.run([cluster.helm_path, "list", "-A", "-o", "json"], env=cluster.env(),
-                          capture_output=True, text=True, check=False, timeout=60)
+    proc = subprocess.run(
+        [cluster.helm_path, "list", "-A", "-o", "json"],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert isinstance(json.loads(proc.stdout), list)
 
@@ -353,8 +379,14 @@ def test_up_is_idempotent_and_down_leaves_nothing(cluster: ControlPlane, tmp_pat
     cli = [sys.executable, script, "--state-dir", str(state)]
     env = dict(os.environ)
     try:
-        first = subprocess.run([*cli, "up", "--nodes", "1", "--gpus", "4"], capture_output=True, text=True,
-                               env=env, check=False, timeout=120)
+        first = subprocess.run(
+            [*cli, "up", "--nodes", "1", "--gpus", "4"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
         assert first.returncode == 0, first.stderr
         assert first.stdout.splitlines()[-1] == f"export KUBECONFIG={state / 'kubeconfig'}"
         fresh = ControlPlane.attach(state)
@@ -363,16 +395,21 @@ def test_up_is_idempotent_and_down_leaves_nothing(cluster: ControlPlane, tmp_pat
         nodes = fresh.kubectl_json("get", "nodes")["items"]
         assert [n["status"]["allocatable"][GPU] for n in nodes] == ["4"]
 
-        second = subprocess.run([*cli, "up", "--nodes", "1", "--gpus", "4"], capture_output=True, text=True,
-                                env=env, check=False, timeout=120)
+        second = subprocess.run(
+            [*cli, "up", "--nodes", "1", "--gpus", "4"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
         assert second.returncode == 0, second.stderr
         assert "reused" in second.stderr
         assert second.stdout.splitlines()[-1] == first.stdout.splitlines()[-1]
         again_cp = ControlPlane.attach(state)
         assert again_cp is not None and again_cp.pids() == pids and again_cp.server == fresh.server
     finally:
-        down = subprocess.run([*cli, "down"], capture_output=True, text=True, env=env, check=False,
-                              timeout=60)
+        down = subprocess.run([*cli, "down"], capture_output=True, text=True, env=env, check=False, timeout=60)
     assert down.returncode == 0, down.stderr
     assert all(not _alive(pid, name) for name, pid in pids.items()), pids
     assert ControlPlane.attach(state) is None

@@ -6,29 +6,48 @@ import logging
 import os
 from pathlib import Path
 
+# Exit codes: the contract with the operator, defined once in the core.
+from fluxlora.exitcodes import (
+    EXIT_CONFIG,
+    EXIT_DATASET_CAPTIONS,
+    EXIT_DATASET_EMPTY,
+    EXIT_DATASET_MISSING,
+    EXIT_DATASET_UNREADABLE,
+    EXIT_DATASET_UNSUPPORTED,
+    EXIT_ENGINE_FAILED,
+    EXIT_ENGINE_START,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_REPRO,
+    EXIT_RESUME_STATE,
+    EXIT_SNAPSHOT,
+    EXIT_SNAPSHOT_MISMATCH,
+    EXIT_TERMINATED,
+)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 # Kubernetes keeps at most 4096 bytes of the termination message.
 MAX_MESSAGE_BYTES = 4096
 
-# Exit codes. 0 success; 1 unexpected error; 2 bad run.json / environment;
-# 10-19 dataset problems (prepare); 20-29 training problems (run); 143 terminated by SIGTERM.
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_CONFIG = 2
-EXIT_DATASET_MISSING = 10
-EXIT_DATASET_EMPTY = 11
-EXIT_DATASET_UNSUPPORTED = 12
-EXIT_DATASET_CAPTIONS = 13
-EXIT_DATASET_UNREADABLE = 14
-EXIT_SNAPSHOT = 15
-EXIT_SNAPSHOT_MISMATCH = 16
-EXIT_REPRO = 17
-EXIT_ENGINE_FAILED = 20
-EXIT_ENGINE_START = 21
-EXIT_RESUME_STATE = 22
-EXIT_TERMINATED = 143
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_DATASET_CAPTIONS",
+    "EXIT_DATASET_EMPTY",
+    "EXIT_DATASET_MISSING",
+    "EXIT_DATASET_UNREADABLE",
+    "EXIT_DATASET_UNSUPPORTED",
+    "EXIT_ENGINE_FAILED",
+    "EXIT_ENGINE_START",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_REPRO",
+    "EXIT_RESUME_STATE",
+    "EXIT_SNAPSHOT",
+    "EXIT_SNAPSHOT_MISMATCH",
+    "EXIT_TERMINATED",
+]
 
 
 def termination_log_path(explicit: str | None = None) -> Path:
