@@ -486,7 +486,13 @@ class ControlPlane:
             die_with_parent,
         )
         kc = self.kubeconfig
-        # Controllers retry until the apiserver answers, so start them right away.
+        # kube-controller-manager exits at once when the apiserver does not answer yet (it reads
+        # the extension-apiserver-authentication ConfigMap at start): wait for /readyz first.
+        _write_state(d, self._state)
+        ca = Path(self.ca_file)
+        self._wait_component(
+            "kube-apiserver", lambda: _get(self.server, "/readyz", ca, self.admin_token) == "ok", timeout=60
+        )
         self._spawn(
             "kube-controller-manager",
             [
@@ -535,10 +541,6 @@ class ControlPlane:
         )
         _write_state(d, self._state)
 
-        ca = Path(self.ca_file)
-        self._wait_component(
-            "kube-apiserver", lambda: _get(self.server, "/readyz", ca, self.admin_token) == "ok", timeout=60
-        )
         for name, key in (("kube-controller-manager", "kcm"), ("kube-scheduler", "scheduler")):
             self._wait_component(name, _healthz(f"https://127.0.0.1:{ports[key]}"), timeout=60)
         # The default namespace's ServiceAccount shows that controllers run.

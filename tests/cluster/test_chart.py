@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controlplane import ensure_binaries
+from controlplane import ControlPlane, ensure_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fluxlora"
@@ -81,3 +81,22 @@ def test_values_schema_rejects_unknown_values(helm: str) -> None:
         text=True,
     )
     assert result.returncode != 0 and "replicas" in result.stderr
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={NAMESPACE}"]])
+def test_rendered_chart_is_accepted_by_the_api_servers_own_schemas(
+    cluster: ControlPlane, namespace: str, values: list[str]
+) -> None:
+    # kubeconform needs schema downloads this machine cannot make; a server-side dry run
+    # validates against the real API server's OpenAPI (strict field validation) instead.
+    values = [v.replace("NAMESPACE", namespace) for v in values]
+    docs = _template(str(cluster.helm_path), "--namespace", namespace, *values)
+    for doc in docs:
+        doc["metadata"]["namespace"] = doc["metadata"].get("namespace", namespace)
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-",
+        input="\n---\n".join(yaml.safe_dump(d) for d in docs), check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("(server dry run)") == len(docs)
