@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import Protocol
 
 # Mount points of the trainer pod.
 RUN_MOUNT = "/fluxlora/run"  # ConfigMap with the rendered run (read-only)
@@ -30,23 +29,6 @@ RUN_JSON_KEY = "run.json"
 DATASET_TOML_KEY = "dataset.toml"
 
 
-class _HasOutputAndDataset(Protocol):
-    @property
-    def output(self) -> _OutputLike: ...
-    @property
-    def dataset(self) -> _DatasetLike: ...
-
-
-class _OutputLike(Protocol):
-    @property
-    def path(self) -> str: ...
-
-
-class _DatasetLike(Protocol):
-    @property
-    def path(self) -> str: ...
-
-
 def _join(root: str, relative: str) -> str:
     joined = posixpath.normpath(posixpath.join(root, relative))
     # Paths are checked to be relative without '..' (rules.py); this is the last guard.
@@ -63,11 +45,9 @@ class RunLayout:
     dataset_source: str
 
     @classmethod
-    def of(cls, config: _HasOutputAndDataset) -> RunLayout:
-        return cls(
-            output_dir=_join(OUTPUT_MOUNT, config.output.path),
-            dataset_source=_join(DATASET_MOUNT, config.dataset.path),
-        )
+    def of(cls, output_path: str, dataset_path: str) -> RunLayout:
+        """From the run's paths inside the output and dataset claims."""
+        return cls(output_dir=_join(OUTPUT_MOUNT, output_path), dataset_source=_join(DATASET_MOUNT, dataset_path))
 
     @property
     def checkpoint_dir(self) -> str:

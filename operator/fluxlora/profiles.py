@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from fluxlora.api import ENGINE_KEY, FluxLoraRunSpec
+from fluxlora.layout import RunLayout
 from fluxlora.settings import EngineSettings
 
 PROFILE_PREFIX = "flux_"
@@ -37,6 +38,15 @@ def builtin_profiles_dir() -> Path:
 
 class ProfileError(ValueError):
     """A profile is missing or malformed; the message names the profile and key."""
+
+
+class UnknownProfileError(ProfileError):
+    """spec.profile names no loaded profile."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        self.rule = f"is not a known profile (known: {', '.join(known) or 'none'})"
+        super().__init__(f"spec.profile ({name!r}) {self.rule}")
 
 
 @dataclass(frozen=True)
@@ -103,8 +113,7 @@ class ProfileSet:
         try:
             return self.profiles[name]
         except KeyError:
-            known = ", ".join(sorted(self.profiles)) or "none"
-            raise ProfileError(f"spec.profile ({name!r}) is not a known profile (known: {known})") from None
+            raise UnknownProfileError(name, sorted(self.profiles)) from None
 
 
 # ----------------------------------------------------------------------------- spec overrides
@@ -242,6 +251,10 @@ class EffectiveConfig(BaseModel):
     dataset: DatasetRef
     output: OutputRef
     gpus: int
+
+    def layout(self) -> RunLayout:
+        """Where this run's directories are inside the trainer pod."""
+        return RunLayout.of(self.output.path, self.dataset.path)
 
     def canonical_json(self) -> str:
         # Output location is excluded: the same recipe written elsewhere trains the same weights.

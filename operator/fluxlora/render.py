@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fluxlora import layout, manifests, sdscripts
+from fluxlora import manifests, sdscripts
 from fluxlora.api import FluxLoraRun
 from fluxlora.profiles import EffectiveConfig
 from fluxlora.rules import Finding
@@ -41,7 +41,7 @@ class RenderedRun:
             "outputName": self.config.output.name,
             "triggerWord": self.config.engine.class_tokens,
             "captionExtension": self.config.engine.caption_extension,
-            "layout": layout.RunLayout.of(self.config).as_dict(),
+            "layout": self.config.layout().as_dict(),
         }
 
     def configmap(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from fluxlora.api import DNS1123_LABEL, MAX_RUN_NAME, RELATIVE_PATH, FluxLoraRun
-from fluxlora.profiles import EffectiveConfig, MergedSettings, ProfileError, ProfileSet, effective_config
+from fluxlora.profiles import EffectiveConfig, MergedSettings, ProfileSet, UnknownProfileError, effective_config
 
 
 class Severity(StrEnum):
@@ -134,15 +134,12 @@ def check_settings(merged: MergedSettings) -> list[Finding]:
     def finding(key: str, rule: str, severity: Severity = Severity.ERROR) -> None:
         out.append(Finding(d(key), rule, getattr(s, key), severity, merged.origin_note(key)))
 
-    def error(key: str, rule: str) -> None:
-        finding(key, rule)
-
     if s.network_alpha is not None and s.network_alpha != s.network_dim:
-        error("network_alpha", f"must equal {d('network_dim')} ({s.network_dim})")
+        finding("network_alpha", f"must equal {d('network_dim')} ({s.network_dim})")
     if s.fp8_base and s.mixed_precision == "no":
-        error("fp8_base", f'needs mixed precision, but {d("mixed_precision")} is "no"')
+        finding("fp8_base", f'needs mixed precision, but {d("mixed_precision")} is "no"')
     if s.blocks_to_swap > 0 and s.cpu_offload_checkpointing:
-        error("cpu_offload_checkpointing", f"cannot be combined with {d('blocks_to_swap')} ({s.blocks_to_swap}) > 0")
+        finding("cpu_offload_checkpointing", f"cannot be combined with {d('blocks_to_swap')} ({s.blocks_to_swap}) > 0")
     if s.cache_text_encoder_outputs or s.cache_text_encoder_outputs_to_disk:
         for key, active in (
             ("shuffle_caption", s.shuffle_caption),
@@ -151,17 +148,17 @@ def check_settings(merged: MergedSettings) -> list[Finding]:
             ("token_warmup_step", s.token_warmup_step > 0),
         ):
             if active:
-                error(key, "cannot be used while text-encoder outputs are cached (cacheTextEncoderOutputs)")
+                finding(key, "cannot be used while text-encoder outputs are cached (cacheTextEncoderOutputs)")
     if s.cache_latents or s.cache_latents_to_disk:
         for key in ("color_aug", "random_crop"):
             if getattr(s, key):
-                error(key, "cannot be used while latents are cached (cacheLatents)")
+                finding(key, "cannot be used while latents are cached (cacheLatents)")
     if s.bucket_reso_steps % 32 != 0:
-        error("bucket_reso_steps", "must be a multiple of 32 for FLUX")
+        finding("bucket_reso_steps", "must be a multiple of 32 for FLUX")
     if s.min_bucket_reso > s.max_bucket_reso:
-        error("min_bucket_reso", f"must be <= {d('max_bucket_reso')} ({s.max_bucket_reso})")
+        finding("min_bucket_reso", f"must be <= {d('max_bucket_reso')} ({s.max_bucket_reso})")
     if s.lr_warmup_steps >= s.max_train_steps:
-        error("lr_warmup_steps", f"must be < {d('max_train_steps')} ({s.max_train_steps})")
+        finding("lr_warmup_steps", f"must be < {d('max_train_steps')} ({s.max_train_steps})")
 
     for key, (is_active, why) in IGNORED_ON_FLUX.items():
         if is_active(getattr(s, key)):
@@ -253,16 +250,11 @@ def evaluate(document: dict[str, Any], profiles: ProfileSet) -> Evaluation:
         return Evaluation(run, None, findings)
     try:
         profile = profiles.get(run.spec.profile)
-    except ProfileError as exc:
-        return Evaluation(run, None, [Finding("spec.profile", _after_value(str(exc)), run.spec.profile)])
+    except UnknownProfileError as exc:
+        return Evaluation(run, None, [Finding("spec.profile", exc.rule, run.spec.profile)])
     try:
         config, merged = effective_config(run.metadata.name, profile, run.spec)
     except ValidationError as exc:
         return Evaluation(run, None, schema_findings(exc, prefix=f"profile {profile.name}: "))
     findings = check_settings(merged)
     return Evaluation(run, config, findings)
-
-
-def _after_value(message: str) -> str:
-    # "spec.profile ('x') is not a known profile ..." -> "is not a known profile ..."
-    return message.split(") ", 1)[1] if ") " in message else message

@@ -168,7 +168,7 @@ def launcher(gpus: int) -> list[str]:
 
 def render_argv(config: EffectiveConfig) -> list[str]:
     """The engine command of the run's first attempt (the trainer adds resume flags per attempt)."""
-    paths = layout.RunLayout.of(config)
+    paths = config.layout()
     run_flags = [
         "--pretrained_model_name_or_path", paths.model_file(config.model.transformer),
         "--clip_l", paths.model_file(config.model.clip_l),
@@ -235,7 +235,7 @@ def _toml_table(keys: list[str], settings: EngineSettings, extra: Mapping[str, A
 
 def render_dataset_toml(config: EffectiveConfig) -> str:
     """The --dataset_config file: images from the per-run snapshot the trainer prepares."""
-    paths = layout.RunLayout.of(config)
+    paths = config.layout()
     s = config.engine
     lines = ["# Rendered by fluxlora; sd-scripts dataset config (unknown keys are rejected by the engine).", ""]
     lines += ["[general]", *_toml_table(EngineSettings.keys(Target.GENERAL), s), ""]
