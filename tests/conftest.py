@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "cluster"))
+for helpers in ("cluster", "fakes", "engine"):
+    sys.path.insert(0, str(Path(__file__).resolve().parent / helpers))
 
-from controlplane import (
+from controlplane import (  # noqa: E402 - found through the path set just above
     TEST_NAMESPACE_LABEL,
     ControlPlane,
     ControlPlaneError,

@@ -55,8 +55,8 @@ CEL_RULES: dict[str, list[Schema]] = {
     ],
     "spec.dataset": [
         {
-            "rule": "!has(self.bucketResoSteps) || self.bucketResoSteps % 32 == 0",
-            "message": "must be a multiple of 32 for FLUX",
+            "rule": "!has(self.bucketResoSteps) || self.bucketResoSteps % 64 == 0",
+            "message": "must be a multiple of 64 for FLUX",
             "fieldPath": ".bucketResoSteps",
             "reason": "FieldValueInvalid",
         },

@@ -22,6 +22,7 @@ EXIT_REPRO = 17
 EXIT_ENGINE_FAILED = 20
 EXIT_ENGINE_START = 21
 EXIT_RESUME_STATE = 22
+EXIT_ENGINE_INCOMPLETE = 23  # the engine exited 0 short of maxTrainSteps or without the final LoRA
 EXIT_TERMINATED = 143
 
 # Failures no retry can fix, by the reason the run reports.
@@ -29,4 +30,7 @@ NOT_RETRYABLE: dict[range, str] = {
     range(EXIT_CONFIG, EXIT_CONFIG + 1): "ConfigError",  # bad run.json / environment
     range(10, 20): "DataError",  # dataset missing, empty, unreadable, changed
     range(EXIT_RESUME_STATE, EXIT_RESUME_STATE + 1): "ResumeError",  # the resume state is unusable
+    # The engine ran to its end without training the run (it saw no images, or printed help):
+    # the same inputs end the same way again.
+    range(EXIT_ENGINE_INCOMPLETE, EXIT_ENGINE_INCOMPLETE + 1): "IncompleteTraining",
 }

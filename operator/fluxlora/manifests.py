@@ -29,7 +29,6 @@ ENV_ATTEMPT = "FLUXLORA_ATTEMPT"
 ENV_RESUME_CHECKPOINT = "FLUXLORA_RESUME_CHECKPOINT"
 ENV_RESUME_STEP = "FLUXLORA_RESUME_STEP"
 ENV_IMAGE = "FLUXLORA_IMAGE"
-ENV_RESUME_MODE = "FLUXLORA_RESUME_MODE"
 # The runtime forwards SIGTERM to the engine and waits 25 s for its last state save.
 TERMINATION_GRACE_SECONDS = 60
 
@@ -177,9 +176,8 @@ def _resources(spec: api.FluxLoraRunSpec) -> Obj:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _env(attempt: int, resume: ResumeFrom | None, image: str, resume_mode: str) -> list[Obj]:
+def _env(attempt: int, resume: ResumeFrom | None, image: str) -> list[Obj]:
     return [
-        {"name": ENV_RESUME_MODE, "value": resume_mode},
         {"name": ENV_ATTEMPT, "value": str(attempt)},
         {"name": ENV_RESUME_CHECKPOINT, "value": resume.checkpoint if resume else ""},
         {"name": ENV_RESUME_STEP, "value": str(resume.step) if resume else "0"},
@@ -214,7 +212,6 @@ def job(
     image: str,
     config_hash: str,
     resume: ResumeFrom | None = None,
-    resume_mode: str = "exact-steps",
 ) -> Obj:
     """The Job of one attempt: GPU request, claims, restricted security, no retries of its own."""
     labels = run_labels(run, profile) | {ATTEMPT_LABEL: str(attempt)}
@@ -223,7 +220,7 @@ def job(
         job_labels[KUEUE_QUEUE_LABEL] = spec.queue_name
     pod_labels = dict((spec.pod.labels if spec.pod else None) or {}) | labels
     pod_annotations = dict((spec.pod.annotations if spec.pod else None) or {}) | {CONFIG_HASH_ANNOTATION: config_hash}
-    env = _env(attempt, resume, image, resume_mode)
+    env = _env(attempt, resume, image)
     pod_spec: Obj = {
         "serviceAccountName": trainer_account_name(run),
         "automountServiceAccountToken": True,

@@ -58,7 +58,6 @@ class RenderedRun:
             self.image,
             self.config_hash,
             resume,
-            sdscripts.resume_mode(self.config.engine),
         )
 
     def children(self, attempt: int = 1, resume: manifests.ResumeFrom | None = None) -> list[dict[str, Any]]:

@@ -125,6 +125,11 @@ IGNORED_ON_FLUX: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+# The engine's dataset defaults (config_util) when fluxlora leaves the keys out.
+ENGINE_MIN_BUCKET_RESO = 256
+ENGINE_MAX_BUCKET_RESO = 1024
+
+
 def check_settings(merged: MergedSettings) -> list[Finding]:
     """Rules across engine settings: what the engine rejects at start-up, and what it ignores."""
     s = merged.settings
@@ -153,16 +158,27 @@ def check_settings(merged: MergedSettings) -> list[Finding]:
         for key in ("color_aug", "random_crop"):
             if getattr(s, key):
                 finding(key, "cannot be used while latents are cached (cacheLatents)")
-    if s.bucket_reso_steps % 32 != 0:
-        finding("bucket_reso_steps", "must be a multiple of 32 for FLUX")
-    if s.min_bucket_reso > s.max_bucket_reso:
-        finding("min_bucket_reso", f"must be <= {d('max_bucket_reso')} ({s.max_bucket_reso})")
+    if s.bucket_reso_steps % 64 != 0:
+        finding("bucket_reso_steps", "must be a multiple of 64 for FLUX")
+    min_reso, max_reso = s.min_bucket_reso or ENGINE_MIN_BUCKET_RESO, s.max_bucket_reso or ENGINE_MAX_BUCKET_RESO
+    if min_reso > max_reso:
+        key = "min_bucket_reso" if s.min_bucket_reso is not None else "max_bucket_reso"
+        finding(key, f"must keep {d('min_bucket_reso')} ({min_reso}) <= {d('max_bucket_reso')} ({max_reso})")
     if s.lr_warmup_steps >= s.max_train_steps:
         finding("lr_warmup_steps", f"must be < {d('max_train_steps')} ({s.max_train_steps})")
 
     for key, (is_active, why) in IGNORED_ON_FLUX.items():
         if is_active(getattr(s, key)):
             finding(key, why, Severity.WARNING)
+    if s.enable_bucket and s.bucket_no_upscale:
+        for key in ("min_bucket_reso", "max_bucket_reso"):
+            if getattr(s, key) is not None:
+                finding(
+                    key,
+                    f"has no effect while {d('bucket_no_upscale')} is true: each image gets a bucket of its own "
+                    "size (the engine ignores min/max_bucket_reso then)",
+                    Severity.WARNING,
+                )
     if s.save_every_n_steps is None or s.save_every_n_steps >= s.max_train_steps:
         finding(
             "save_every_n_steps",

@@ -58,6 +58,9 @@ FLAGS: Mapping[str, Flag] = {
     "optimizer_type": Flag(_STR),
     "optimizer_args": Flag(_STR, nargs="*"),
     "lr_scheduler": Flag(_STR),
+    # set by the trainer on a resumed attempt to keep the run's schedule (fluxlora_trainer.resume)
+    "lr_scheduler_type": Flag(_STR),
+    "lr_scheduler_args": Flag(_STR, nargs="*"),
     "lr_warmup_steps": Flag(_INT),
     "max_grad_norm": Flag(_FLOAT),
     "gradient_accumulation_steps": Flag(_INT),
@@ -191,18 +194,6 @@ def render_argv(config: EffectiveConfig) -> list[str]:
         *run_flags,
         *engine_flags(config.engine),
     ]
-
-
-def resume_mode(settings: EngineSettings) -> str:
-    """How the trainer resumes this run (fluxlora_trainer.resume has the engine analysis).
-
-    The engine's `--skip_until_initial_step` skips the wrong number of batches with
-    gradient accumulation > 1 and can overshoot max_train_steps; `exact-steps` always
-    ends at max_train_steps but rebuilds the lr schedule, harmless for constant ones.
-    """
-    if settings.gradient_accumulation_steps > 1 or settings.lr_scheduler in ("constant", "constant_with_warmup"):
-        return "exact-steps"
-    return "skip"
 
 
 def shell_command(argv: list[str]) -> str:

@@ -159,12 +159,29 @@ class EngineSettings(BaseModel):
     )
     batch_size: Annotated[int, _setting(Target.DATASET, "Images per micro-batch.", ge=1, le=64)] = 1
     enable_bucket: Annotated[bool, _setting(Target.DATASET, "Aspect-ratio bucketing.")] = True
+    # The FLUX trainer asserts the step divides by 64 (train_network.py:175, verify_bucket_reso_steps(64)).
     bucket_reso_steps: Annotated[
-        int, _setting(Target.DATASET, "Bucket resolution step (multiple of 32).", ge=32, le=256)
+        int,
+        _setting(
+            Target.DATASET,
+            "Bucket resolution step in px; FLUX needs a multiple of 64. With bucket_no_upscale every image "
+            "must be at least this large in each side.",
+            ge=64,
+            le=256,
+        ),
     ] = 64
-    min_bucket_reso: Annotated[int, _setting(Target.DATASET, "Smallest bucket side (px).", ge=64, le=4096)] = 256
-    max_bucket_reso: Annotated[int, _setting(Target.DATASET, "Largest bucket side (px).", ge=64, le=4096)] = 1024
-    bucket_no_upscale: Annotated[bool, _setting(Target.DATASET, "Never upscale images into larger buckets.")] = True
+    # Both only act without bucket_no_upscale (train_util.py:1032); unset = the engine's 256 / 1024.
+    min_bucket_reso: Annotated[
+        int | None,
+        _setting(Target.DATASET, "Smallest bucket side (px); no effect with bucket_no_upscale.", ge=64, le=4096),
+    ] = None
+    max_bucket_reso: Annotated[
+        int | None,
+        _setting(Target.DATASET, "Largest bucket side (px); no effect with bucket_no_upscale.", ge=64, le=4096),
+    ] = None
+    bucket_no_upscale: Annotated[
+        bool, _setting(Target.DATASET, "Never upscale: each image gets a bucket of its own size, shrunk to fit.")
+    ] = True
 
     # Dataset config: [[datasets.subsets]]
     num_repeats: Annotated[int, _setting(Target.SUBSET, "Times each image is seen per epoch.", ge=1, le=1000)] = 10

@@ -26,6 +26,8 @@ Environment:
   FAKE_ENGINE_DIE_AT_STEP    exit 1 with an error after this many steps of this process
   FAKE_ENGINE_CRASH_IN_SAVE_AT  when saving the state of this engine step, write only
                              train_state.json and model.safetensors, then exit 137
+  FAKE_ENGINE_TRUNCATE_STATE_AT  when saving the state of this engine step, write every file but
+                             leave random_states_0.pkl (written last) truncated, then exit 137
   FAKE_ENGINE_SAVE_SECONDS   sleep between the files of a state save (default 0)
   FAKE_ENGINE_STEPS_PER_EPOCH  override the steps per epoch
   FAKE_ENGINE_MIX_RATES      "1" (default): alternate s/it and it/s display
@@ -35,11 +37,14 @@ Environment:
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
+import struct
 import sys
 import time
+import zipfile
 
 try:
     import tomllib
@@ -47,7 +52,8 @@ except ImportError:  # pragma: no cover
     tomllib = None  # type: ignore[assignment]
 
 STATE_FILES = ("train_state.json", "model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl")
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+# train_util.IMAGE_EXTENSIONS: matched case-sensitively, so `a.Jpg` is not an image.
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".PNG", ".JPG", ".JPEG", ".WEBP", ".BMP"}
 
 
 def env_float(name: str, default: float) -> float:
@@ -100,10 +106,10 @@ def steps_per_epoch(dataset_config: str | None) -> int:
         items = 0
         for sub in ds.get("subsets", []):
             d = sub.get("image_dir", "")
-            n = sum(1 for x in os.listdir(d) if os.path.splitext(x)[1].lower() in IMAGE_EXT) if os.path.isdir(d) else 0
+            n = sum(1 for x in os.listdir(d) if os.path.splitext(x)[1] in IMAGE_EXT) if os.path.isdir(d) else 0
             items += n * int(sub.get("num_repeats", general.get("num_repeats", 1)))
         total += math.ceil(items / bs)
-    return max(1, total)
+    return total
 
 
 def clock(seconds: float | None) -> str:
@@ -152,18 +158,36 @@ def write_file(path: str, content: bytes) -> None:
         f.write(content)
 
 
+def state_file_bytes(name: str, epoch: int, global_step: int) -> bytes:
+    """A state file in the format the engine writes it: JSON, safetensors, or a torch.save zip."""
+    if name == "train_state.json":
+        # train_network.save_model_hook: current_step.value + 1 == the engine's global_step
+        return json.dumps({"current_epoch": epoch, "current_step": global_step}).encode()
+    if name.endswith(".safetensors"):
+        header = json.dumps(
+            {"__metadata__": {"format": "pt"}, "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
+        )
+        raw = header.encode()
+        return struct.pack("<Q", len(raw)) + raw + b"\0\0\0\0"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:  # torch.save writes a zip archive
+        archive.writestr("archive/data.pkl", f"{name} at engine step {global_step}\n")
+    return buffer.getvalue()
+
+
 def save_state(state_dir: str, epoch: int, global_step: int) -> None:
     sys.stderr.write(f"\nINFO     saving state at step {global_step}\n")
     sys.stderr.flush()
     os.makedirs(state_dir, exist_ok=True)
     crash_at = env_int("FAKE_ENGINE_CRASH_IN_SAVE_AT")
+    truncate_at = env_int("FAKE_ENGINE_TRUNCATE_STATE_AT")
     pause = env_float("FAKE_ENGINE_SAVE_SECONDS", 0.0)
     for i, name in enumerate(STATE_FILES):
-        if name == "train_state.json":
-            # train_network.save_model_hook: current_step.value + 1 == the engine's global_step
-            data = json.dumps({"current_epoch": epoch, "current_step": global_step}).encode()
-        else:
-            data = f"{name} at engine step {global_step}\n".encode()
+        data = state_file_bytes(name, epoch, global_step)
+        if truncate_at == global_step and name == STATE_FILES[-1]:
+            # killed while torch.save writes the RNG states, the engine's last file
+            write_file(os.path.join(state_dir, name), data[: len(data) // 2])
+            os._exit(137)
         write_file(os.path.join(state_dir, name), data)
         if crash_at is not None and crash_at == global_step and i == 1:
             sys.stderr.write("killed while saving state\n")
@@ -177,6 +201,14 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     print(f"fake sd-scripts: ignoring {len(args.unknown)} other arguments", flush=True)
     S = steps_per_epoch(args.dataset_config)
+    if S == 0:  # train_network.py:575-579, in the engine's rich log format; then it exits 0
+        sys.stderr.write(
+            "2026-01-01 00:00:00 ERROR    No data found. Please verify   train_network.py:576\n"
+            "                             arguments (train_data_dir must\n"
+            "                             be the parent of folders with\n"
+            "                             images)\n"
+        )
+        return 0
     GA = max(1, args.gradient_accumulation_steps)
     M = args.max_train_steps
     step_seconds = env_float("FAKE_ENGINE_STEP_SECONDS", 0.002)

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import pytest
+
 from fluxlora_trainer import engine
-from fluxlora_trainer.checkpoints import find_states, is_complete_state, latest_complete_state, missing_state_files
+from fluxlora_trainer.checkpoints import (
+    find_states,
+    is_complete_state,
+    latest_complete_state,
+    missing_state_files,
+    state_problems,
+)
+
+from fake_sd_scripts import state_file_bytes
 
 
 def make_state(d: Path, name: str, step: int, files: tuple[str, ...] = engine.STATE_FILES) -> Path:
     p = d / name
     p.mkdir(parents=True)
     for f in files:
-        if f == "train_state.json":
-            (p / f).write_text(json.dumps({"current_epoch": 1, "current_step": step}))
-        else:
-            (p / f).write_bytes(b"x")
+        (p / f).write_bytes(state_file_bytes(f, 1, step))
     return p
 
 
@@ -55,3 +61,16 @@ def test_each_missing_file_makes_it_partial(tmp_path: Path) -> None:
         assert not is_complete_state(p)
     assert latest_complete_state(tmp_path, "lora") is None
     assert find_states(tmp_path / "missing", "lora") == []
+
+
+@pytest.mark.parametrize("damaged", engine.STATE_FILES)
+def test_a_truncated_file_makes_it_partial(tmp_path: Path, damaged: str) -> None:
+    # The engine writes random_states_0.pkl last with torch.save: a kill mid-write leaves every
+    # name in place with a short file. Any truncated file means the state cannot be resumed.
+    p = make_state(tmp_path, "lora-step00000010-state", 10)
+    whole = (p / damaged).read_bytes()
+    (p / damaged).write_bytes(whole[: len(whole) // 2])
+    problems = state_problems(p)
+    assert problems is not None and damaged in problems
+    assert not is_complete_state(p)
+    assert latest_complete_state(tmp_path, "lora") is None

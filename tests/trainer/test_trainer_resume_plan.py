@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fluxlora_trainer import engine
-from fluxlora_trainer.resume import attempt_output_dir, plan_attempt
+from fluxlora_trainer.resume import attempt_output_dir, pinned_schedule, plan_attempt
 
 BASE = [
     "accelerate",
@@ -68,7 +68,7 @@ def test_first_attempt_keeps_the_rendered_argv() -> None:
         BASE, attempt=1, max_train_steps=1600, checkpoint_dir="/o/runs/a/checkpoints", output_name="lora"
     )
     assert plan.argv == BASE
-    assert plan.start_step == 0 and plan.exact is True and not plan.nothing_to_do
+    assert plan.start_step == 0 and plan.engine_max_train_steps == 1600 and not plan.nothing_to_do
 
 
 def test_fresh_later_attempt_gets_its_own_directory() -> None:
@@ -79,86 +79,72 @@ def test_fresh_later_attempt_gets_its_own_directory() -> None:
     assert not engine.has_flag(plan.argv, "--resume")
 
 
-def test_resume_skip_mode() -> None:
-    state = "/o/runs/a/checkpoints/lora-step00000400-state"
-    plan = plan_attempt(
-        BASE,
-        attempt=2,
-        max_train_steps=1600,
-        checkpoint_dir="/o/runs/a/checkpoints",
-        output_name="lora",
-        resume_state=state,
-        resume_step=400,
-    )
-    a = plan.argv
-    assert engine.flag_value(a, "--resume") == state
-    assert engine.flag_value(a, "--initial_step") == "400"
-    assert engine.has_flag(a, "--skip_until_initial_step")
-    assert engine.flag_value(a, "--max_train_steps") == "1600"  # unchanged: total = maxTrainSteps
-    assert engine.flag_value(a, "--output_dir") == "/o/runs/a/checkpoints/attempt-2"
-    assert engine.flag_value(a, "--output_name") == "lora"
-    assert a[:5] == BASE[:5]
-    # The bar of this attempt starts at 0: global = N + n; engine step names map through the bar total.
-    assert plan.global_step(0) == 400 and plan.global_step(7) == 407
-    assert plan.global_of_engine_step(600, bar_total=1200) == 600  # engine counter continued at N
-    assert plan.global_of_engine_step(200, bar_total=1600) == 600  # engine counter restarted at 0
-
-
-@pytest.mark.parametrize(
-    ("n", "spe", "max_steps", "exact", "offset"),
-    [
-        (10, 40, 30, True, 10),  # inside the first epoch
-        (10, 8, 32, True, 2),  # past it but S divides max
-        (10, 8, 30, False, 2),  # past it: the engine overshoots (sd-scripts #1406)
-        (10, None, 30, None, 10),  # unknown steps per epoch
-    ],
-)
-def test_resume_exactness(n: int, spe: int | None, max_steps: int, exact: bool | None, offset: int) -> None:
-    plan = plan_attempt(
-        BASE,
-        attempt=2,
-        max_train_steps=max_steps,
-        checkpoint_dir="/c",
-        output_name="lora",
-        resume_state="/c/s",
-        resume_step=n,
-        steps_per_epoch=spe,
-    )
-    assert plan.exact is exact
-    assert plan.expected_offset == offset
-    assert bool(plan.notes) == (exact is False)
-
-
-def test_gradient_accumulation_is_flagged() -> None:
-    plan = plan_attempt(
-        BASE,
-        attempt=2,
-        max_train_steps=100,
-        checkpoint_dir="/c",
-        output_name="lora",
-        resume_state="/c/s",
-        resume_step=10,
-        gradient_accumulation_steps=4,
-    )
-    assert plan.exact is False and "2407" in plan.notes[0]
-
-
-def test_exact_steps_mode() -> None:
+def test_resume_trains_exactly_the_steps_left() -> None:
+    state = "/o/runs/a/checkpoints/attempt-2/lora-step00000100-state"
     plan = plan_attempt(
         BASE,
         attempt=3,
         max_train_steps=1600,
-        checkpoint_dir="/c",
+        checkpoint_dir="/o/runs/a/checkpoints",
         output_name="lora",
-        resume_state="/c/attempt-2/lora-step00000100-state",
+        resume_state=state,
         resume_step=500,
-        mode="exact-steps",
     )
-    assert engine.flag_value(plan.argv, "--initial_step") == "0"
-    assert engine.flag_value(plan.argv, "--max_train_steps") == "1100"
-    assert not engine.has_flag(plan.argv, "--skip_until_initial_step")
-    assert plan.global_of_engine_step(100, bar_total=1100) == 600
-    assert plan.exact is True
+    a = plan.argv
+    assert engine.flag_value(a, "--resume") == state
+    # The engine ignores the state's own step and trains exactly max - N steps from its step 0.
+    assert engine.flag_value(a, "--initial_step") == "0"
+    assert engine.flag_value(a, "--max_train_steps") == "1100" == str(plan.engine_max_train_steps)
+    assert not engine.has_flag(a, "--skip_until_initial_step")
+    assert engine.flag_value(a, "--output_dir") == "/o/runs/a/checkpoints/attempt-3"
+    assert a[:5] == BASE[:5]
+    # Engine step numbers (bar, checkpoint and state names) are this attempt's: global = N + step.
+    assert plan.global_step(0) == 500 and plan.global_step(100) == 600
+
+
+def test_constant_schedules_need_no_pinning() -> None:
+    for schedule in ("constant", "constant_with_warmup"):
+        argv = [*BASE, "--lr_scheduler", schedule, "--lr_warmup_steps", "20"]
+        plan = plan_attempt(
+            argv,
+            attempt=2,
+            max_train_steps=100,
+            checkpoint_dir="/c",
+            output_name="l",
+            resume_state="/s",
+            resume_step=40,
+        )
+        assert not engine.has_flag(plan.argv, "--lr_scheduler_type")
+        assert engine.flag_value(plan.argv, "--lr_warmup_steps") == "20"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "function", "extra"),
+    [
+        ("cosine", "get_cosine_schedule_with_warmup", []),
+        ("linear", "get_linear_schedule_with_warmup", []),
+        ("cosine_with_restarts", "get_cosine_with_hard_restarts_schedule_with_warmup", ["num_cycles=1"]),
+        ("polynomial", "get_polynomial_decay_schedule_with_warmup", ["power=1.0"]),
+    ],
+)
+def test_total_dependent_schedules_are_pinned_to_the_whole_run(schedule: str, function: str, extra: list[str]) -> None:
+    argv = [*BASE, "--lr_scheduler", schedule, "--lr_warmup_steps", "100"]
+    plan = plan_attempt(
+        argv, attempt=2, max_train_steps=2000, checkpoint_dir="/c", output_name="l", resume_state="/s", resume_step=1000
+    )
+    a = plan.argv
+    assert engine.flag_value(a, "--max_train_steps") == "1000"  # the attempt trains what is left ...
+    assert engine.flag_value(a, "--lr_scheduler_type") == f"transformers.optimization.{function}"
+    args = a[a.index("--lr_scheduler_args") + 1 :]
+    # ... on the schedule of the whole run, warm-up included (the engine wants --lr_warmup_steps 0 then).
+    assert args == ["num_warmup_steps=100", "num_training_steps=2000", *extra]
+    assert engine.flag_value(a, "--lr_warmup_steps") == "0"
+
+
+def test_pinned_total_counts_every_process() -> None:
+    multi = ["accelerate", "launch", "--num_processes", "4", "--multi_gpu", "/x/flux_train_network.py"]
+    argv = [*multi, "--max_train_steps", "300", "--lr_scheduler", "cosine"]
+    assert pinned_schedule(argv, 300)[-1] == "num_training_steps=1200"  # accelerate steps it once per process
 
 
 def test_nothing_left() -> None:
@@ -186,14 +172,13 @@ def test_resume_replaces_network_weights_and_old_flags() -> None:
         resume_step=5,
     )
     assert not engine.has_flag(plan.argv, "--network_weights")
-    assert plan.argv.count("--resume") == 1 and engine.flag_value(plan.argv, "--initial_step") == "5"
+    assert plan.argv.count("--resume") == 1 and engine.flag_value(plan.argv, "--initial_step") == "0"
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [
         {"attempt": 0},
-        {"mode": "bogus"},
         {"max_train_steps": 0},
         {"resume_step": -1, "resume_state": "/s"},
     ],

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from trainer_helpers import ENGINE_CMD, RecordingSink, RunFixture
 from trainer_helpers import FakeApiHandler as _Handler
 
-from fluxlora_trainer import termination
+from fluxlora_trainer import engine, termination
 from fluxlora_trainer.checkpoints import is_complete_state
 from fluxlora_trainer.gpu import Nvml
 from fluxlora_trainer.prepare import prepare
@@ -51,7 +50,6 @@ def attempt(
     step: int = 0,
     engine_env: dict[str, str] | None = None,
     stop_when: Callable[[], bool] | None = None,
-    mode: str = "skip",
 ) -> Outcome:
     run = fx.spec
     env = AttemptEnv(attempt=n, resume_checkpoint=resume, resume_step=step, image="img:1")
@@ -72,7 +70,6 @@ def attempt(
             engine_cmd=ENGINE_CMD,
             extra_env=extra,
             tick_seconds=0.05,
-            resume_mode=mode,
             grace_seconds=10,
             install_signal_handlers=False,
         ),
@@ -200,35 +197,56 @@ def test_engine_failure_reason(make_run, sink: RecordingSink) -> None:  # type: 
     assert "last complete state runs/demo/checkpoints/demo-lora-step00000005-state (step 5)" in out.message
 
 
-@pytest.mark.parametrize(("mode", "final", "exact"), [("skip", 32, False), ("exact-steps", 30, True)])
-def test_resume_past_the_first_epoch(
-    make_run,
-    sink: RecordingSink,
-    mode: str,
-    final: int,  # type: ignore[no-untyped-def]
-    exact: bool,
-) -> None:
+def test_resume_past_the_first_epoch_ends_at_exactly_max(make_run, sink: RecordingSink) -> None:  # type: ignore[no-untyped-def]
     # 2 images x 4 repeats = 8 steps per epoch; resume at 10 is in epoch 2 and 8 does not divide 30.
     fx: RunFixture = make_run(images=2, repeats=4, max_steps=30, save_every=5)
     out1 = attempt(fx, sink, 1, engine_env={"FAKE_ENGINE_DIE_AT_STEP": "12"})
     r1 = sink.of("resume")[-1]
     assert out1.exit_code == termination.EXIT_ENGINE_FAILED and r1["step"] == 10
-    out2 = attempt(fx, sink, 2, resume=r1["checkpoint"], step=10, mode=mode)
-    assert out2.plan is not None and out2.plan.exact is exact
-    # The runtime reports what really ran: the engine at this commit overshoots in skip mode (sd-scripts #1406).
-    assert out2.exit_code == 0 and out2.step == final
-    assert ("WARNING the engine stopped at step 32, not 30" in out2.message) is (not exact)
+    out2 = attempt(fx, sink, 2, resume=r1["checkpoint"], step=10)
+    assert out2.exit_code == 0 and out2.step == 30, out2.message
     s = steps_of(sink, 2)
     assert s == sorted(s) and s[0] == 10
-    # checkpoint names of attempt 2 carry the engine's own counter; the status maps them to global steps
+    # Checkpoint names of attempt 2 carry the engine's own counter, which restarted at 0;
+    # the status maps them to global steps: its step-5 file is global step 15.
     ck = [
         (p["latestCheckpoint"], p["latestCheckpointStep"])
         for p in sink.of("progress")
         if p["attempt"] == 2 and p["latestCheckpoint"] and "step" in p["latestCheckpoint"]
     ]
-    assert ck and all(step > 10 for _, step in ck)
-    if mode == "skip":  # engine counter restarted at 10 - 8 = 2, so its step 5 file is global step 13
-        assert ("runs/demo/checkpoints/attempt-2/demo-lora-step00000005.safetensors", 13) in ck
+    assert ("runs/demo/checkpoints/attempt-2/demo-lora-step00000005.safetensors", 15) in ck
+    assert all(step > 10 for _, step in ck)
+
+
+def test_a_state_truncated_by_a_kill_is_never_the_resume_point(make_run, sink: RecordingSink) -> None:  # type: ignore[no-untyped-def]
+    fx: RunFixture = make_run(max_steps=30, save_every=5)
+    out = attempt(fx, sink, 1, engine_env={"FAKE_ENGINE_TRUNCATE_STATE_AT": "15"})
+    assert out.exit_code == termination.EXIT_ENGINE_FAILED
+    partial = fx.spec.layout.checkpoint_dir / "demo-lora-step00000015-state"
+    assert all((partial / name).is_file() for name in engine.STATE_FILES)  # every name is there ...
+    assert not is_complete_state(partial)  # ... but random_states_0.pkl is cut short
+    assert sink.of("resume")[-1] == {"checkpoint": "runs/demo/checkpoints/demo-lora-step00000010-state", "step": 10}
+    bad = attempt(fx, sink, 2, resume="runs/demo/checkpoints/demo-lora-step00000015-state", step=15)
+    assert bad.exit_code == termination.EXIT_RESUME_STATE and "random_states_0.pkl truncated" in bad.message
+
+
+def test_an_engine_that_exits_0_without_training_is_a_failure(make_run, sink: RecordingSink) -> None:  # type: ignore[no-untyped-def]
+    # The engine matches image names case-sensitively: `.Jpg` is not an image to it, so it logs
+    # "No data found" and exits 0 having written nothing. That is never "completed".
+    fx: RunFixture = make_run(max_steps=30, save_every=5)
+    prepare(
+        fx.spec,
+        AttemptEnv(attempt=1, resume_checkpoint="", resume_step=0, image="img:1"),
+        nvml=Nvml(NoGpu()),
+        freeze="",
+    )
+    snapshot = fx.spec.layout.dataset_snapshot
+    for image in snapshot.glob("*.png"):
+        image.rename(image.with_suffix(".Png"))
+    out = attempt(fx, sink, 2)  # a fresh later attempt: prepare (which would refuse .Png) is not run again
+    assert out.exit_code == termination.EXIT_ENGINE_INCOMPLETE and not out.completed
+    assert "the engine exited 0 at step 0/30 without reaching maxTrainSteps" in out.message
+    assert "No data found" in out.message
 
 
 def test_fake_engine_rejects_a_bad_resume_dir(tmp_path: Path) -> None:

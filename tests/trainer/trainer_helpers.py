@@ -12,6 +12,8 @@ from typing import Any
 
 from fluxlora_trainer.runspec import RunSpec, load_run
 
+from sample_data import write_dataset
+
 REPO = Path(__file__).resolve().parents[2]
 FAKE_ENGINE = REPO / "tests" / "fakes" / "fake_sd_scripts.py"
 ENGINE_CMD = [sys.executable, str(FAKE_ENGINE)]
@@ -53,11 +55,7 @@ class RunFixture:
 
 
 def write_images(directory: Path, count: int, *, captions: bool = True, start: int = 0) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for i in range(start, start + count):
-        (directory / f"img{i:03d}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes([i % 256]) * (64 + i))
-        if captions:
-            (directory / f"img{i:03d}.txt").write_text(f"ohwx person, photo {i}\n", encoding="utf-8")
+    write_dataset(directory, count, captions=captions, start=start)
 
 
 def build_run(

@@ -131,7 +131,9 @@ def _different_value(key: str, current: Any) -> Any:
     if kind is bool:
         return not current
     if kind is int:
-        return {"bucket_reso_steps": 32, "resolution": 768, "max_bucket_reso": 2048}.get(key, (current or 0) + 1)
+        return {"bucket_reso_steps": 128, "resolution": 768, "min_bucket_reso": 320, "max_bucket_reso": 2048}.get(
+            key, (current or 0) + 1
+        )
     if kind is float:
         return round((current or 0.0) / 2 + 0.01, 4)
     if kind is str:

@@ -121,15 +121,6 @@ def test_extra_pod_metadata_cannot_override_run_labels() -> None:
     assert labels[manifests.RUN_LABEL] == "run-1" and labels["team"] == "a"
 
 
-def test_resume_mode_follows_the_engine_analysis() -> None:
-    # Accumulation > 1 (both profiles): the engine's skip path is wrong, resume with exact steps.
-    assert _env(_job(minimal_run())["spec"]["template"]["spec"]["containers"][0])[manifests.ENV_RESUME_MODE] == (
-        "exact-steps"
-    )
-    cosine = minimal_run(training={"gradientAccumulationSteps": 1, "lrScheduler": "cosine"})
-    assert _env(_job(cosine)["spec"]["template"]["spec"]["containers"][0])[manifests.ENV_RESUME_MODE] == "skip"
-
-
 def test_trainer_gets_time_to_save_its_state_on_termination() -> None:
     pod = _job(minimal_run())["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] >= 40

@@ -1,13 +1,20 @@
 """Find the engine's checkpoints and state directories on disk.
 
-A state directory counts only when every file of engine.STATE_FILES is present: the engine
-writes train_state.json first, so a process killed mid-save leaves a partial directory.
+A state directory counts only when every file of engine.STATE_FILES is there AND whole: the
+engine writes train_state.json first and random_states_0.pkl last (a plain torch.save), so a
+process killed mid-save leaves all five names with a truncated file. Each file is checked by
+its own format, cheaply (headers and the zip directory, never the data): train_state.json
+parses, model.safetensors' header fits its size, and the torch.save zip archives (optimizer,
+scheduler, RNG states) end with their central directory, written last.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +35,59 @@ def missing_state_files(path: Path) -> list[str]:
     return [name for name in engine.STATE_FILES if not (path / name).is_file()]
 
 
+def _safetensors_problem(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(length)) if length < (100 << 20) else None
+        size = path.stat().st_size
+    except (OSError, ValueError, struct.error):
+        return "unreadable header"
+    if not isinstance(header, dict):
+        return "bad header"
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if size < 8 + length + max(ends, default=0):
+        return "truncated"
+    return None
+
+
+def _zip_problem(path: Path) -> str | None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = path.stat().st_size
+            if any(info.header_offset + info.compress_size > size for info in archive.infolist()):
+                return "truncated"
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return "truncated or not a torch.save archive"
+    return None
+
+
+def _train_state_problem(path: Path) -> str | None:
+    return None if read_train_state(path.parent)[1] is not None else "unreadable"
+
+
+_FILE_CHECKS: dict[str, Callable[[Path], str | None]] = {
+    "model.safetensors": _safetensors_problem,
+    "optimizer.bin": _zip_problem,
+    "scheduler.bin": _zip_problem,
+    "random_states_0.pkl": _zip_problem,
+    engine.TRAIN_STATE_FILE: _train_state_problem,
+}
+
+
+def state_problems(path: Path) -> str | None:
+    """Why `path` is not a complete state directory, or None when it is."""
+    if not path.is_dir():
+        return "no such directory"
+    missing = missing_state_files(path)
+    if missing:
+        return f"missing {', '.join(missing)}"
+    damaged = [f"{name} {why}" for name, check in _FILE_CHECKS.items() if (why := check(path / name))]
+    return "; ".join(damaged) or None
+
+
 def is_complete_state(path: Path) -> bool:
-    return path.is_dir() and not missing_state_files(path)
+    return state_problems(path) is None
 
 
 def read_train_state(path: Path) -> tuple[int | None, int | None]:

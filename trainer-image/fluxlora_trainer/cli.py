@@ -16,7 +16,6 @@ from .dataset import DatasetError
 from .gpu import Nvml
 from .prepare import prepare as do_prepare
 from .report import Reporter, StatusSink, connect
-from .resume import MODES
 from .runspec import DEFAULT_RUN_FILE, AttemptEnv, RunSpec, RunSpecError, attempt_env, load_run
 from .runtime import Runtime, RuntimeOptions
 
@@ -149,12 +148,10 @@ def prepare(
     help="JSON list replacing the argv prefix up to and including flux_train_network.py.",
 )
 @click.option(
-    "--resume-mode",
-    type=click.Choice(MODES),
-    default="skip",
-    show_default=True,
-    envvar="FLUXLORA_RESUME_MODE",
-    help="How a later attempt resumes (see fluxlora_trainer.resume).",
+    "--tokenizer-dir",
+    default=None,
+    envvar="FLUXLORA_TOKENIZER_DIR",
+    help="Directory with the CLIP-L and T5 tokenizers, replacing --tokenizer_cache_dir (local runs).",
 )
 @click.option(
     "--grace-seconds",
@@ -174,7 +171,7 @@ def run(
     insecure: bool,
     report_interval: float,
     engine_cmd: str | None,
-    resume_mode: str,
+    tokenizer_dir: str | None,
     grace_seconds: float,
     gpu_interval: float,
 ) -> None:
@@ -201,7 +198,7 @@ def run(
     )
     opts = RuntimeOptions(
         engine_cmd=cmd,
-        resume_mode=resume_mode,
+        tokenizer_dir=tokenizer_dir,
         grace_seconds=grace_seconds,
         gpu_interval=gpu_interval,
         passthrough_out=sys.stdout.buffer,

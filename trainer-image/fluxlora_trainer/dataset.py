@@ -1,8 +1,20 @@
 """Dataset check, per-run snapshot and content hash.
 
-What is trained: the image files directly in the dataset directory (the engine does not
-recurse into sub-directories) and, for each, its caption file `<stem><caption_extension>`.
-That set is what gets copied into the snapshot and hashed. Engine cache files
+The check sees the dataset the way the engine will (kohya-ss sd-scripts at the pinned commit,
+observed by running it), so that a dataset it would skip, crash on or silently mistrain is a
+DatasetError naming the file, before any GPU time is spent:
+
+* Images are the files directly in the directory whose extension is one of
+  `train_util.IMAGE_EXTENSIONS`, matched case-sensitively (`.png` and `.PNG` but not `.Png`):
+  a name it would not see is refused, not skipped (the engine logs "No data found" and exits 0).
+* With bucket_no_upscale, an image smaller than bucket_reso_steps in a side has a 0-pixel bucket
+  and the engine dies with ZeroDivisionError (train_util.py:336-345).
+* Captions (`<stem><caption_extension>`) must be UTF-8 (else the engine raises) and not empty
+  (it asserts); the engine reads only the first line, so a blank first line trains on "".
+* Only regular files inside the dataset directory are read: a symbolic link is followed only
+  when it stays inside the directory; file names must be UTF-8; sizes are bounded.
+
+That set of files is what gets copied into the snapshot and hashed. Engine cache files
 (`*_flux.npz`, `*_flux_te.npz`) are never copied or hashed: the engine writes them next to
 the snapshot's images during training.
 
@@ -16,16 +28,26 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
 from . import engine, termination
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+# train_util.IMAGE_EXTENSIONS at the pinned commit: the engine globs each, case-sensitively.
+ENGINE_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".PNG", ".JPG", ".JPEG", ".WEBP", ".BMP")
+IMAGE_EXTENSIONS = frozenset(e.lower() for e in ENGINE_IMAGE_EXTENSIONS)
 # Image types a user may expect to be trained but the engine's loader does not take.
 UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
     {".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".svg", ".raw", ".cr2", ".nef", ".psd"}
 )
+# Bounds: a training image is megabytes; a caption is a line of text.
+MAX_IMAGE_BYTES = 256 << 20
+MAX_CAPTION_BYTES = 64 << 10
+MAX_DATASET_BYTES = 64 << 30
+MAX_DATASET_FILES = 100_000
 _CHUNK = 1 << 20
 
 
@@ -39,11 +61,22 @@ class DatasetError(Exception):
 
 
 @dataclass(frozen=True)
+class Bucketing:
+    """The dataset settings that decide whether the engine can bucket an image."""
+
+    resolution: int = 1024
+    enable_bucket: bool = True
+    bucket_reso_steps: int = 64
+    bucket_no_upscale: bool = True
+
+
+@dataclass(frozen=True)
 class DatasetReport:
     images: list[str]  # relative names, sorted
     captions: list[str]  # caption files that belong to an image, sorted
-    uncaptioned: list[str]  # images without a non-empty caption (trigger word used)
+    uncaptioned: list[str]  # images without a caption file (the trigger word is used)
     ignored: list[str] = field(default_factory=list)  # other files and sub-directories
+    sources: dict[str, Path] = field(default_factory=dict, repr=False)  # name -> the regular file to copy
 
     @property
     def files(self) -> list[str]:
@@ -59,32 +92,182 @@ def _list(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def check_dataset(source: Path, caption_extension: str = ".txt", trigger_word: str | None = None) -> DatasetReport:
-    """Check the dataset directory; raise DatasetError with a specific code and reason."""
-    if not source.exists():
-        raise DatasetError(termination.EXIT_DATASET_MISSING, f"dataset directory {source} does not exist")
-    if not source.is_dir():
-        raise DatasetError(termination.EXIT_DATASET_MISSING, f"dataset path {source} is not a directory")
+def _shown(name: str) -> str:
+    """A file name as it can be printed (undecodable bytes escaped)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")[:120]
+
+
+def no_upscale_bucket(width: int, height: int, resolution: int, steps: int) -> tuple[int, int]:
+    """The bucket the engine gives an image with bucket_no_upscale (BucketManager.select_bucket)."""
+    max_area = resolution * resolution
+    aspect = width / height
+    if width * height > max_area:  # shrunk to the area first, sides rounded to the steps
+        resized_width = (max_area * aspect) ** 0.5
+        resized_height = max_area / resized_width
+
+        def round_to_steps(x: float) -> int:
+            return int(x + 0.5) // steps * steps
+
+        b_width = round_to_steps(resized_width)
+        b_height_in_w = round_to_steps(b_width / aspect) if aspect else 0
+        b_height = round_to_steps(resized_height)
+        b_width_in_h = round_to_steps(b_height * aspect)
+        ar_w = b_width / b_height_in_w if b_height_in_w else float("inf")
+        ar_h = b_width_in_h / b_height if b_height else float("inf")
+        if abs(ar_w - aspect) < abs(ar_h - aspect):
+            width, height = b_width, int(b_width / aspect + 0.5)
+        else:
+            width, height = int(b_height * aspect + 0.5), b_height
+    return width - width % steps, height - height % steps
+
+
+def _regular_file(root: Path, entry: os.DirEntry[str]) -> Path | None:
+    """The regular file an entry stands for, or None for a directory or anything else.
+
+    A symbolic link counts only when its target is a regular file inside `root`."""
+    path = Path(entry.path)
+    try:
+        if not entry.is_symlink():
+            return path if entry.is_file(follow_symlinks=False) else None
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # a loop, a dangling link, a permission problem
+        raise DatasetError(
+            termination.EXIT_DATASET_UNREADABLE, f"cannot follow {_shown(entry.name)} in {root}: {exc}"
+        ) from exc
+    if not target.is_relative_to(root.resolve()):
+        raise DatasetError(
+            termination.EXIT_DATASET_UNSUPPORTED,
+            f"{_shown(entry.name)} in {root} is a symbolic link to a file outside the dataset directory; "
+            "only files inside it are trained",
+        )
+    return target if target.is_file() else None
+
+
+def _entries(source: Path) -> Iterator[os.DirEntry[str]]:
     try:
         entries = sorted(os.scandir(source), key=lambda e: e.name)
     except OSError as exc:
         raise DatasetError(
             termination.EXIT_DATASET_UNREADABLE, f"cannot list dataset directory {source}: {exc.strerror}"
         ) from exc
+    if len(entries) > MAX_DATASET_FILES:
+        raise DatasetError(
+            termination.EXIT_DATASET_UNSUPPORTED,
+            f"dataset directory {source} holds {len(entries)} entries; at most {MAX_DATASET_FILES} are supported",
+        )
+    for entry in entries:
+        try:
+            entry.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DatasetError(
+                termination.EXIT_DATASET_UNSUPPORTED,
+                f"file name {_shown(entry.name)} in {source} is not valid UTF-8; rename it",
+            ) from None
+        yield entry
+
+
+def _image_size(name: str, path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+        raise DatasetError(
+            termination.EXIT_DATASET_UNREADABLE, f"{name} is not an image the engine can read: {exc}"
+        ) from exc
+
+
+def _check_image(name: str, path: Path, bucketing: Bucketing) -> int:
+    size = path.stat().st_size
+    if size == 0:
+        raise DatasetError(termination.EXIT_DATASET_UNREADABLE, f"empty image file: {name}")
+    if size > MAX_IMAGE_BYTES:
+        raise DatasetError(
+            termination.EXIT_DATASET_UNSUPPORTED,
+            f"{name} is {size} bytes; an image may be at most {MAX_IMAGE_BYTES} bytes",
+        )
+    width, height = _image_size(name, path)
+    if bucketing.enable_bucket and bucketing.bucket_no_upscale:
+        bucket = no_upscale_bucket(width, height, bucketing.resolution, bucketing.bucket_reso_steps)
+        if min(bucket) <= 0:
+            raise DatasetError(
+                termination.EXIT_DATASET_UNSUPPORTED,
+                f"{name} is {width}x{height} px: with bucketNoUpscale the engine gives it a {bucket[0]}x{bucket[1]} "
+                f"bucket and fails (ZeroDivisionError); each side must be at least bucketResoSteps "
+                f"({bucketing.bucket_reso_steps})",
+            )
+    return size
+
+
+def _check_caption(name: str, path: Path) -> int:
+    size = path.stat().st_size
+    if size > MAX_CAPTION_BYTES:
+        raise DatasetError(
+            termination.EXIT_DATASET_CAPTIONS, f"caption {name} is {size} bytes; at most {MAX_CAPTION_BYTES} are read"
+        )
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            termination.EXIT_DATASET_CAPTIONS,
+            f"caption {name} is not UTF-8 (byte {exc.start}); the engine refuses it",
+        ) from None
+    if not text:
+        raise DatasetError(
+            termination.EXIT_DATASET_CAPTIONS,
+            f"caption {name} is empty; the engine refuses empty caption files (delete it to use the trigger word)",
+        )
+    if not text.splitlines()[0].strip():
+        raise DatasetError(
+            termination.EXIT_DATASET_CAPTIONS,
+            f"caption {name} has a blank first line; the engine reads only the first line and would train "
+            "on an empty caption",
+        )
+    return size
+
+
+def check_dataset(
+    source: Path,
+    caption_extension: str = ".txt",
+    trigger_word: str | None = None,
+    bucketing: Bucketing | None = None,
+) -> DatasetReport:
+    """Check the dataset directory; raise DatasetError with a specific code and reason."""
+    bucketing = bucketing or Bucketing()
+    if not source.exists():
+        raise DatasetError(termination.EXIT_DATASET_MISSING, f"dataset directory {source} does not exist")
+    if not source.is_dir():
+        raise DatasetError(termination.EXIT_DATASET_MISSING, f"dataset path {source} is not a directory")
 
     cap_ext = caption_extension if caption_extension.startswith(".") else "." + caption_extension
-    files = {e.name: e for e in entries if e.is_file(follow_symlinks=True)}
+    files: dict[str, Path] = {}
+    ignored: list[str] = []
+    for entry in _entries(source):
+        regular = _regular_file(source, entry)
+        if regular is None:
+            ignored.append(entry.name + ("/" if entry.is_dir() else ""))
+        else:
+            files[entry.name] = regular
+
     images: list[str] = []
+    miscased: list[str] = []
     unsupported: list[str] = []
-    ignored: list[str] = [e.name + "/" for e in entries if e.is_dir(follow_symlinks=True)]
     for name in files:
         if name.startswith(".") or is_cache_file(name):
             continue
-        ext = os.path.splitext(name)[1].lower()
-        if ext in IMAGE_EXTENSIONS:
+        ext = os.path.splitext(name)[1]
+        if ext in ENGINE_IMAGE_EXTENSIONS:
             images.append(name)
-        elif ext in UNSUPPORTED_IMAGE_EXTENSIONS:
+        elif ext.lower() in IMAGE_EXTENSIONS:
+            miscased.append(name)
+        elif ext.lower() in UNSUPPORTED_IMAGE_EXTENSIONS:
             unsupported.append(name)
+    if miscased:
+        raise DatasetError(
+            termination.EXIT_DATASET_UNSUPPORTED,
+            f"the engine matches image extensions case-sensitively and would not see {_list(miscased)} in {source} "
+            f"(it reads {', '.join(ENGINE_IMAGE_EXTENSIONS)}): rename them",
+        )
     if unsupported:
         raise DatasetError(
             termination.EXIT_DATASET_UNSUPPORTED,
@@ -96,30 +279,28 @@ def check_dataset(source: Path, caption_extension: str = ".txt", trigger_word: s
             termination.EXIT_DATASET_EMPTY,
             f"no images in {source} (supported: {', '.join(sorted(IMAGE_EXTENSIONS))}; sub-directories are not read)",
         )
-    empty = [n for n in images if files[n].stat().st_size == 0]
-    if empty:
-        raise DatasetError(termination.EXIT_DATASET_UNREADABLE, f"empty image file(s): {_list(empty)}")
-    unreadable = [n for n in images if not os.access(files[n].path, os.R_OK)]
-    if unreadable:
-        raise DatasetError(termination.EXIT_DATASET_UNREADABLE, f"unreadable image file(s): {_list(unreadable)}")
 
     captions: list[str] = []
     uncaptioned: list[str] = []
+    total = 0
     for name in images:
-        cap = os.path.splitext(name)[0] + cap_ext
-        entry = files.get(cap)
-        if entry is None:
-            uncaptioned.append(name)
-            continue
-        captions.append(cap)
         try:
-            text = Path(entry.path).read_text(encoding="utf-8", errors="replace")
+            total += _check_image(name, files[name], bucketing)
+            cap = os.path.splitext(name)[0] + cap_ext
+            if cap not in files:
+                uncaptioned.append(name)
+                continue
+            captions.append(cap)
+            total += _check_caption(cap, files[cap])
         except OSError as exc:
             raise DatasetError(
-                termination.EXIT_DATASET_UNREADABLE, f"unreadable caption {cap}: {exc.strerror}"
+                termination.EXIT_DATASET_UNREADABLE, f"cannot read {exc.filename or name}: {exc.strerror or exc}"
             ) from exc
-        if not text.strip():
-            uncaptioned.append(name)
+        if total > MAX_DATASET_BYTES:
+            raise DatasetError(
+                termination.EXIT_DATASET_UNSUPPORTED,
+                f"dataset {source} is larger than {MAX_DATASET_BYTES} bytes (at {name})",
+            )
     if uncaptioned and not (trigger_word and trigger_word.strip()):
         raise DatasetError(
             termination.EXIT_DATASET_CAPTIONS,
@@ -133,6 +314,7 @@ def check_dataset(source: Path, caption_extension: str = ".txt", trigger_word: s
         captions=sorted(captions),
         uncaptioned=sorted(uncaptioned),
         ignored=sorted(ignored),
+        sources={name: files[name] for name in used},
     )
 
 
@@ -144,11 +326,11 @@ def file_digest(path: Path) -> bytes:
     return h.digest()
 
 
-def hash_files(root: Path, relative_names: list[str]) -> str:
+def hash_files(root: Path, relative_names: list[str], sources: dict[str, Path] | None = None) -> str:
     """The dataset hash of the given files under root (see the module docstring)."""
     h = hashlib.sha256()
     for rel in sorted(relative_names):
-        p = root / rel
+        p = (sources or {}).get(rel, root / rel)
         h.update(rel.encode("utf-8"))
         h.update(b"\0")
         h.update(str(p.stat().st_size).encode("ascii"))
@@ -166,7 +348,7 @@ def trained_files(directory: Path) -> list[str]:
     return sorted(
         e.name
         for e in entries
-        if e.is_file(follow_symlinks=True)
+        if e.is_file(follow_symlinks=False)
         and not e.name.startswith(".")
         and not is_cache_file(e.name)
         and not e.name.endswith(".partial")
@@ -183,15 +365,27 @@ def snapshot(source: Path, report: DatasetReport, destination: Path) -> str:
 
     Existing snapshot files that are not part of the dataset (except engine caches) are removed,
     so the snapshot holds exactly what is hashed. Copies go through `<name>.partial` + rename.
+    The destination must be a real directory: through a symbolic link, the removal would reach
+    another directory's files.
     """
+    if destination.is_symlink():
+        raise DatasetError(
+            termination.EXIT_SNAPSHOT,
+            f"snapshot directory {destination} is a symbolic link; it must be a directory of the run's own",
+        )
     try:
         destination.mkdir(parents=True, exist_ok=True)
         wanted = set(report.files)
+        for entry in os.scandir(destination):
+            if entry.is_symlink() or (entry.name in wanted and not entry.is_file(follow_symlinks=False)):
+                raise DatasetError(
+                    termination.EXIT_SNAPSHOT, f"snapshot {destination} holds {entry.name}, which is not a regular file"
+                )
         for name in trained_files(destination):
             if name not in wanted:
                 (destination / name).unlink()
         for name in report.files:
-            src, dst = source / name, destination / name
+            src, dst = report.sources.get(name, source / name), destination / name
             if dst.exists() and dst.stat().st_size == src.stat().st_size and file_digest(dst) == file_digest(src):
                 continue
             tmp = destination / (name + ".partial")
@@ -202,7 +396,7 @@ def snapshot(source: Path, report: DatasetReport, destination: Path) -> str:
             termination.EXIT_SNAPSHOT, f"cannot copy the dataset into {destination}: {exc.strerror or exc}"
         ) from exc
     digest = hash_files(destination, report.files)
-    source_digest = hash_files(source, report.files)
+    source_digest = hash_files(source, report.files, report.sources)
     if digest != source_digest:
         raise DatasetError(
             termination.EXIT_SNAPSHOT_MISMATCH,

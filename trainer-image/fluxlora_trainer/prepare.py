@@ -47,9 +47,9 @@ def prepare(
         current = dataset_hash(layout.dataset_snapshot)
         if current == recorded:
             digest, reused = current, True
-            report = check_dataset(layout.dataset_snapshot, run.caption_extension, run.trigger_word)
+            report = check_dataset(layout.dataset_snapshot, run.caption_extension, run.trigger_word, run.bucketing)
     if digest is None:
-        report = check_dataset(layout.dataset_source, run.caption_extension, run.trigger_word)
+        report = check_dataset(layout.dataset_source, run.caption_extension, run.trigger_word, run.bucketing)
         digest = snapshot(layout.dataset_source, report, layout.dataset_snapshot)
         if recorded is not None and digest != recorded:
             raise DatasetError(

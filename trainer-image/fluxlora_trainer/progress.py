@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _NUM = r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?"
@@ -185,3 +186,54 @@ def format_duration(seconds: float) -> str:
     if m:
         return f"{m}m{s:02d}s"
     return f"{s}s"
+
+
+# ----------------------------------------------------------------------------- the engine's error
+
+# The line that ends a Python traceback: `AssertionError: caption file is empty / ...: a.txt`,
+# `ZeroDivisionError: division by zero`, `torch.OutOfMemoryError: ...`, `KeyboardInterrupt`.
+_EXCEPTION_RE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)(?::\s.*)?$")
+# `accelerate launch` re-raises the child's failure as its own exception, after the engine's.
+_LAUNCHER_ERROR = "subprocess.CalledProcessError"
+# The engine logs through rich (library/utils.py): `[time] LEVEL    message    file.py:123`,
+# wrapped at the console width, continuation lines indented past the level column.
+_LOG_RECORD_RE = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d| {19}) (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) +(?P<msg>.*?)"
+    r"(?: +[\w.-]+\.py:\d+)?\s*$"
+)
+_LOG_CONTINUATION_RE = re.compile(r"^ {29}(?P<msg>\S.*?)\s*$")
+# The engine's messages are bilingual, `English / 日本語: detail`: keep the English and the detail.
+_SECOND_LANGUAGE_RE = re.compile(r"\s+/\s*[^\x00-\x7f][^:]*")
+
+
+def _logged_errors(lines: list[str]) -> list[str]:
+    errors: list[str] = []
+    current: list[str] | None = None
+    for line in lines:
+        record = _LOG_RECORD_RE.match(line)
+        if record:
+            current = [record.group("msg")] if record.group("level") in ("ERROR", "CRITICAL") else None
+            if current is not None:
+                errors.append("")
+        elif current is not None and (more := _LOG_CONTINUATION_RE.match(line)):
+            current.append(more.group("msg"))
+        else:
+            current = None
+        if current is not None:
+            errors[-1] = " ".join(current)
+    return errors
+
+
+def engine_error(lines: Sequence[str]) -> str | None:
+    """The engine's own reason for stopping, from the last lines of its stderr.
+
+    The exception that ended the engine (not the launcher's CalledProcessError that follows
+    it), else the last ERROR the engine logged (it logs `No data found` and exits 0), else None.
+    """
+    tail = [line.rstrip() for line in lines]
+    for line in reversed(tail):
+        text = line.strip()
+        if _EXCEPTION_RE.match(text) and not text.startswith(_LAUNCHER_ERROR):
+            return _SECOND_LANGUAGE_RE.sub("", text)
+    errors = _logged_errors(tail)
+    return _SECOND_LANGUAGE_RE.sub("", errors[-1]) if errors else None

@@ -12,6 +12,8 @@ from typing import Any
 from fluxlora.layout import RUN_FILE
 from fluxlora.manifests import RunRef  # the run the objects and the status belong to
 
+from .dataset import Bucketing
+
 DEFAULT_RUN_FILE = RUN_FILE
 
 
@@ -62,6 +64,18 @@ class RunSpec:
     caption_extension: str
     layout: Layout
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def bucketing(self) -> Bucketing:
+        """The dataset settings the engine buckets images with (schema defaults where absent)."""
+        settings = self.effective_config.get("engine") or {}
+        defaults = Bucketing()
+        return Bucketing(
+            resolution=int(settings.get("resolution", defaults.resolution)),
+            enable_bucket=bool(settings.get("enable_bucket", defaults.enable_bucket)),
+            bucket_reso_steps=int(settings.get("bucket_reso_steps", defaults.bucket_reso_steps)),
+            bucket_no_upscale=bool(settings.get("bucket_no_upscale", defaults.bucket_no_upscale)),
+        )
 
 
 def _req(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:

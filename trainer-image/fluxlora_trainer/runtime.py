@@ -20,8 +20,7 @@ import signal
 import subprocess
 import threading
 import time
-import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -29,7 +28,7 @@ from typing import IO, Any
 
 from . import checkpoints, engine, repro, termination
 from .gpu import GpuSample, Nvml
-from .progress import BarUpdate, CheckpointSaved, Event, StateSaving, StreamParser, format_duration
+from .progress import BarUpdate, CheckpointSaved, Event, StateSaving, StreamParser, engine_error, format_duration
 from .report import Reporter
 from .resume import AttemptPlan, plan_attempt
 from .runspec import AttemptEnv, RunSpec, RunSpecError
@@ -38,12 +37,14 @@ log = logging.getLogger(__name__)
 
 _STEP_CKPT_RE = re.compile(r"-step(\d{8})\.[A-Za-z0-9]+$")
 _READ_SIZE = 65536
+# Engine stderr lines kept for the failure reason: its traceback, then the launcher's.
+TAIL_LINES = 200
 
 
 @dataclass
 class RuntimeOptions:
     engine_cmd: list[str] | None = None
-    resume_mode: str = "skip"
+    tokenizer_dir: str | None = None  # where the tokenizers are, when not where the image keeps them
     grace_seconds: float = 25.0  # after forwarding SIGTERM, before SIGKILL
     tick_seconds: float = 1.0
     gpu_interval: float = 10.0
@@ -73,7 +74,6 @@ class Tracker:
 
     plan: AttemptPlan
     attempt: int
-    bar_total: int | None = None
     bar_n: int = 0
     loss: float | None = None
     seconds_per_step: float | None = None
@@ -84,17 +84,12 @@ class Tracker:
     latest_state: Path | None = None
     latest_state_step: int | None = None
     gpu: GpuSample | None = None
-    steps_seen: list[int] = field(default_factory=list)
 
     @property
     def step(self) -> int:
         return self.plan.global_step(self.bar_n)
 
-    def on_bar(self, ev: BarUpdate) -> bool:
-        """Returns True when the step advanced."""
-        if self.bar_total is None or ev.n == 0:
-            self.bar_total = ev.total
-        advanced = ev.n > self.bar_n
+    def on_bar(self, ev: BarUpdate) -> None:
         self.bar_n = max(self.bar_n, ev.n)
         if ev.loss is not None:
             self.loss = ev.loss
@@ -102,21 +97,18 @@ class Tracker:
             self.seconds_per_step = ev.seconds_per_step
             self.rate = ev.rate
         self.remaining_seconds = ev.remaining_seconds
-        if advanced:
-            self.steps_seen.append(self.step)
-        return advanced
 
     def checkpoint_step(self, path: str) -> int:
         m = _STEP_CKPT_RE.search(path)
         if m:
-            return self.plan.global_of_engine_step(int(m.group(1)), self.bar_total)
+            return self.plan.global_step(int(m.group(1)))
         return self.step
 
     def state_step(self, state: checkpoints.StateDir) -> int:
         engine_step = state.number if state.kind == "step" else state.engine_step
         if engine_step is None:
             return self.step
-        return self.plan.global_of_engine_step(engine_step, self.bar_total)
+        return self.plan.global_step(engine_step)
 
     def eta_seconds(self) -> float | None:
         left = max(0, self.plan.max_train_steps - self.step)
@@ -145,53 +137,14 @@ class Tracker:
         }
 
 
-def steps_per_epoch(dataset_toml: str, images: int, argv: Sequence[str]) -> int | None:
-    """Optimizer steps per epoch when it can be known exactly (batch size 1, one process)."""
-    if engine.has_flag(argv, "--num_processes") and engine.flag_value(argv, "--num_processes") not in (
-        None,
-        "1",
-    ):
-        return None
-    try:
-        cfg = tomllib.loads(dataset_toml)
-    except tomllib.TOMLDecodeError:
-        return None
-    general = cfg.get("general", {})
-    total = 0
-    for ds in cfg.get("datasets", []):
-        if int(ds.get("batch_size", general.get("batch_size", 1))) != 1:
-            return None
-        for sub in ds.get("subsets", []):
-            total += images * int(sub.get("num_repeats", general.get("num_repeats", 1)))
-    if total <= 0:
-        return None
-    accum = int(engine.flag_value(argv, "--gradient_accumulation_steps") or 1)
-    return -(-total // accum)
-
-
-def _count_images(directory: Path) -> int:
-    from .dataset import IMAGE_EXTENSIONS
-
-    try:
-        return sum(
-            1 for e in os.scandir(directory) if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
-        )
-    except OSError:
-        return 0
-
-
-def make_plan(run: RunSpec, env: AttemptEnv, mode: str = "skip") -> AttemptPlan:
+def make_plan(run: RunSpec, env: AttemptEnv) -> AttemptPlan:
     resume_abs: str | None = None
     if env.resume_checkpoint:
         state = run.layout.absolute(env.resume_checkpoint)
-        missing = checkpoints.missing_state_files(state) if state.is_dir() else list(engine.STATE_FILES)
-        if missing:
-            raise RunSpecError(
-                f"resume state {env.resume_checkpoint} is not a complete state directory (missing {', '.join(missing)})"
-            )
+        problems = checkpoints.state_problems(state)
+        if problems:
+            raise RunSpecError(f"resume state {env.resume_checkpoint} is not a complete state directory ({problems})")
         resume_abs = str(state)
-    accum = int(engine.flag_value(run.argv, "--gradient_accumulation_steps") or 1)
-    spe = steps_per_epoch(run.dataset_config, _count_images(run.layout.dataset_snapshot), run.argv)
     return plan_attempt(
         run.argv,
         attempt=env.attempt,
@@ -200,9 +153,6 @@ def make_plan(run: RunSpec, env: AttemptEnv, mode: str = "skip") -> AttemptPlan:
         output_name=run.output_name,
         resume_state=resume_abs,
         resume_step=env.resume_step,
-        mode=mode,
-        steps_per_epoch=spe,
-        gradient_accumulation_steps=accum,
     )
 
 
@@ -237,14 +187,14 @@ def _reader(
             line_buf = (line_buf + text)[-8192:]
             *done, line_buf = line_buf.split("\n")
             for line in done:
-                last = line.split("\r")[-1].strip()
-                if last and not last.startswith("steps:"):
+                last = line.split("\r")[-1].rstrip()
+                if last.strip() and not last.startswith("steps:"):
                     tail.append(last)
     text = decoder.decode(b"", final=True)
     for ev in [*parser.feed(text), *parser.flush()]:
         events.put((name, ev))
     if name == "stderr" and line_buf.strip() and not line_buf.strip().startswith("steps:"):
-        tail.append(line_buf.split("\r")[-1].strip())
+        tail.append(line_buf.split("\r")[-1].rstrip())
     events.put((name, None))  # end of stream
 
 
@@ -291,7 +241,7 @@ class Runtime:
     def execute(self) -> Outcome:
         run, env = self.run, self.env
         try:
-            plan = make_plan(run, env, self.opts.resume_mode)
+            plan = make_plan(run, env)
         except (RunSpecError, ValueError) as exc:
             return self._fail(termination.EXIT_RESUME_STATE, f"cannot resume: {exc}", None)
         for note in plan.notes:
@@ -319,6 +269,8 @@ class Runtime:
             )
 
         argv = engine.replace_prefix(plan.argv, self.opts.engine_cmd)
+        if self.opts.tokenizer_dir:
+            argv = engine.set_flag(argv, "--tokenizer_cache_dir", self.opts.tokenizer_dir)
         repro.write_attempt_command(run, env.attempt, plan.argv)
         Path(plan.output_dir).mkdir(parents=True, exist_ok=True)
         child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.opts.extra_env}
@@ -359,7 +311,7 @@ class Runtime:
         run, _plan = self.run, tracker.plan
         rel = run.layout.relative
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        tail: collections.deque[str] = collections.deque(maxlen=20)
+        tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         readers = [
             threading.Thread(
                 target=_reader,
@@ -502,7 +454,11 @@ class Runtime:
             tracker.bar_n = max(tracker.bar_n, tracker.latest_state_step - plan.start_step)
         step, total = tracker.step, plan.max_train_steps
         state = f"{rel(tracker.latest_state)} (step {tracker.latest_state_step})" if tracker.latest_state else "none"
-        completed = rc == 0 and not terminated
+        final = Path(plan.output_dir) / engine.final_checkpoint_name(self.run.output_name)
+        # Succeeded means: the engine reached maxTrainSteps and wrote the final LoRA. It exits 0
+        # having trained nothing when it sees no images, or when argv asks it for --help.
+        completed = rc == 0 and not terminated and step >= total and final.is_file()
+        why = engine_error(tail) or (tail[-1].strip() if tail else "no output")
         if completed:
             try:
                 self._publish_final(tracker)
@@ -511,14 +467,15 @@ class Runtime:
             code = termination.EXIT_OK
             ck = rel(tracker.latest_checkpoint) if tracker.latest_checkpoint else "none"
             msg = f"completed: step {step}/{total}; final checkpoint {ck}"
-            if step != total:
-                msg += f"; WARNING the engine stopped at step {step}, not {total}"
         elif terminated:
             code = termination.EXIT_TERMINATED
             msg = f"terminated at step {step}/{total}; last complete state {state}"
+        elif rc == 0:
+            code = termination.EXIT_ENGINE_INCOMPLETE
+            missing = "the final LoRA" if step >= total else f"reaching maxTrainSteps and without {final.name}"
+            msg = f"the engine exited 0 at step {step}/{total} without {missing}: {why}"
         else:
             code = termination.EXIT_ENGINE_FAILED
-            why = tail[-1] if tail else "no output"
             msg = f"engine exited with code {rc} at step {step}/{total}: {why}; last complete state {state}"
         self.reporter.update("progress", tracker.progress_status(rel))
         self.reporter.flush()
