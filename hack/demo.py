@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "cluster"), str(ROOT / "tests" / "e2e")]
 
-from podsim import PodSimulator, write_demo_dataset  # noqa: E402
 from test_e2e import OPERATOR_SA, e2e_run, helm, token_kubeconfig  # noqa: E402
 
 from controlplane import ControlPlane, ensure_binaries, session_control_plane  # noqa: E402
+from podsim import PodSimulator, write_demo_dataset  # noqa: E402
 
 STEPS = 120
 

@@ -130,6 +130,37 @@ ENGINE_MIN_BUCKET_RESO = 256
 ENGINE_MAX_BUCKET_RESO = 1024
 
 
+def _bucket_reso_findings(merged: MergedSettings) -> list[Finding]:
+    """The engine's adjust_min_max_bucket_reso_by_steps (train_util.py:747-771), with bucketing on
+    (also with bucket_no_upscale): min rounds down and max up to the steps, then it asserts
+    min_bucket_reso <= resolution <= max_bucket_reso."""
+    s, d, out = merged.settings, merged.field_of, []
+    steps = s.bucket_reso_steps
+
+    def outside(key: str, value: int | None, bound: int, relation: str, words: str) -> None:
+        if value is None:
+            rule = f"must be {words} {bound}, the engine's default {d(key)} (set {d(key)})"
+            out.append(Finding(d("resolution"), rule, s.resolution, origin=merged.origin_note("resolution")))
+        else:
+            rounding = f" (the engine rounds it to {bound})" if bound != value else ""
+            rule = f"must be {relation} {d('resolution')} ({s.resolution}){rounding}"
+            out.append(Finding(d(key), rule, value, origin=merged.origin_note(key)))
+
+    low = (s.min_bucket_reso or ENGINE_MIN_BUCKET_RESO) // steps * steps
+    high = -(-(s.max_bucket_reso or ENGINE_MAX_BUCKET_RESO) // steps) * steps
+    if s.resolution < low:
+        outside("min_bucket_reso", s.min_bucket_reso, low, "<=", "at least")
+    if s.resolution > high:
+        outside("max_bucket_reso", s.max_bucket_reso, high, ">=", "at most")
+    return out
+
+
+def adafactor_relative_step(optimizer_args: list[str]) -> bool:
+    """Whether the engine runs Adafactor with relative_step (its default; warmup_init forces it)."""
+    kwargs = dict(arg.split("=", 1) for arg in optimizer_args if "=" in arg)
+    return kwargs.get("relative_step", "True").strip() != "False" or kwargs.get("warmup_init", "").strip() == "True"
+
+
 def check_settings(merged: MergedSettings) -> list[Finding]:
     """Rules across engine settings: what the engine rejects at start-up, and what it ignores."""
     s = merged.settings
@@ -160,23 +191,41 @@ def check_settings(merged: MergedSettings) -> list[Finding]:
                 finding(key, "cannot be used while latents are cached (cacheLatents)")
     if s.bucket_reso_steps % 64 != 0:
         finding("bucket_reso_steps", "must be a multiple of 64 for FLUX")
-    min_reso, max_reso = s.min_bucket_reso or ENGINE_MIN_BUCKET_RESO, s.max_bucket_reso or ENGINE_MAX_BUCKET_RESO
-    if min_reso > max_reso:
-        key = "min_bucket_reso" if s.min_bucket_reso is not None else "max_bucket_reso"
-        finding(key, f"must keep {d('min_bucket_reso')} ({min_reso}) <= {d('max_bucket_reso')} ({max_reso})")
+    if s.enable_bucket:
+        out.extend(_bucket_reso_findings(merged))
     if s.lr_warmup_steps >= s.max_train_steps:
         finding("lr_warmup_steps", f"must be < {d('max_train_steps')} ({s.max_train_steps})")
+    adafactor_schedule = s.optimizer_type == "Adafactor" and adafactor_relative_step(s.optimizer_args)
+    if adafactor_schedule and s.lr_warmup_steps > 0:
+        finding(
+            "lr_warmup_steps",
+            f"must be 0 with {d('optimizer_type')} Adafactor: with relative_step (its default) the engine uses "
+            "Adafactor's own schedule and refuses a warm-up",
+        )
 
     for key, (is_active, why) in IGNORED_ON_FLUX.items():
         if is_active(getattr(s, key)):
             finding(key, why, Severity.WARNING)
+    if adafactor_schedule:
+        finding(
+            "lr_scheduler",
+            "has no effect with optimizer Adafactor and relative_step (its default): the engine uses Adafactor's "
+            "own schedule, with learningRate as its initial rate",
+            Severity.WARNING,
+        )
+    if s.optimizer_type == "Prodigy" and s.learning_rate <= 0.1:
+        finding(
+            "learning_rate",
+            "is low for Prodigy, which adapts its step size: the engine recommends a learning rate of about 1.0",
+            Severity.WARNING,
+        )
     if s.enable_bucket and s.bucket_no_upscale:
         for key in ("min_bucket_reso", "max_bucket_reso"):
             if getattr(s, key) is not None:
                 finding(
                     key,
-                    f"has no effect while {d('bucket_no_upscale')} is true: each image gets a bucket of its own "
-                    "size (the engine ignores min/max_bucket_reso then)",
+                    f"does not shape buckets while {d('bucket_no_upscale')} is true: each image gets a bucket of "
+                    "its own size (the engine only checks it against the resolution)",
                     Severity.WARNING,
                 )
     if s.save_every_n_steps is None or s.save_every_n_steps >= s.max_train_steps:

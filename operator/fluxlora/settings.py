@@ -32,6 +32,8 @@ MixedPrecision = Literal["no", "fp16", "bf16"]
 SavePrecision = Literal["float", "fp16", "bf16"]
 TimestepSampling = Literal["sigma", "uniform", "sigmoid", "shift", "flux_shift"]
 ModelPredictionType = Literal["raw", "additive", "sigma_scaled"]
+# The optimizers the engine environment can build (train_util.get_optimizer; tests/engine).
+# Not DAdaptAdam: the engine's requirements leave out the `dadaptation` package it imports.
 Optimizer = Literal[
     "AdamW",
     "AdamW8bit",
@@ -40,7 +42,6 @@ Optimizer = Literal[
     "Lion8bit",
     "Adafactor",
     "Prodigy",
-    "DAdaptAdam",
     "SGDNesterov",
 ]
 LrScheduler = Literal[

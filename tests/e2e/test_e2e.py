@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from podsim import PodSimulator, write_demo_dataset
 
 from controlplane import ControlPlane
+from podsim import PodSimulator, write_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fluxlora"

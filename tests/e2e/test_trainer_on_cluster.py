@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from podsim import PodSimulator, write_demo_dataset
 from test_e2e import e2e_run
 
 from controlplane import ControlPlane
+from podsim import PodSimulator, write_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.cluster

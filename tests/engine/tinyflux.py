@@ -127,14 +127,18 @@ def build(engine_dir: Path, out: Path) -> None:
     shutil.copytree(engine_dir / "configs" / "t5_old", t5_dir, dirs_exist_ok=True)
 
 
-def write_te_caches(images: Path, tokens: int, apply_t5_attn_mask: bool = False) -> list[Path]:
-    """`<stem>_flux_te.npz` for every image in `images` (the engine then never runs T5 or CLIP-L)."""
+def write_te_caches(images: Path, tokens: int, out: Path | None = None, apply_t5_attn_mask: bool = False) -> list[Path]:
+    """`<stem>_flux_te.npz` in `out` (default: beside them) for every image in `images`.
+
+    With these in place the engine never runs T5 or CLIP-L."""
     import numpy as np
 
     rng = np.random.default_rng(SEED)
     written = []
-    for image in sorted(p for p in images.iterdir() if p.suffix in IMAGE_SUFFIXES):
-        path = image.with_name(image.stem + "_flux_te.npz")
+    target = out or images
+    target.mkdir(parents=True, exist_ok=True)
+    for image in sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        path = target / (image.stem + "_flux_te.npz")
         np.savez(
             path,
             l_pooled=(rng.standard_normal(768) * 0.1).astype(np.float32),
@@ -156,11 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("te-cache")
     c.add_argument("--images", type=Path, required=True)
     c.add_argument("--tokens", type=int, default=16)
+    c.add_argument("--out", type=Path, default=None, help="where to write them (default: beside the images)")
     args = parser.parse_args(argv)
     if args.command == "build":
         build(args.engine_dir, args.out)
     else:
-        print(f"{len(write_te_caches(args.images, args.tokens))} text-encoder caches in {args.images}")
+        written = write_te_caches(args.images, args.tokens, args.out)
+        print(f"{len(written)} text-encoder caches in {args.out or args.images}")
     return 0
 
 

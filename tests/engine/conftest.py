@@ -1,0 +1,78 @@
+"""Fixtures for the tests that run the real engine (kohya-ss sd-scripts at the pinned commit).
+
+``engine`` (session): the environment of ``make engine``, built here when missing (a cold build
+downloads about 3 GB and takes minutes; its progress goes to the terminal). ``tiny_flux``
+(session): the tiny FLUX files. ``probe`` (session): a server running the engine's own
+start-up checks (contract_probe.py). A missing or broken engine fails these tests, with the
+build's message; it never skips them.
+
+Mark tests that use them with ``@pytest.mark.engine``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from realengine import CONTRACT_PROBE, Engine, TinyFlux, ensure_engine, ensure_tiny_flux
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    try:
+        return ensure_engine()
+    except (OSError, subprocess.CalledProcessError, SystemExit) as exc:
+        pytest.fail(f"the real engine's environment is unavailable (make engine): {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(engine: Engine) -> TinyFlux:
+    try:
+        return ensure_tiny_flux(engine)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"cannot build the tiny FLUX: {exc}", pytrace=False)
+
+
+class Probe:
+    """One long-lived engine process answering contract_probe requests."""
+
+    def __init__(self, engine: Engine, log: IO[bytes]) -> None:
+        self.proc = subprocess.Popen(
+            [engine.python, str(CONTRACT_PROBE), str(engine.source)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, **engine.env()},
+        )
+
+    def check(self, argv: list[str], dataset_toml: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"argv": argv, "dataset_toml": dataset_toml}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"the engine probe died (exit {self.proc.poll()}); see its log"
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def probe(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
+    log_path: Path = tmp_path_factory.mktemp("probe") / "engine.log"
+    with open(log_path, "wb") as log:
+        probe = Probe(engine, log)
+        try:
+            yield probe
+        finally:
+            probe.close()
