@@ -185,6 +185,22 @@ CASES: list[InvalidCase] = [
         why="the warm-up comes from the profile; the engine refuses it with Adafactor's own schedule",
     ),
     InvalidCase(
+        "constant-schedule-with-warmup",
+        {"spec": {"training": {"lrScheduler": "constant", "lrWarmupSteps": 10}}},
+        "spec.training.lrWarmupSteps",
+        "spec.training.lrWarmupSteps (10) must be 0 with spec.training.lrScheduler constant",
+        "must be 0 with spec.training.lrScheduler constant",
+        why="the engine refuses it (get_scheduler_fix)",
+    ),
+    InvalidCase(
+        "adafactor-with-explicit-warmup",
+        {"spec": {"training": {"optimizer": "Adafactor", "lrWarmupSteps": 5}}},
+        "spec.training.lrWarmupSteps",
+        "spec.training.lrWarmupSteps (5) must be 0 with spec.training.optimizer Adafactor",
+        "must be 0 with spec.training.optimizer Adafactor",
+        example=False,
+    ),
+    InvalidCase(
         "min-bucket-above-max",
         {"spec": {"dataset": {"bucketNoUpscale": False, "minBucketReso": 1024, "maxBucketReso": 512}}},
         "spec.dataset.minBucketReso",

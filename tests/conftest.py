@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-for helpers in ("cluster", "fakes", "engine"):
+for helpers in ("cluster", "fakes", "engine", "unit"):
     sys.path.insert(0, str(Path(__file__).resolve().parent / helpers))
 
 from controlplane import (  # noqa: E402 - found through the path set just above

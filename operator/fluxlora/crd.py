@@ -47,6 +47,21 @@ CEL_RULES: dict[str, list[Schema]] = {
             "reason": "FieldValueInvalid",
         },
         {
+            "rule": "!(has(self.lrScheduler) && self.lrScheduler == 'constant'"
+            " && has(self.lrWarmupSteps) && self.lrWarmupSteps > 0)",
+            "message": "must be 0 with spec.training.lrScheduler constant",
+            "fieldPath": ".lrWarmupSteps",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "!(has(self.optimizer) && self.optimizer == 'Adafactor' && has(self.lrWarmupSteps)"
+            " && self.lrWarmupSteps > 0 && !(has(self.optimizerArgs) && self.optimizerArgs.exists(a,"
+            " a.replace(' ', '') == 'relative_step=False')))",
+            "message": "must be 0 with spec.training.optimizer Adafactor (relative_step)",
+            "fieldPath": ".lrWarmupSteps",
+            "reason": "FieldValueInvalid",
+        },
+        {
             "rule": "!has(self.lrWarmupSteps) || !has(self.maxTrainSteps) || self.lrWarmupSteps < self.maxTrainSteps",
             "message": "must be < spec.training.maxTrainSteps",
             "fieldPath": ".lrWarmupSteps",

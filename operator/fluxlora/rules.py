@@ -195,6 +195,12 @@ def check_settings(merged: MergedSettings) -> list[Finding]:
         out.extend(_bucket_reso_findings(merged))
     if s.lr_warmup_steps >= s.max_train_steps:
         finding("lr_warmup_steps", f"must be < {d('max_train_steps')} ({s.max_train_steps})")
+    if s.lr_scheduler == "constant" and s.lr_warmup_steps > 0:
+        finding(
+            "lr_warmup_steps",
+            f"must be 0 with {d('lr_scheduler')} constant: the engine refuses a warm-up for it "
+            "(constant_with_warmup has one)",
+        )
     adafactor_schedule = s.optimizer_type == "Adafactor" and adafactor_relative_step(s.optimizer_args)
     if adafactor_schedule and s.lr_warmup_steps > 0:
         finding(
@@ -206,11 +212,23 @@ def check_settings(merged: MergedSettings) -> list[Finding]:
     for key, (is_active, why) in IGNORED_ON_FLUX.items():
         if is_active(getattr(s, key)):
             finding(key, why, Severity.WARNING)
+    for cache, to_disk in (
+        ("cache_latents", "cache_latents_to_disk"),
+        ("cache_text_encoder_outputs", "cache_text_encoder_outputs_to_disk"),
+    ):
+        if getattr(s, to_disk) and not getattr(s, cache):
+            finding(cache, f"has no effect while {d(to_disk)} is true: the engine caches anyway", Severity.WARNING)
     if adafactor_schedule:
         finding(
             "lr_scheduler",
             "has no effect with optimizer Adafactor and relative_step (its default): the engine uses Adafactor's "
             "own schedule, with learningRate as its initial rate",
+            Severity.WARNING,
+        )
+    if s.optimizer_type == "Adafactor" and not adafactor_schedule and s.max_grad_norm != 0:
+        finding(
+            "max_grad_norm",
+            "clips gradients although Adafactor scales its updates itself: the engine suggests 0 with Adafactor",
             Severity.WARNING,
         )
     if s.optimizer_type == "Prodigy" and s.learning_rate <= 0.1:

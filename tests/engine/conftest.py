@@ -11,16 +11,13 @@ Mark tests that use them with ``@pytest.mark.engine``.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
 
 import pytest
 
-from realengine import CONTRACT_PROBE, Engine, TinyFlux, ensure_engine, ensure_tiny_flux
+from realengine import Engine, Probe, TinyFlux, ensure_engine, ensure_tiny_flux
 
 
 @pytest.fixture(scope="session")
@@ -37,34 +34,6 @@ def tiny_flux(engine: Engine) -> TinyFlux:
         return ensure_tiny_flux(engine)
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.fail(f"cannot build the tiny FLUX: {exc}", pytrace=False)
-
-
-class Probe:
-    """One long-lived engine process answering contract_probe requests."""
-
-    def __init__(self, engine: Engine, log: IO[bytes]) -> None:
-        self.proc = subprocess.Popen(
-            [engine.python, str(CONTRACT_PROBE), str(engine.source)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env={**os.environ, **engine.env()},
-        )
-
-    def check(self, argv: list[str], dataset_toml: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"argv": argv, "dataset_toml": dataset_toml}) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        assert line, f"the engine probe died (exit {self.proc.poll()}); see its log"
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

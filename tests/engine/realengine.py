@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import struct
@@ -24,7 +25,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import engine_env
 
@@ -127,6 +128,34 @@ def lora_metadata(path: Path) -> dict[str, str]:
         header = json.loads(f.read(length))
     metadata: dict[str, str] = header.get("__metadata__", {})
     return metadata
+
+
+class Probe:
+    """One long-lived engine process answering contract_probe.py requests."""
+
+    def __init__(self, engine: Engine, log: IO[bytes]) -> None:
+        self.proc = subprocess.Popen(
+            [engine.python, str(CONTRACT_PROBE), str(engine.source)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, **engine.env()},
+        )
+
+    def check(self, argv: list[str], dataset_toml: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"argv": argv, "dataset_toml": dataset_toml}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"the engine probe died (exit {self.proc.poll()}); see its log"
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 @dataclass

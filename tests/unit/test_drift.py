@@ -127,7 +127,8 @@ def _different_value(key: str, current: Any) -> Any:
     if get_origin(annotation) not in (Literal, list):  # Optional[X] -> X
         kind = next((a for a in get_args(annotation) if a is not type(None)), annotation)
     if get_origin(kind) is Literal:
-        return next(choice for choice in get_args(kind) if choice != current)
+        # "constant" refuses the profile's warm-up; any schedule that keeps it will do
+        return next(choice for choice in get_args(kind) if choice not in (current, "constant"))
     if kind is bool:
         return not current
     if kind is int:

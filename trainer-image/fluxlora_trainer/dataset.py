@@ -98,23 +98,24 @@ def _shown(name: str) -> str:
 
 
 def no_upscale_bucket(width: int, height: int, resolution: int, steps: int) -> tuple[int, int]:
-    """The bucket the engine gives an image with bucket_no_upscale (BucketManager.select_bucket)."""
+    """The bucket the engine gives an image with bucket_no_upscale (BucketManager.select_bucket).
+
+    A side of 0 means the engine fails on the image (ZeroDivisionError, there or later)."""
+
+    def round_to_steps(x: float) -> int:
+        return int(x + 0.5) // steps * steps
+
     max_area = resolution * resolution
     aspect = width / height
     if width * height > max_area:  # shrunk to the area first, sides rounded to the steps
         resized_width = (max_area * aspect) ** 0.5
-        resized_height = max_area / resized_width
-
-        def round_to_steps(x: float) -> int:
-            return int(x + 0.5) // steps * steps
-
         b_width = round_to_steps(resized_width)
-        b_height_in_w = round_to_steps(b_width / aspect) if aspect else 0
-        b_height = round_to_steps(resized_height)
+        b_height_in_w = round_to_steps(b_width / aspect)
+        b_height = round_to_steps(max_area / resized_width)
         b_width_in_h = round_to_steps(b_height * aspect)
-        ar_w = b_width / b_height_in_w if b_height_in_w else float("inf")
-        ar_h = b_width_in_h / b_height if b_height else float("inf")
-        if abs(ar_w - aspect) < abs(ar_h - aspect):
+        if b_height_in_w == 0 or b_height == 0:
+            return (0, 0)  # the engine divides by it
+        if abs(b_width / b_height_in_w - aspect) < abs(b_width_in_h / b_height - aspect):
             width, height = b_width, int(b_width / aspect + 0.5)
         else:
             width, height = int(b_height * aspect + 0.5), b_height
