@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-for helpers in ("cluster", "fakes", "engine", "unit"):
+for helpers in ("cluster", "fakes", "engine", "unit", "trainer", "e2e"):
     sys.path.insert(0, str(Path(__file__).resolve().parent / helpers))
 
 from controlplane import (  # noqa: E402 - found through the path set just above

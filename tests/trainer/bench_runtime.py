@@ -22,8 +22,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from trainer_helpers import ENGINE_CMD, RecordingSink, build_run
-
 from fluxlora_trainer.engine import replace_prefix
 from fluxlora_trainer.gpu import Nvml
 from fluxlora_trainer.prepare import prepare
@@ -31,6 +29,8 @@ from fluxlora_trainer.progress import StreamParser
 from fluxlora_trainer.report import Reporter
 from fluxlora_trainer.runspec import AttemptEnv
 from fluxlora_trainer.runtime import Runtime, RuntimeOptions
+
+from trainer_helpers import ENGINE_CMD, RecordingSink, build_run
 
 
 class NoGpu:

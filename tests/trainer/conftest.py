@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from trainer_helpers import FakeApiHandler, RecordingSink, RunFixture, build_run
 
 

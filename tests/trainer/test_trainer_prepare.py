@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from trainer_helpers import RecordingSink, RunFixture
 
 from fluxlora_trainer import termination
 from fluxlora_trainer.cli import main
@@ -20,6 +19,8 @@ from fluxlora_trainer.prepare import prepare
 from fluxlora_trainer.report import Reporter
 from fluxlora_trainer.repro import REPRO_FILES
 from fluxlora_trainer.runspec import AttemptEnv, load_run
+
+from trainer_helpers import RecordingSink, RunFixture
 
 ENV1 = AttemptEnv(attempt=1, resume_checkpoint="", resume_step=0, image="registry.example/fluxlora-trainer:0.1.0")
 

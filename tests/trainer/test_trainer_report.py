@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trainer_helpers import FakeApiHandler as _Handler
-from trainer_helpers import RecordingSink
 
 from fluxlora_trainer.report import (
     NullSink,
@@ -19,6 +17,9 @@ from fluxlora_trainer.report import (
     in_cluster,
     status_path,
 )
+
+from trainer_helpers import FakeApiHandler as _Handler
+from trainer_helpers import RecordingSink
 
 
 class FakeClock:

@@ -14,9 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainer_helpers import ENGINE_CMD, RecordingSink, RunFixture
-from trainer_helpers import FakeApiHandler as _Handler
-
 from fluxlora_trainer import engine, termination
 from fluxlora_trainer.checkpoints import is_complete_state
 from fluxlora_trainer.gpu import Nvml
@@ -24,6 +21,9 @@ from fluxlora_trainer.prepare import prepare
 from fluxlora_trainer.report import Reporter
 from fluxlora_trainer.runspec import AttemptEnv
 from fluxlora_trainer.runtime import Outcome, Runtime, RuntimeOptions
+
+from trainer_helpers import ENGINE_CMD, RecordingSink, RunFixture
+from trainer_helpers import FakeApiHandler as _Handler
 
 
 class NoGpu:

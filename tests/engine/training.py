@@ -1,0 +1,163 @@
+"""Training runs of the real engine on the tiny FLUX, through the trainer runtime (no cluster).
+
+The pod is a LocalPod (realengine.py): the run rendered by the product's renderer, laid out as
+the trainer pod sees its mounts. Attempts run `prepare` and the `Runtime` in this process, with
+the real `accelerate launch ... flux_train_network.py` as the engine; a preemption is the
+SIGTERM the runtime forwards to the engine's process group, as a kubelet's would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fluxlora.profiles import ProfileSet
+from fluxlora.render import RenderedRun, render
+from fluxlora.rules import evaluate
+from fluxlora_trainer.gpu import Nvml
+from fluxlora_trainer.prepare import prepare
+from fluxlora_trainer.report import Reporter
+from fluxlora_trainer.runspec import AttemptEnv, load_run
+from fluxlora_trainer.runtime import Outcome, Runtime, RuntimeOptions
+
+from realengine import CPU_TRAINING, Engine, LocalPod, TinyFlux, lr_by_process, write_te_caches
+from sample_data import write_dataset
+from trainer_helpers import RecordingSink
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_run_document(
+    name: str, *, scheduler: str, accumulation: int, steps: int = 4, save_every: int = 2, warmup: int = 1
+) -> dict[str, Any]:
+    """The fast example, made to train the tiny FLUX on a CPU in a few steps."""
+    document: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "run-fast.yaml").read_text())
+    document["metadata"]["name"] = name
+    document["spec"]["network"] = {"dim": 4}
+    document["spec"]["dataset"]["repeats"] = 1
+    document["spec"]["training"] = {
+        **CPU_TRAINING,
+        "maxTrainSteps": steps,
+        "saveEveryNSteps": save_every,
+        "lrScheduler": scheduler,
+        "lrWarmupSteps": warmup,
+        "gradientAccumulationSteps": accumulation,
+    }
+    return document
+
+
+def render_document(document: dict[str, Any]) -> RenderedRun:
+    evaluation = evaluate(document, ProfileSet.load())
+    assert evaluation.ok and evaluation.run and evaluation.config, [e.message for e in evaluation.errors]
+    return render(evaluation.run, evaluation.config, evaluation.warnings, "fluxlora-trainer:test")
+
+
+class _NoGpu:
+    def nvmlInit(self) -> None:
+        raise RuntimeError("no NVIDIA driver on this machine")
+
+
+@dataclass
+class Attempt:
+    outcome: Outcome
+    sink: RecordingSink
+    seconds: float
+
+
+def train_attempt(
+    pod: LocalPod,
+    engine_cmd: list[str],
+    tiny: TinyFlux,
+    *,
+    attempt: int = 1,
+    resume: str = "",
+    resume_step: int = 0,
+    stop_after_state: int | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> Attempt:
+    """One attempt of the trainer runtime (prepare on the first), in this process, as the pod runs it.
+
+    `stop_after_state`: SIGTERM the engine, as a preemption does, once a complete state of that
+    global step has been reported."""
+    run = load_run(pod.run_file)
+    env = AttemptEnv(attempt=attempt, resume_checkpoint=resume, resume_step=resume_step, image="trainer:test")
+    if attempt == 1:
+        prepare(run, env, nvml=Nvml(_NoGpu()), freeze="")
+    sink = RecordingSink()
+    runtime = Runtime(
+        run,
+        env,
+        Reporter(sink, run.run.namespace, run.run.name, min_interval=0.0),
+        nvml=Nvml(_NoGpu()),
+        options=RuntimeOptions(
+            engine_cmd=engine_cmd,
+            tokenizer_dir=str(tiny.tokenizers),
+            extra_env={**(extra_env or {})},
+            grace_seconds=120,
+            install_signal_handlers=False,
+        ),
+    )
+    if stop_after_state is not None:
+
+        def preempt() -> None:
+            while not any((r.get("step") or 0) >= stop_after_state for r in sink.of("resume")):
+                time.sleep(0.05)
+            runtime.request_stop()
+
+        threading.Thread(target=preempt, daemon=True).start()
+    started = time.monotonic()
+    outcome = runtime.execute()
+    return Attempt(outcome, sink, time.monotonic() - started)
+
+
+@dataclass
+class Training:
+    """A run trained on the real engine: its pod, its attempts, the lr it used at each global step."""
+
+    pod: LocalPod
+    attempts: list[Attempt]
+    lr: dict[int, float]
+
+
+def lr_by_global_step(engine: Engine, pod: LocalPod, starts: list[int]) -> dict[int, float]:
+    """The engine's TensorBoard lr of each attempt (its own steps), put at global steps."""
+    runs = lr_by_process(engine, pod.logging_dir)
+    assert len(runs) == len(starts), (len(runs), starts)
+    return {start + step: lr for start, run in zip(starts, runs, strict=True) for step, lr in run.items() if step > 0}
+
+
+def new_pod(root: Path, engine: Engine, tiny: TinyFlux, document: dict[str, Any], images: int = 2) -> LocalPod:
+    """A pod for `document` with a dataset of small images and the text-encoder caches in place."""
+    rendered = render_document(document)
+    pod = LocalPod.create(root, rendered.run_json(), tiny, rendered.dataset_toml)
+    write_dataset(pod.dataset_source, images)
+    write_te_caches(engine, pod.dataset_source, out=pod.snapshot)
+    return pod
+
+
+def train_through_a_preemption(engine: Engine, tiny: TinyFlux, pod: LocalPod, *, preempt_after_state: int) -> Training:
+    """Attempt 1 is preempted once the state of `preempt_after_state` is complete; attempt 2
+    resumes from the last state attempt 1 reported, as the operator tells it to."""
+    first = train_attempt(pod, engine.cmd, tiny, stop_after_state=preempt_after_state, extra_env=engine.env())
+    resume = first.sink.of("resume")[-1]
+    second = train_attempt(
+        pod,
+        engine.cmd,
+        tiny,
+        attempt=2,
+        resume=resume["checkpoint"],
+        resume_step=resume["step"],
+        extra_env=engine.env(),
+    )
+    return Training(pod, [first, second], lr_by_global_step(engine, pod, [0, resume["step"]]))
+
+
+def train_uninterrupted(engine: Engine, tiny: TinyFlux, pod: LocalPod) -> Training:
+    only = train_attempt(pod, engine.cmd, tiny, extra_env=engine.env())
+    return Training(pod, [only], lr_by_global_step(engine, pod, [0]))
