@@ -55,8 +55,7 @@ CEL_RULES: dict[str, list[Schema]] = {
         },
         {
             "rule": "!(has(self.optimizer) && self.optimizer == 'Adafactor' && has(self.lrWarmupSteps)"
-            " && self.lrWarmupSteps > 0 && !(has(self.optimizerArgs) && self.optimizerArgs.exists(a,"
-            " a.replace(' ', '') == 'relative_step=False')))",
+            " && self.lrWarmupSteps > 0 && !(has(self.optimizerArgs) && 'relative_step=False' in self.optimizerArgs))",
             "message": "must be 0 with spec.training.optimizer Adafactor (relative_step)",
             "fieldPath": ".lrWarmupSteps",
             "reason": "FieldValueInvalid",

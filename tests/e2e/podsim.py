@@ -5,8 +5,9 @@ kwok runs no containers. For a trainer pod that kwok holds Running (label
 the pod's two containers as local processes instead: ``fluxlora-trainer
 prepare`` then ``run``, with the pod's own environment, the run.json of the
 pod's ConfigMap, its claims (static hostPath volumes) in place of the mounts,
-the stand-in engine (tests/fakes/fake_sd_scripts.py) in place of sd-scripts,
-and a token of the pod's ServiceAccount (TokenRequest), so the trainer's
+an engine command in place of the image's sd-scripts (the real engine of
+`make engine`, or the stand-in tests/fakes/fake_sd_scripts.py where the real
+one is too slow), and a token of the pod's ServiceAccount (TokenRequest), so the trainer's
 status reports go through the per-run RBAC exactly as in a real pod. Then it
 ends the pod as the kubelet would: Succeeded, or Failed with the exit code
 and termination message.
@@ -28,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sample_data import write_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_ENGINE = ROOT / "tests" / "fakes" / "fake_sd_scripts.py"
@@ -53,6 +56,12 @@ class PodSimulator:
     handled: set[str] = field(default_factory=set)
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
     sigterm_at_step: int | None = None  # preempt the next trainer once its run reports this step
+    # Preempt the next trainer once its run reports a complete state of this step.
+    sigterm_after_state: int | None = None
+    engine_cmd: list[str] | None = None  # None: the stand-in engine
+    tokenizer_dir: str | None = None  # where the engine finds the tokenizers the image would hold
+    # Called with (dataset source, snapshot directory) before `prepare`: what a warm cache holds.
+    seed_snapshot: Callable[[Path, Path], None] | None = None
 
     def _json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
@@ -99,10 +108,15 @@ class PodSimulator:
         container = pod["spec"]["containers"][0]
         env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e}}
         env |= {
-            "FLUXLORA_ENGINE_CMD": json.dumps([sys.executable, str(FAKE_ENGINE)]),
+            "FLUXLORA_ENGINE_CMD": json.dumps(self.engine_cmd or [sys.executable, str(FAKE_ENGINE)]),
             "FAKE_ENGINE_STEP_SECONDS": str(self.step_seconds),
             "HOME": str(root.parent),
         } | self.engine_env
+        if self.tokenizer_dir:
+            env["FLUXLORA_TOKENIZER_DIR"] = self.tokenizer_dir
+        if self.seed_snapshot is not None:
+            layout = json.loads((root / "run" / "run.json").read_text())["layout"]
+            self.seed_snapshot(Path(layout["datasetSource"]), Path(layout["datasetSnapshot"]))
         termination_log = root.parent / "termination-log"
         common = [
             "--run", str(root / "run" / "run.json"),
@@ -121,6 +135,8 @@ class PodSimulator:
                 )
                 if step == "run" and self.sigterm_at_step is not None:
                     self._terminate_at_step(meta, proc, self.sigterm_at_step)
+                if step == "run" and self.sigterm_after_state is not None:
+                    self._terminate_at_step(meta, proc, self.sigterm_after_state, "resume")
                 code = proc.wait()
             if code != 0:
                 break
@@ -128,14 +144,17 @@ class PodSimulator:
         self._end_pod(pod, code, message)
         return code
 
-    def _terminate_at_step(self, meta: dict[str, Any], proc: subprocess.Popen[bytes], step: int) -> None:
-        """SIGTERM the trainer (as a kubelet does on preemption) once the run reports ``step``."""
+    def _terminate_at_step(
+        self, meta: dict[str, Any], proc: subprocess.Popen[bytes], step: int, field: str = "progress"
+    ) -> None:
+        """SIGTERM the trainer (as a kubelet does on preemption) once the run reports ``step``
+        in status.progress (or, with field "resume", a complete state of that step)."""
         run = meta["labels"][RUN_LABEL]
         while proc.poll() is None:
             status = self._json("get", "flr", run, "-n", meta["namespace"]).get("status", {})
-            if ((status.get("progress") or {}).get("step") or 0) >= step:
+            if ((status.get(field) or {}).get("step") or 0) >= step:
                 proc.send_signal(signal.SIGTERM)
-                self.sigterm_at_step = None  # once: the next attempt runs to the end
+                self.sigterm_at_step = self.sigterm_after_state = None  # once: the next attempt runs to the end
                 return
             time.sleep(0.1)
 
@@ -159,22 +178,5 @@ class PodSimulator:
 
 
 def write_demo_dataset(directory: Path, images: int = 4, trigger: str = "ohwx woman") -> None:
-    """A few tiny valid PNG images with captions (what a user puts in the dataset claim)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    directory.mkdir(parents=True, exist_ok=True)
-    for i in range(images):
-        pixel = bytes([(i * 60) % 256, 80, 160])
-        raw = b"".join(b"\x00" + pixel * 8 for _row in range(8))  # 8x8 RGB, filter 0 per row
-        png = (
-            b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b"")
-        )
-        (directory / f"img{i:03d}.png").write_bytes(png)
-        (directory / f"img{i:03d}.txt").write_text(f"{trigger}, photo {i}\n")
+    """A few small valid PNG images with captions (what a user puts in the dataset claim)."""
+    write_dataset(directory, images, trigger=trigger)

@@ -8,11 +8,13 @@ and the stand-in engine, on a kwok GPU node scheduled by the real scheduler.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,28 +64,37 @@ def helm(cluster: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_helm_install_apply_run_to_succeeded_and_uninstall(
-    cluster: ControlPlane, namespace: str, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def operator_from_chart(cluster: ControlPlane, namespace: str, workdir: Path) -> Iterator[str]:
+    """`helm install` of the chart into `namespace`, and the operator running as the chart's
+    ServiceAccount (so the chart's RBAC is what is tested). Yields helm's output."""
     installed = helm(
         cluster, "install", RELEASE, str(CHART), "-n", namespace,
         "--set", f"watchNamespaces={{{namespace}}}", "--set", "trainerImage=fluxlora/trainer:e2e",
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
-    assert "kubectl get fluxloraruns -w" in installed.stdout  # NOTES tell the next command
-
-    # The operator, authenticated as the chart's ServiceAccount only.
     token = cluster.create_token(namespace, OPERATOR_SA)
-    kubeconfig = token_kubeconfig(tmp_path / "operator.kubeconfig", cluster.server, cluster.ca_file, token)
-    log = open(tmp_path / "operator.log", "wb")  # noqa: SIM115 - closed in finally
-    operator = subprocess.Popen(
-        [sys.executable, "-m", "fluxlora.cli", "operator", "--namespace", namespace, "--liveness", "",
-         "--trainer-image", "fluxlora/trainer:e2e"],
-        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
+    kubeconfig = token_kubeconfig(workdir / "operator.kubeconfig", cluster.server, cluster.ca_file, token)
+    with open(workdir / "operator.log", "wb") as log:
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "fluxlora.cli", "operator", "--namespace", namespace, "--liveness", "",
+             "--trainer-image", "fluxlora/trainer:e2e"],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            yield installed.stdout
+        finally:
+            operator.terminate()
+            operator.wait(timeout=30)
+
+
+def test_helm_install_apply_run_to_succeeded_and_uninstall(
+    cluster: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    with operator_from_chart(cluster, namespace, tmp_path) as notes:
+        assert "kubectl get fluxloraruns -w" in notes  # NOTES tell the next command
         claims = {c: cluster.bound_claim(namespace, c) for c in ("flux-models", "lora-datasets", "lora-outputs")}
         write_demo_dataset(claims["lora-datasets"].host_path / "alice")
         run = e2e_run("alice-fast", steps=40)
@@ -117,10 +128,6 @@ def test_helm_install_apply_run_to_succeeded_and_uninstall(
         assert (output / "repro" / "command.txt").read_text().startswith("accelerate launch")
         described = cluster.kubectl("describe", "flr", "alice-fast", "-n", namespace).stdout
         assert "Events:" in described and "noiseOffset" in described  # the warning reached the user
-    finally:
-        operator.terminate()
-        operator.wait(timeout=30)
-        log.close()
 
     uninstalled = helm(cluster, "uninstall", RELEASE, "-n", namespace, "--wait")
     assert uninstalled.returncode == 0, uninstalled.stderr

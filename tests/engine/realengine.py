@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import struct
 import subprocess
@@ -28,13 +27,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import engine_env
+from podsim import IN_POD_ROOT
 
 HERE = Path(__file__).resolve().parent
 TINYFLUX = HERE / "tinyflux.py"
 TB_SCALARS = HERE / "tb_scalars.py"
 CONTRACT_PROBE = HERE / "contract_probe.py"
-# /fluxlora/... paths of the pod's mounts (not /opt/fluxlora/... inside the image).
-IN_POD_ROOT = re.compile(r"(?<![\w.-])/fluxlora/")
 T5_TOKENS = 16
 
 CPU_TRAINING: dict[str, Any] = {

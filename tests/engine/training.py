@@ -125,9 +125,9 @@ class Training:
     lr: dict[int, float]
 
 
-def lr_by_global_step(engine: Engine, pod: LocalPod, starts: list[int]) -> dict[int, float]:
+def lr_by_global_step(engine: Engine, logging_dir: Path, starts: list[int]) -> dict[int, float]:
     """The engine's TensorBoard lr of each attempt (its own steps), put at global steps."""
-    runs = lr_by_process(engine, pod.logging_dir)
+    runs = lr_by_process(engine, logging_dir)
     assert len(runs) == len(starts), (len(runs), starts)
     return {start + step: lr for start, run in zip(starts, runs, strict=True) for step, lr in run.items() if step > 0}
 
@@ -155,9 +155,9 @@ def train_through_a_preemption(engine: Engine, tiny: TinyFlux, pod: LocalPod, *,
         resume_step=resume["step"],
         extra_env=engine.env(),
     )
-    return Training(pod, [first, second], lr_by_global_step(engine, pod, [0, resume["step"]]))
+    return Training(pod, [first, second], lr_by_global_step(engine, pod.logging_dir, [0, resume["step"]]))
 
 
 def train_uninterrupted(engine: Engine, tiny: TinyFlux, pod: LocalPod) -> Training:
     only = train_attempt(pod, engine.cmd, tiny, extra_env=engine.env())
-    return Training(pod, [only], lr_by_global_step(engine, pod, [0]))
+    return Training(pod, [only], lr_by_global_step(engine, pod.logging_dir, [0]))
