@@ -5,12 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv tools lint typecheck unit test test-cluster crd examples cluster-up cluster-down cluster-status bench demo clean
+.PHONY: help venv tools engine lint typecheck unit test test-cluster test-engine crd examples cluster-up cluster-down cluster-status bench demo clean
 
 help:
-	@echo "make demo         render the example run offline and show what would run"
-	@echo "make test         ruff + mypy + every test (unit and real control plane)"
+	@echo "make demo         the example run on a local control plane, trained by the real engine (tiny FLUX, CPU)"
+	@echo "make test         ruff + mypy + every test (unit, real control plane, real engine)"
 	@echo "make tools        build the test control plane binaries (cached under ~/.cache/fluxlora)"
+	@echo "make engine       build the real engine's environment (sd-scripts + torch; cached under ~/.cache/fluxlora)"
 	@echo "make cluster-up   start a local control plane with fake GPU nodes; prints export KUBECONFIG=..."
 	@echo "make cluster-down stop it"
 	@echo "make crd          regenerate crds/ from the API models"
@@ -25,6 +26,10 @@ $(VENV)/.installed: pyproject.toml
 tools:
 	bash tests/cluster/build-tools.sh >/dev/null
 
+# Last line: export FLUXLORA_ENGINE_CMD='<JSON argv>' (what `fluxlora-trainer run --engine-cmd` takes).
+engine: venv
+	@$(PY) tests/engine/engine_env.py
+
 lint: venv
 	ruff check .
 	ruff format --check operator trainer-image tests benchmarks hack || { echo "run: ruff format"; exit 1; }
@@ -35,7 +40,7 @@ typecheck: venv
 unit: venv
 	pytest -q tests/unit
 
-test: lint typecheck tools
+test: lint typecheck tools engine
 	pytest -q
 
 crd: venv  ## regenerate crds/, the chart CRD and docs/reference.md
@@ -61,7 +66,10 @@ bench: venv tools  ## operator latency, API writes per run, memory (prints numbe
 test-cluster: venv tools
 	pytest -q -m cluster
 
-demo: venv  ## the product path on a local control plane (simulated GPU node and engine)
+test-engine: venv tools engine
+	pytest -q -m engine
+
+demo: venv tools engine  ## the product path on a local control plane, the real engine on the tiny FLUX (simulated GPU node)
 	@echo "== fluxlora demo: validate and render examples/run-final.yaml (offline)"
 	fluxlora validate examples/run-final.yaml
 	fluxlora render examples/run-final.yaml -o command 2>/dev/null

@@ -1,11 +1,14 @@
-"""`make demo`: the whole product path on this machine, in a few minutes.
+"""`make demo`: the whole product path on this machine, with the real engine, in a few minutes.
 
 A real control plane (built once, then cached), the Helm chart, the operator
-running as the chart's ServiceAccount, `kubectl apply` of the fast example,
-and `kubectl get flr -w`-style output until Succeeded. SIMULATED parts, said
-plainly: the GPU node is a kwok fake, and the trainer pod's containers run as
-local processes with a stand-in engine (tests/fakes/fake_sd_scripts.py)
-instead of sd-scripts on a GPU.
+running as the chart's ServiceAccount, `kubectl apply` of the fast example, and
+`kubectl get flr -w`-style output until Succeeded. The trainer pod's containers
+run as local processes (tests/e2e/podsim.py) with the real engine, kohya-ss
+sd-scripts at the pinned commit (`make engine`), training a tiny FLUX-shaped
+model on the CPU. SIMULATED, said plainly: the GPU node is a kwok fake; the
+model is the tiny FLUX (real width, one block of each kind, random weights; T5's
+outputs are cached beforehand); the run trains on the CPU with the CPU settings
+of tests/engine/realengine.py.
 """
 
 from __future__ import annotations
@@ -18,16 +21,21 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "cluster"), str(ROOT / "tests" / "e2e")]
+sys.path[:0] = [str(ROOT / "tests" / d) for d in ("cluster", "e2e", "engine", "fakes", "unit")]
 
-from test_e2e import OPERATOR_SA, e2e_run, helm, token_kubeconfig  # noqa: E402
+from test_e2e import OPERATOR_SA, helm, token_kubeconfig  # noqa: E402
 
 from controlplane import ControlPlane, ensure_binaries, session_control_plane  # noqa: E402
 from podsim import PodSimulator, write_demo_dataset  # noqa: E402
+from realengine import CPU_TRAINING, Engine, TinyFlux, ensure_engine, ensure_tiny_flux, write_te_caches  # noqa: E402
 
-STEPS = 120
+STEPS = 6
+SAVE_EVERY = 3
 
 
 def say(text: str) -> None:
@@ -35,13 +43,25 @@ def say(text: str) -> None:
 
 
 def main() -> int:
-    say("building or reusing the control plane (the first build compiles Kubernetes: ~7 min on 2 cores)")
+    say("building or reusing the control plane (the first build compiles Kubernetes: ~10 min on 2 cores)")
     ensure_binaries()
+    say("building or reusing the engine: sd-scripts + torch (`make engine`), and the tiny FLUX")
+    engine = ensure_engine()
+    tiny = ensure_tiny_flux(engine)
     with session_control_plane() as cluster:
-        return demo(cluster)
+        return demo(cluster, engine, tiny)
 
 
-def demo(cluster: ControlPlane) -> int:
+def demo_run() -> dict[str, Any]:
+    """examples/run-fast.yaml, with the settings a CPU needs and a length a demo can wait for."""
+    run: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "run-fast.yaml").read_text())
+    run["spec"]["training"] = {**CPU_TRAINING, "maxTrainSteps": STEPS, "saveEveryNSteps": SAVE_EVERY, "lrWarmupSteps": 2}
+    run["spec"]["dataset"]["repeats"] = 1
+    run["spec"]["pod"] = {"labels": {"fluxlora.dev/fake-hold": "true"}}  # kwok holds it; podsim runs it
+    return run
+
+
+def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
     namespace = f"fluxlora-demo-{secrets.token_hex(3)}"
     workdir = Path(cluster.state_dir) / namespace
     workdir.mkdir(parents=True, exist_ok=True)
@@ -77,14 +97,17 @@ def demo(cluster: ControlPlane) -> int:
             stderr=subprocess.STDOUT,
         )
 
-        say("claims for models, dataset and outputs; 4 images with captions in the dataset claim")
+        say("claims: the tiny FLUX in the model claim, 4 images with captions in the dataset claim")
         claims = {c: cluster.bound_claim(namespace, c) for c in ("flux-models", "lora-datasets", "lora-outputs")}
+        for name in tiny.files:
+            (claims["flux-models"].host_path / name).symlink_to(tiny.directory / name)
         write_demo_dataset(claims["lora-datasets"].host_path / "alice")
 
-        run = e2e_run("alice-fast", steps=STEPS)
+        run = demo_run()
         say(
-            f"kubectl apply -f examples/run-fast.yaml (maxTrainSteps {STEPS})  "
-            "[SIMULATED: kwok GPU node, stand-in engine instead of sd-scripts]"
+            f"kubectl apply -f examples/run-fast.yaml with maxTrainSteps {STEPS} and the CPU settings "
+            f"{json.dumps(CPU_TRAINING)}\n   [SIMULATED: the kwok GPU node. REAL: sd-scripts training the tiny FLUX "
+            "on this CPU, about 10 s a step]"
         )
         print(cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run)).stdout)
 
@@ -94,9 +117,12 @@ def demo(cluster: ControlPlane) -> int:
             str(cluster.ca_file),
             cluster.create_token,
             workdir=workdir,
-            step_seconds=0.12,
-            report_interval=1.0,
+            report_interval=2.0,
             log=lambda _: None,
+            engine_cmd=engine.cmd,
+            tokenizer_dir=str(tiny.tokenizers),
+            engine_env=engine.env(),
+            seed_snapshot=lambda source, snapshot: write_te_caches(engine, source, out=snapshot),
         )
         stop = threading.Event()
 
@@ -109,7 +135,7 @@ def demo(cluster: ControlPlane) -> int:
 
         say("kubectl get flr -w")
         last, phase = "", None
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 900
         first = True
         while time.monotonic() < deadline:
             out = cluster.kubectl("get", "flr", "alice-fast", "-n", namespace, "-o", "wide").stdout.splitlines()

@@ -44,8 +44,21 @@ build() { # wrapper-dir cache-key binary-name package ldflags
   mkdir -p "$out"
   echo "build-tools: building $name ($key); a cold build takes minutes" >&2
   local start=$SECONDS
-  (cd "$tools/$dir" && go build -trimpath -ldflags "$ldflags" -o "$out/$name.tmp" "$pkg")
-  mv "$out/$name.tmp" "$out/$name"
+  # Say something every 20 s: a cold Kubernetes build is minutes of silence otherwise.
+  (while sleep 20; do echo "build-tools: still building $name ($((SECONDS - start)) s)" >&2; done) &
+  local heartbeat=$!
+  # A temporary name of this build's own: two builds at once must not share one.
+  local tmp="$out/$name.tmp.$$"
+  local status=0
+  (cd "$tools/$dir" && go build -trimpath -ldflags "$ldflags" -o "$tmp" "$pkg") || status=$?
+  kill "$heartbeat" 2>/dev/null || true
+  wait "$heartbeat" 2>/dev/null || true
+  if [ "$status" -ne 0 ]; then
+    rm -f "$tmp"
+    echo "build-tools: building $name failed (go build exit $status)" >&2
+    return "$status"
+  fi
+  mv -f "$tmp" "$out/$name"
   echo "build-tools: built $name in $((SECONDS - start)) s" >&2
 }
 
