@@ -55,7 +55,8 @@ def main() -> int:
 def demo_run() -> dict[str, Any]:
     """examples/run-fast.yaml, with the settings a CPU needs and a length a demo can wait for."""
     run: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "run-fast.yaml").read_text())
-    run["spec"]["training"] = {**CPU_TRAINING, "maxTrainSteps": STEPS, "saveEveryNSteps": SAVE_EVERY, "lrWarmupSteps": 2}
+    length = {"maxTrainSteps": STEPS, "saveEveryNSteps": SAVE_EVERY, "lrWarmupSteps": 2}
+    run["spec"]["training"] = {**CPU_TRAINING, **length}
     run["spec"]["dataset"]["repeats"] = 1
     run["spec"]["pod"] = {"labels": {"fluxlora.dev/fake-hold": "true"}}  # kwok holds it; podsim runs it
     return run

@@ -80,21 +80,23 @@ def train_attempt(
     resume_step: int = 0,
     stop_after_state: int | None = None,
     extra_env: Mapping[str, str] | None = None,
+    gpu: bool = False,
 ) -> Attempt:
     """One attempt of the trainer runtime (prepare on the first), in this process, as the pod runs it.
 
     `stop_after_state`: SIGTERM the engine, as a preemption does, once a complete state of that
     global step has been reported."""
     run = load_run(pod.run_file)
+    nvml = Nvml() if gpu else Nvml(_NoGpu())
     env = AttemptEnv(attempt=attempt, resume_checkpoint=resume, resume_step=resume_step, image="trainer:test")
     if attempt == 1:
-        prepare(run, env, nvml=Nvml(_NoGpu()), freeze="")
+        prepare(run, env, nvml=nvml, freeze="")
     sink = RecordingSink()
     runtime = Runtime(
         run,
         env,
         Reporter(sink, run.run.namespace, run.run.name, min_interval=0.0),
-        nvml=Nvml(_NoGpu()),
+        nvml=nvml,
         options=RuntimeOptions(
             engine_cmd=engine_cmd,
             tokenizer_dir=str(tiny.tokenizers),
@@ -158,6 +160,6 @@ def train_through_a_preemption(engine: Engine, tiny: TinyFlux, pod: LocalPod, *,
     return Training(pod, [first, second], lr_by_global_step(engine, pod.logging_dir, [0, resume["step"]]))
 
 
-def train_uninterrupted(engine: Engine, tiny: TinyFlux, pod: LocalPod) -> Training:
-    only = train_attempt(pod, engine.cmd, tiny, extra_env=engine.env())
+def train_uninterrupted(engine: Engine, tiny: TinyFlux, pod: LocalPod, gpu: bool = False) -> Training:
+    only = train_attempt(pod, engine.cmd, tiny, extra_env=engine.env(), gpu=gpu)
     return Training(pod, [only], lr_by_global_step(engine, pod.logging_dir, [0]))

@@ -7,7 +7,7 @@ import pytest
 from fluxlora.rules import Severity, check_resume_step
 
 from cases import CASES, INVALID_DIR, InvalidCase, example_path, example_text
-from helpers import EXAMPLES, evaluated, load_example, minimal_run
+from helpers import EXAMPLES, evaluated, load_example, minimal_run, rendered
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -67,3 +67,30 @@ def test_resume_needs_more_steps_than_the_restored_step() -> None:
 def test_every_example_file_is_valid_or_in_the_invalid_table() -> None:
     invalid = {f"{c.name}.yaml" for c in CASES if c.example}
     assert {p.name for p in (EXAMPLES / "invalid").glob("*.yaml")} == invalid
+
+
+def test_bucket_limits_that_do_nothing_with_no_upscale_are_not_rendered_and_are_warned_about() -> None:
+    # With bucketNoUpscale (both profiles) the engine sizes each bucket from its image and ignores
+    # min/max_bucket_reso for bucketing (train_util.py:1032): neither profile sets them any more ...
+    for profile in ("fast", "final"):
+        run = rendered(minimal_run(profile))
+        assert "min_bucket_reso" not in run.dataset_toml and "max_bucket_reso" not in run.dataset_toml
+        assert not [w for w in run.warnings if "BucketReso" in w.field]
+    # ... and a run that sets one hears that it does not shape the buckets.
+    evaluation = evaluated(minimal_run("fast", dataset={"maxBucketReso": 768}))
+    assert evaluation.ok
+    warning = next(w for w in evaluation.warnings if w.field == "spec.dataset.maxBucketReso")
+    assert "does not shape buckets while spec.dataset.bucketNoUpscale is true" in warning.message
+    upscaling = evaluated(minimal_run("fast", dataset={"maxBucketReso": 768, "bucketNoUpscale": False}))
+    assert not [w for w in upscaling.warnings if w.field == "spec.dataset.maxBucketReso"]
+
+
+def test_the_resolution_must_lie_within_the_engines_bucket_limits() -> None:
+    # The engine asserts min_bucket_reso <= resolution <= max_bucket_reso whenever buckets are on.
+    too_large = evaluated(minimal_run("fast", dataset={"resolution": 1536}))
+    assert [e.message for e in too_large.errors] == [
+        "spec.dataset.resolution (1536) must be at most 1024, the engine's default spec.dataset.maxBucketReso "
+        "(set spec.dataset.maxBucketReso)"
+    ]
+    assert evaluated(minimal_run("fast", dataset={"resolution": 1536, "maxBucketReso": 1536})).ok
+    assert evaluated(minimal_run("fast", dataset={"resolution": 1536, "enableBucket": False})).ok
