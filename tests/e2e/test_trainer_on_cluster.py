@@ -50,8 +50,11 @@ def claims(cluster: ControlPlane, namespace: str) -> dict[str, Any]:
     return {c: cluster.bound_claim(namespace, c) for c in ("flux-models", "lora-datasets", "lora-outputs")}
 
 
-def run_until_done(cluster: ControlPlane, namespace: str, sim: PodSimulator, name: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 180
+def run_until_done(
+    cluster: ControlPlane, namespace: str, sim: PodSimulator, name: str, timeout: float = 180
+) -> dict[str, Any]:
+    """Let `sim` run the run's pods until the run is Succeeded or Failed; its status."""
+    deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
         sim.step(namespace)

@@ -7,13 +7,13 @@ environment, claims and ServiceAccount token.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import COSINE
 from test_e2e import operator_from_chart
+from test_trainer_on_cluster import run_until_done
 
 from fluxlora.sdscripts import ENGINE_COMMIT
 
@@ -44,15 +44,7 @@ def claims_with_the_tiny_flux(cluster: ControlPlane, namespace: str, tiny: TinyF
 
 
 def run_to_the_end(cluster: ControlPlane, namespace: str, sim: PodSimulator, name: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 600
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        sim.step(namespace)
-        status = cluster.kubectl_json("get", "flr", name, "-n", namespace).get("status", {})
-        if status.get("phase") in ("Succeeded", "Failed"):
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"{name} did not finish: {json.dumps(status, indent=1)}")
+    return run_until_done(cluster, namespace, sim, name, timeout=600)  # the engine starts in ~25 s an attempt
 
 
 def apply(cluster: ControlPlane, namespace: str, document: dict[str, Any]) -> None:
