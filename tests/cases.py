@@ -246,7 +246,7 @@ CASES: list[InvalidCase] = [
         "name-too-long",
         {"metadata": {"name": "a" * 60}},
         "metadata.name",
-        'metadata.name ("' + "a" * 60 + '") must be at most 52 characters',
+        'metadata.name ("' + "a" * 39 + '...) must be at most 52 characters',
         "must be at most 52 characters",
         example=False,
     ),

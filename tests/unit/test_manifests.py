@@ -6,8 +6,11 @@ from typing import Any
 
 from fluxlora import manifests
 from fluxlora.manifests import ResumeFrom
+from fluxlora.policy import Policy
+from fluxlora.render import render
+from fluxlora.rules import evaluate
 
-from helpers import load_example, minimal_run, rendered
+from helpers import PROFILES, load_example, minimal_run, rendered
 
 
 def _job(document: dict[str, Any], attempt: int = 1, resume: ResumeFrom | None = None) -> dict[str, Any]:
@@ -44,8 +47,23 @@ def test_job_requests_gpus_and_owns_no_retries() -> None:
     assert job["metadata"]["name"] == "run-1-a1"
     assert job["spec"]["backoffLimit"] == 0
     train = job["spec"]["template"]["spec"]["containers"][0]
-    assert train["resources"]["requests"] == {"nvidia.com/gpu": "2", "memory": "64Gi"}
-    assert train["resources"]["limits"] == train["resources"]["requests"]
+    # memory from the spec is request and limit; CPU falls back to the policy's default request.
+    assert train["resources"]["requests"] == {"nvidia.com/gpu": "2", "cpu": "4", "memory": "64Gi"}
+    assert train["resources"]["limits"] == {"nvidia.com/gpu": "2", "memory": "64Gi"}
+
+
+def test_trainer_pods_always_request_cpu_and_memory_so_they_are_never_best_effort() -> None:
+    train = _job(minimal_run())["spec"]["template"]["spec"]["containers"][0]
+    assert train["resources"]["requests"] == {"nvidia.com/gpu": "1", "cpu": "4", "memory": "32Gi"}
+    assert train["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    policy = Policy.model_validate({"defaultCpu": "12", "defaultMemory": "100Gi", "defaultGpus": 2})
+    evaluation = evaluate(minimal_run(), PROFILES, policy, "registry.example/trainer:1")
+    assert evaluation.ok and evaluation.run and evaluation.config
+    job = render(evaluation.run, evaluation.config, [], "registry.example/trainer:1", policy).job(1)
+    train = job["spec"]["template"]["spec"]["containers"][0]
+    assert train["resources"]["requests"] == {"nvidia.com/gpu": "2", "cpu": "12", "memory": "100Gi"}
+    both = _job(minimal_run(resources={"cpu": "8", "memory": "64Gi"}))["spec"]["template"]["spec"]["containers"][0]
+    assert both["resources"]["requests"] == both["resources"]["limits"]  # what the run names is also its limit
 
 
 def test_job_mounts_inputs_read_only_and_output_read_write() -> None:
