@@ -62,8 +62,9 @@ QUANTITY = (
 OPTIMIZER_ARG = r"^[a-z_][a-z0-9_]{0,63}=[-+0-9A-Za-z_.,()\[\] ]{1,128}$"
 # Text without control characters (it reaches the dataset TOML and the captions).
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+# Largest bound the CRD may state: the API server compares integer bounds as float64, and a
+# `maximum` beyond 2^53 (such as int64's) makes it refuse every value of the field.
 INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
 RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 
 _BOUNDS = {
@@ -101,16 +102,11 @@ class ApiModel(BaseModel):
     """camelCase in YAML (only), snake_case in Python; unknown fields are errors; no type coercion.
 
     Strict like the API server: "32" is not an integer, "yes" is not a boolean.
-    (Whole-valued floats and nulls are normalized first, as the API server
-    does: see document.normalize.)
+    (Whole-valued floats and nulls are normalized first, as kubectl and the
+    API server do: see document.normalize.)
     """
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True)
-
-
-def _count(description: str, ge: int = 0, le: int = INT64_MAX, default: Any = None) -> Any:
-    """An optional integer field with explicit bounds (never beyond int64)."""
-    return Field(default=default, description=description, ge=ge, le=le)
 
 
 def _claim(description: str) -> Any:
@@ -256,7 +252,7 @@ class Toleration(ApiModel):
         default=None,
         description="Taint key the toleration applies to; empty (with operator Exists) tolerates every taint.",
         max_length=317,
-        pattern=r"^$|" + QUALIFIED_NAME.lstrip("^"),
+        pattern=f"^({QUALIFIED_NAME[1:-1]})?$",
     )
     operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default).")
     value: str | None = Field(
@@ -267,7 +263,7 @@ class Toleration(ApiModel):
     )
     toleration_seconds: int | None = Field(
         default=None, description="How long a NoExecute taint is tolerated (needs effect NoExecute).", ge=0,
-        le=INT64_MAX,
+        le=INT32_MAX,
     )  # fmt: skip
 
 
@@ -307,7 +303,7 @@ class ResourcesSpec(ApiModel):
         default=None,
         description="Wall-clock limit of one attempt; past it the attempt ends with DeadlineExceeded.",
         ge=60,
-        le=INT64_MAX,
+        le=INT32_MAX,
     )
 
 
@@ -330,7 +326,7 @@ class ResumeSpec(ApiModel):
         default=None,
         description="Global step of `from` (default: read from the state's train_state.json).",
         ge=0,
-        le=INT64_MAX,
+        le=1_000_000,
     )
     max_retries: int = Field(
         default=3, description="Retryable failures (preemption, eviction, OOM, crash) tolerated.", ge=0, le=100
@@ -412,11 +408,11 @@ class Metadata(ApiModel):
     annotations: dict[QualifiedName, str] | None = None
     uid: str | None = Field(default=None, max_length=36)
     resource_version: str | None = Field(default=None, max_length=64)
-    generation: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    generation: int | None = Field(default=None, ge=0)
     self_link: str | None = Field(default=None, max_length=1024)
     creation_timestamp: str | None = Field(default=None, pattern=RFC3339)
     deletion_timestamp: str | None = Field(default=None, pattern=RFC3339)
-    deletion_grace_period_seconds: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    deletion_grace_period_seconds: int | None = Field(default=None, ge=0)
     owner_references: list[OwnerReference] | None = Field(default=None, max_length=64)
     finalizers: list[Annotated[str, Field(max_length=317, pattern=QUALIFIED_NAME)]] | None = Field(
         default=None, max_length=64

@@ -10,10 +10,11 @@ laughs" file is a few hundred bytes), duplicate keys (the API server's strict
 decoding refuses them), and YAML types JSON cannot hold (binary, sets).
 Timestamps stay strings, as kubectl's YAML reader keeps them.
 
-``normalize`` is what the API server does to a JSON body before it validates
-it against the CRD: ``null`` in an object means "not set" (the field is
-pruned), a whole-valued float is an integer (``32.0`` is stored as ``32``) and
-an integer beyond int64 is a float (it then fails ``type: integer``). It also
+``normalize`` is what kubectl and the API server do to a document before it
+is validated against the CRD: ``null`` in an object means "not set" (the field
+is pruned), a whole-valued float is an integer (kubectl sends ``32.0`` as
+``32``) and an integer beyond int64 is a float (it then fails ``type:
+integer``). It also
 finds what JSON cannot carry at all (``.inf``, ``.nan``, lone surrogates) and
 names the field.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -318,11 +320,55 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"is not valid YAML: {' '.join(str(problem).split())}{where}"
 
 
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def _reject_constant(name: str) -> Any:
+    raise DocumentError(f"is not valid JSON: {name} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DocumentError(f"has the key {short(key)} twice")
+        out[key] = value
+    return out
+
+
+def _load_json(text: str) -> Any:
+    """A JSON document, read as kubectl reads one (its JSON decoder, not YAML: surrogate pairs join)."""
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+    except RecursionError:
+        raise DocumentError(f"nests deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise DocumentError(f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    if _depth(value) > MAX_DEPTH:
+        raise DocumentError(f"nests deeper than {MAX_DEPTH} levels")
+    return value
+
+
 def load_documents(data: bytes) -> Iterator[Any]:
-    """Each non-empty document of a YAML stream as plain data; DocumentError on the first problem."""
+    """Each non-empty document of a YAML stream (or one JSON document) as plain data; DocumentError on a problem."""
     text = decode(data)
-    loader = _Loader(text)
+    if text.lstrip(" \t\r\n").startswith("{"):
+        yield _load_json(text)
+        return
     count = 0
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:
+        raise DocumentError(_yaml_problem(exc)) from None
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -402,7 +448,7 @@ def normalize(value: Any, path: str = "") -> tuple[Any, list[Problem]]:
                 problems.append(Problem(where, "must be a finite number (JSON has no Infinity or NaN)", v))
                 return v
             if v.is_integer() and INT64_MIN <= v <= INT64_MAX:
-                return int(v)
+                return int(v)  # kubectl sends 32.0 as 32; the API server stores an integer
             return v
         if isinstance(v, str):
             if _has_surrogate(v):

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from fluxlora import document, objectrules, optimizers
+from fluxlora import api, document, objectrules, optimizers
 from fluxlora import policy as run_policy
 from fluxlora.api import (
     DNS1123_LABEL,
@@ -103,7 +103,7 @@ def _pattern_words(pattern: str) -> str:
     if pattern in _PATTERN_WORDS:
         return _PATTERN_WORDS[pattern]
     for known, words in _PATTERN_WORDS.items():
-        if known.lstrip("^") in pattern:  # e.g. "^$|<qualified name>"
+        if pattern == f"^({known[1:-1]})?$":  # empty, or the known pattern
             return words
     return f"must match {pattern}"
 
@@ -130,9 +130,22 @@ _PYDANTIC_RULES: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
+def _aliases() -> dict[str, str]:
+    """snake_case name -> the camelCase name users write, for every field of the resource's models."""
+    out: dict[str, str] = {}
+    models = [m for m in vars(api).values() if isinstance(m, type) and issubclass(m, api.ApiModel)]
+    for model in models:
+        for name, info in model.model_fields.items():
+            out.setdefault(name, info.alias or to_camel(name))
+    return out
+
+
+_ALIASES = _aliases()
+
+
 def _misspelt(name: str) -> str:
     leaf = name.rsplit(".", 1)[-1]
-    camel = to_camel(leaf)
+    camel = _ALIASES.get(leaf, to_camel(leaf))
     if camel != leaf:
         return f"is not a field of FluxLoraRun (fields are camelCase: {camel}?)"
     return "is not a field of FluxLoraRun (misspelt?)"
