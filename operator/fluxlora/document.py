@@ -114,6 +114,17 @@ def short(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     return text if complete else text + "..."
 
 
+MAX_FIELD_CHARS = 200
+
+
+def printable(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """Text (a field path: it may hold a user's key) safe for one line: escapes, and cut at ``limit``."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    out = "".join(ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode() for ch in text)
+    return out if len(out) <= limit else out[:limit] + "..."
+
+
 def _quote(text: str) -> str:
     escaped = text.encode("unicode_escape", errors="backslashreplace").decode("ascii").replace('"', '\\"')
     return f'"{escaped}"'
@@ -332,10 +343,6 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _reject_constant(name: str) -> Any:
-    raise DocumentError(f"is not valid JSON: {name} is not a JSON number")
-
-
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -348,7 +355,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _load_json(text: str) -> Any:
     """A JSON document, read as kubectl reads one (its JSON decoder, not YAML: surrogate pairs join)."""
     try:
-        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+        # NaN and Infinity are read, so that normalize() names the field that holds them.
+        value = json.loads(text, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise DocumentError(f"nests deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:

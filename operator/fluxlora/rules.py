@@ -56,7 +56,9 @@ class Finding:
         shown = [] if self.value is _UNSET else [format_value(self.value)]
         if self.origin:
             shown.append(f"from {self.origin}")
-        return f"{self.field} ({', '.join(shown)}) {self.rule}" if shown else f"{self.field} {self.rule}"
+        # A path may hold a user's key, a rule a value's words: one line, bounded.
+        name, rule = document.printable(self.field), document.printable(self.rule, 600)
+        return f"{name} ({', '.join(shown)}) {rule}" if shown else f"{name} {rule}"
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "message": self.message}
@@ -146,7 +148,7 @@ _ALIASES = _aliases()
 def _misspelt(name: str) -> str:
     leaf = name.rsplit(".", 1)[-1]
     camel = _ALIASES.get(leaf, to_camel(leaf))
-    if camel != leaf:
+    if camel != leaf and leaf.isidentifier() and leaf.isascii():
         return f"is not a field of FluxLoraRun (fields are camelCase: {camel}?)"
     return "is not a field of FluxLoraRun (misspelt?)"
 
