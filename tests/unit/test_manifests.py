@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fluxlora import manifests
@@ -152,3 +153,35 @@ def test_trainer_gets_time_to_save_its_state_on_termination() -> None:
     pod = _job(minimal_run())["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] >= 40
     assert [c["args"][0] for c in pod["initContainers"] + pod["containers"]] == ["prepare", "run"]
+
+
+def test_an_existing_child_is_ours_only_with_this_runs_controller_uid_and_content() -> None:
+    run = rendered(minimal_run())
+    wanted = run.configmap()
+    assert manifests.ownership(copy.deepcopy(wanted), wanted, run.ref).kind == "ours"
+
+    no_owner = copy.deepcopy(wanted)
+    del no_owner["metadata"]["ownerReferences"]
+    assert manifests.ownership(no_owner, wanted, run.ref).kind == "foreign"
+
+    not_controller = copy.deepcopy(wanted)
+    not_controller["metadata"]["ownerReferences"][0]["controller"] = False
+    assert manifests.ownership(not_controller, wanted, run.ref).kind == "foreign"
+
+    other_owner = copy.deepcopy(wanted)
+    other_owner["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x", "uid": "u", "controller": True}
+    ]
+    assert "Deployment x" in manifests.ownership(other_owner, wanted, run.ref).why
+
+    earlier = copy.deepcopy(wanted)
+    earlier["metadata"]["ownerReferences"][0]["uid"] = "uid-of-a-deleted-run"
+    assert manifests.ownership(earlier, wanted, run.ref).kind == "leftover"
+
+    other_run = copy.deepcopy(earlier)
+    other_run["metadata"]["ownerReferences"][0]["name"] = "someone-else"
+    assert manifests.ownership(other_run, wanted, run.ref).kind == "foreign"
+
+    tampered = copy.deepcopy(wanted)
+    tampered["data"]["run.json"] = '{"argv": ["sh", "-c", "id"]}'
+    assert manifests.ownership(tampered, wanted, run.ref).kind == "foreign"
