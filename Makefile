@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv tools lint typecheck unit test test-cluster crd examples cluster-up cluster-down cluster-status bench demo clean
+.PHONY: help venv tools lint typecheck unit test test-cluster crd examples cluster-up cluster-down cluster-status bench bench-validate demo clean
 
 help:
 	@echo "make demo         render the example run offline and show what would run"
@@ -57,6 +57,9 @@ cluster-status: venv
 
 bench: venv tools  ## operator latency, API writes per run, memory (prints numbers)
 	$(PY) benchmarks/operator_latency.py
+
+bench-validate: venv  ## fluxlora validate on every corpus document: counts, worst time and memory (prints numbers)
+	$(PY) benchmarks/validate_corpus.py
 
 test-cluster: venv tools
 	pytest -q -m cluster
