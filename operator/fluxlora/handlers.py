@@ -239,7 +239,9 @@ def ensure(k: Kube, obj: Obj, run: manifests.RunRef) -> bool:
     if owner.kind == "leftover":
         raise LeftoverChild(obj, f"exists: {owner.why}; waiting for the garbage collector to delete it")
     raise ChildConflict(
-        obj, f"already exists and is not this run's: {owner.why}. Not adopted: delete it, or name the run differently"
+        obj,
+        f"already exists and is not this run's: {owner.why}. "
+        "Not adopted: delete it and create the run again, or give the run another name",
     )
 
 
