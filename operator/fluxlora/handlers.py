@@ -385,6 +385,19 @@ def _children_plan(
 def reconcile_once(k: Kube, namespace: str, name: str, seen: Obj | None = None) -> Pass:
     """One pass: read, plan, act, patch the status."""
     cfg = _settings()
+    # The run's Jobs and pods first, the run last: the status patch is conditioned on the
+    # run's resourceVersion, so reading it last keeps the window to a conflict short (the
+    # trainer patches the status all the time, and a conflict costs a whole pass).
+    jobs: list[Obj] = k.request("GET", _ns_path("/apis/batch/v1", namespace, "jobs"), query=_selector(name))["items"]
+    # Pods of this run's Jobs say how attempts go; any other live pod with the run's
+    # label (an earlier run of the same name) must end before an attempt starts.
+    pods: list[Obj] = k.request("GET", _ns_path("/api/v1", namespace, "pods"), query=_selector(name))["items"]
+    # A pod seen in a watch event but already gone from the listing (evicted,
+    # preempted, deleted) still tells why its attempt ended.
+    if seen is not None and seen.get("kind", "Pod") == "Pod":
+        uid = (seen.get("metadata") or {}).get("uid")
+        if uid and all((p.get("metadata") or {}).get("uid") != uid for p in pods):
+            pods.append(seen)
     try:
         body = k.request("GET", run_path(namespace, name))
     except ApiError as exc:
@@ -394,24 +407,9 @@ def reconcile_once(k: Kube, namespace: str, name: str, seen: Obj | None = None) 
     if (body.get("metadata") or {}).get("deletionTimestamp"):
         return Pass(True)
     facts, rendered = facts_of(body, cfg.profiles, cfg.trainer_image, cfg.policy)
-    jobs: list[Obj] = []
-    pods: list[Obj] = []
     current = body.get("status") or {}
-    if (
-        rendered is not None
-        and not facts.dry_run
-        and current.get("phase") not in (run_status.SUCCEEDED, run_status.FAILED)
-    ):
-        jobs = k.request("GET", _ns_path("/apis/batch/v1", namespace, "jobs"), query=_selector(name))["items"]
-        # Pods of this run's Jobs say how attempts go; any other live pod with the run's
-        # label (an earlier run of the same name) must end before an attempt starts.
-        pods = k.request("GET", _ns_path("/api/v1", namespace, "pods"), query=_selector(name))["items"]
-        # A pod seen in a watch event but already gone from the listing (evicted,
-        # preempted, deleted) still tells why its attempt ended.
-        if seen is not None and seen.get("kind", "Pod") == "Pod":
-            uid = (seen.get("metadata") or {}).get("uid")
-            if uid and all((p.get("metadata") or {}).get("uid") != uid for p in pods):
-                pods.append(seen)
+    if rendered is None or facts.dry_run:
+        jobs, pods = [], []
     now = now_rfc3339()
     plan, retry_in = _children_plan(k, body, facts, rendered, run_status.plan(facts, jobs, pods, now), now)
     patch = plan.patch(current)
