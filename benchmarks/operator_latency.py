@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 ns,
                 "--liveness",
                 f"http://127.0.0.1:{port}/healthz",
+                f"--policy={ROOT / 'tests' / 'operator' / 'policy.yaml'}",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

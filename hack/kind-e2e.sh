@@ -37,7 +37,7 @@ fi
 helm upgrade --install fluxlora charts/fluxlora \
   --namespace "$NAMESPACE" --create-namespace \
   --set image.repository=fluxlora/operator --set image.tag="$TAG" \
-  --set trainerImage="$TRAINER_IMAGE" --wait --timeout 180s
+  --set trainerImage="$TRAINER_IMAGE" --set "watchNamespaces={$RUN_NAMESPACE}" --wait --timeout 180s
 
 name=alice-fast-dry
 sed -e "s/^  name: alice-fast$/  name: $name/" -e 's/^spec:$/spec:\n  dryRun: true/' examples/run-fast.yaml \

@@ -10,7 +10,7 @@ one table.
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -41,6 +41,31 @@ DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 RELATIVE_PATH = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?$"
 # Jobs are named <run>-a<N>; pod names add 6 characters; labels cap at 63.
 MAX_RUN_NAME = 52
+# Label and annotation keys (a "qualified name": optional DNS subdomain prefix and '/'), label values.
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"  # optional DNS subdomain prefix
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+# A container image reference (registry/path:tag@digest), as the container runtime parses it.
+IMAGE_REFERENCE = (
+    r"^((([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(\.([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*"
+    r"(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?)$"
+)
+# A positive resource quantity ("8", "500m", "64Gi", "1.5e3"): a number with a nonzero digit, a suffix.
+QUANTITY = (
+    r"^([0-9]*[1-9][0-9]*(\.[0-9]*)?|[0-9]+\.[0-9]*[1-9][0-9]*|\.[0-9]*[1-9][0-9]*)"
+    r"([eE][+-]?[0-9]{1,2}|[KMGTPE]i|[mkMGTPE])?$"
+)
+# A sd-scripts optimizer argument: key=value, the value a Python literal (number, bool, tuple).
+OPTIMIZER_ARG = r"^[a-z_][a-z0-9_]{0,63}=[-+0-9A-Za-z_.,()\[\] ]{1,128}$"
+# Text without control characters (it reaches the dataset TOML and the captions).
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+# Largest bound the CRD may state: the API server compares integer bounds as float64, and a
+# `maximum` beyond 2^53 (such as int64's) makes it refuse every value of the field.
+INT32_MAX = 2**31 - 1
+RFC3339 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 
 _BOUNDS = {
     annotated_types.Ge: "ge",
@@ -52,10 +77,10 @@ _BOUNDS = {
 }
 
 
-def override(engine_key: str, description: str | None = None, alias: str | None = None) -> Any:
-    """An optional spec field that overrides the profile's value of ``engine_key``."""
+def override(engine_key: str, description: str | None = None, alias: str | None = None, **extra: Any) -> Any:
+    """An optional spec field that overrides the profile's value of ``engine_key`` (``extra``: spec-only bounds)."""
     setting = EngineSettings.model_fields[engine_key]
-    bounds: dict[str, Any] = {}
+    bounds: dict[str, Any] = dict(extra)
     for meta in setting.metadata:
         for kind, name in _BOUNDS.items():
             if isinstance(meta, kind):
@@ -74,9 +99,14 @@ def override(engine_key: str, description: str | None = None, alias: str | None 
 
 
 class ApiModel(BaseModel):
-    """camelCase in YAML, snake_case in Python; unknown fields are errors."""
+    """camelCase in YAML (only), snake_case in Python; unknown fields are errors; no type coercion.
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    Strict like the API server: "32" is not an integer, "yes" is not a boolean.
+    (Whole-valued floats and nulls are normalized first, as kubectl and the
+    API server do: see document.normalize.)
+    """
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True)
 
 
 def _claim(description: str) -> Any:
@@ -119,7 +149,10 @@ class DatasetSpec(ApiModel):
     claim_name: str = _claim("PersistentVolumeClaim holding the images; mounted read-only.")
     path: str = _path("Directory of images and caption files, relative to the claim.")
     trigger_word: str | None = override(
-        "class_tokens", "Trigger word (class tokens) used for images without a caption file."
+        "class_tokens",
+        "Trigger word (class tokens) used for images without a caption file; no control characters.",
+        min_length=1,
+        pattern=PRINTABLE,
     )
     repeats: int | None = override("num_repeats")
     resolution: int | None = override("resolution")
@@ -128,7 +161,7 @@ class DatasetSpec(ApiModel):
     keep_tokens: int | None = override("keep_tokens")
     caption_dropout_rate: float | None = override("caption_dropout_rate")
     caption_tag_dropout_rate: float | None = override("caption_tag_dropout_rate")
-    token_warmup_step: int | None = override("token_warmup_step")
+    token_warmup_step: int | None = override("token_warmup_step", le=1_000_000)
     color_aug: bool | None = override("color_aug")
     random_crop: bool | None = override("random_crop")
     flip_aug: bool | None = override("flip_aug")
@@ -170,9 +203,13 @@ class TrainingSpec(ApiModel):
     max_train_steps: int | None = override("max_train_steps")
     learning_rate: float | None = override("learning_rate")
     optimizer: Optimizer | None = override("optimizer_type")
-    optimizer_args: list[str] | None = override("optimizer_args")
+    optimizer_args: list[Annotated[str, Field(max_length=200, pattern=OPTIMIZER_ARG)]] | None = override(
+        "optimizer_args",
+        "Keyword arguments of the optimizer, each 'key=value' with a Python literal value "
+        "(e.g. 'weight_decay=0.01', 'betas=(0.9,0.999)'); the keys the chosen optimizer accepts.",
+    )
     lr_scheduler: LrScheduler | None = override("lr_scheduler")
-    lr_warmup_steps: int | None = override("lr_warmup_steps")
+    lr_warmup_steps: int | None = override("lr_warmup_steps", le=1_000_000)
     max_grad_norm: float | None = override("max_grad_norm")
     gradient_accumulation_steps: int | None = override("gradient_accumulation_steps")
     batch_size: int | None = override("batch_size")
@@ -199,39 +236,61 @@ class TrainingSpec(ApiModel):
     cache_text_encoder_outputs_to_disk: bool | None = override("cache_text_encoder_outputs_to_disk")
     data_loader_workers: int | None = override("max_data_loader_n_workers")
     persistent_data_loader_workers: bool | None = override("persistent_data_loader_workers")
-    save_every_n_steps: int | None = override("save_every_n_steps")
-    save_last_n_steps: int | None = override("save_last_n_steps")
+    save_every_n_steps: int | None = override("save_every_n_steps", le=1_000_000)
+    save_last_n_steps: int | None = override("save_last_n_steps", le=1_000_000)
+
+
+QualifiedName = Annotated[str, Field(max_length=317, pattern=QUALIFIED_NAME)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
+MAX_ANNOTATIONS_BYTES = 256 * 1024  # what the API server allows for an object's annotations
 
 
 class Toleration(ApiModel):
     """A pod toleration, as in core/v1."""
 
-    key: str | None = Field(default=None, description="Taint key the toleration applies to.", max_length=316)
-    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
-    value: str | None = Field(default=None, description="Taint value to match (with Equal).", max_length=63)
+    key: str | None = Field(
+        default=None,
+        description="Taint key the toleration applies to; empty (with operator Exists) tolerates every taint.",
+        max_length=317,
+        pattern=f"^({QUALIFIED_NAME[1:-1]})?$",
+    )
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default).")
+    value: str | None = Field(
+        default=None, description="Taint value to match (with Equal).", max_length=63, pattern=LABEL_VALUE
+    )
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all."
     )
-    toleration_seconds: int | None = Field(default=None, description="How long a NoExecute taint is tolerated.", ge=0)
+    toleration_seconds: int | None = Field(
+        default=None, description="How long a NoExecute taint is tolerated (needs effect NoExecute).", ge=0,
+        le=INT32_MAX,
+    )  # fmt: skip
+
+
+def _quantity(description: str, default: Any = None) -> Any:
+    return Field(default=default, description=description, max_length=32, pattern=QUANTITY)
 
 
 class ResourcesSpec(ApiModel):
     """What the trainer pod asks of the cluster."""
 
-    gpus: int = Field(
-        default=1,
-        description="GPUs (nvidia.com/gpu) for the trainer; >1 launches accelerate with --multi_gpu.",
+    gpus: int | None = Field(
+        default=None,
+        description=(
+            "GPUs (nvidia.com/gpu) for the trainer; >1 launches accelerate with --multi_gpu. "
+            "Default and maximum: the operator's policy (defaultGpus, maxGpus)."
+        ),
         ge=1,
         le=8,
     )
-    cpu: str | None = Field(default=None, description="CPU request and limit of the trainer (e.g. '8').", max_length=32)
-    memory: str | None = Field(
-        default=None, description="Memory request and limit of the trainer (e.g. '64Gi').", max_length=32
+    cpu: str | None = _quantity(
+        "CPU request and limit of the trainer (e.g. '8'). Default: the policy's trainer CPU request, no limit."
     )
-    shm_size: str = Field(
-        default="16Gi", description="Size of the in-memory /dev/shm for data-loader workers.", max_length=32
+    memory: str | None = _quantity(
+        "Memory request and limit of the trainer (e.g. '64Gi'). Default: the policy's trainer memory request, no limit."
     )
-    node_selector: dict[str, str] | None = Field(
+    shm_size: str = _quantity("Size of the in-memory /dev/shm for data-loader workers.", "16Gi")
+    node_selector: dict[QualifiedName, LabelValue] | None = Field(
         default=None, description="Node labels the trainer pod must match.", max_length=32
     )
     tolerations: list[Toleration] | None = Field(
@@ -244,6 +303,7 @@ class ResourcesSpec(ApiModel):
         default=None,
         description="Wall-clock limit of one attempt; past it the attempt ends with DeadlineExceeded.",
         ge=60,
+        le=INT32_MAX,
     )
 
 
@@ -266,6 +326,7 @@ class ResumeSpec(ApiModel):
         default=None,
         description="Global step of `from` (default: read from the state's train_state.json).",
         ge=0,
+        le=1_000_000,
     )
     max_retries: int = Field(
         default=3, description="Retryable failures (preemption, eviction, OOM, crash) tolerated.", ge=0, le=100
@@ -275,8 +336,12 @@ class ResumeSpec(ApiModel):
 class PodMetadata(ApiModel):
     """Extra metadata for the trainer pod (monitoring, admission policies)."""
 
-    labels: dict[str, str] | None = Field(default=None, description="Extra pod labels.", max_length=32)
-    annotations: dict[str, str] | None = Field(default=None, description="Extra pod annotations.", max_length=32)
+    labels: dict[QualifiedName, LabelValue] | None = Field(default=None, description="Extra pod labels.", max_length=32)
+    annotations: dict[QualifiedName, Annotated[str, Field(max_length=4096)]] | None = Field(
+        default=None,
+        description="Extra pod annotations; which keys are allowed is the operator's policy (allowedPodAnnotations).",
+        max_length=32,
+    )
 
 
 class FluxLoraRunSpec(ApiModel):
@@ -300,9 +365,13 @@ class FluxLoraRunSpec(ApiModel):
     pod: PodMetadata | None = Field(default=None, description="Extra metadata for the trainer pod.")
     image: str | None = Field(
         default=None,
-        description="Trainer image. Default: the operator's --trainer-image.",
+        description=(
+            "Trainer image (registry/path:tag or @sha256 digest). Default: the operator's trainer image; "
+            "others only as the operator's policy allows (allowedImages)."
+        ),
         min_length=1,
         max_length=512,
+        pattern=IMAGE_REFERENCE,
     )
     dry_run: bool = Field(default=False, description="Validate and render only: no Job is created.")
     suspend: bool = Field(
@@ -316,26 +385,54 @@ class FluxLoraRunSpec(ApiModel):
     )
 
 
+class OwnerReference(ApiModel):
+    """metadata.ownerReferences[] of an object (as the API server reads it)."""
+
+    api_version: str = Field(max_length=317)
+    kind: str = Field(max_length=63)
+    name: str = Field(max_length=253)
+    uid: str = Field(max_length=36)
+    controller: bool | None = None
+    block_owner_deletion: bool | None = None
+
+
 class Metadata(ApiModel):
-    """The subset of ObjectMeta the core needs."""
+    """ObjectMeta: every field the API server knows, checked as it checks them on a create."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
+    name: str | None = Field(default=None, min_length=1, max_length=MAX_RUN_NAME, pattern=DNS1123_LABEL)
+    generate_name: str | None = Field(
+        default=None, min_length=1, max_length=MAX_RUN_NAME - 5, pattern=r"^[a-z0-9]([-a-z0-9]*)?$"
+    )
+    namespace: str | None = Field(default=None, min_length=1, max_length=63, pattern=DNS1123_LABEL)
+    labels: dict[QualifiedName, LabelValue] | None = None
+    annotations: dict[QualifiedName, str] | None = None
+    uid: str | None = Field(default=None, max_length=36)
+    resource_version: str | None = Field(default=None, max_length=64)
+    generation: int | None = Field(default=None, ge=0)
+    self_link: str | None = Field(default=None, max_length=1024)
+    creation_timestamp: str | None = Field(default=None, pattern=RFC3339)
+    deletion_timestamp: str | None = Field(default=None, pattern=RFC3339)
+    deletion_grace_period_seconds: int | None = Field(default=None, ge=0)
+    owner_references: list[OwnerReference] | None = Field(default=None, max_length=64)
+    finalizers: list[Annotated[str, Field(max_length=317, pattern=QUALIFIED_NAME)]] | None = Field(
+        default=None, max_length=64
+    )
+    managed_fields: list[dict[str, Any]] | None = None  # written by the API server; not checked
 
-    name: str = Field(min_length=1, max_length=MAX_RUN_NAME, pattern=DNS1123_LABEL)
-    namespace: str = "default"
-    uid: str | None = None
-    generation: int | None = None
+    @property
+    def run_name(self) -> str:
+        """The name, or what the API server would generate from generateName (5 characters)."""
+        return self.name or f"{self.generate_name or 'run-'}xxxxx"
 
 
 class FluxLoraRun(ApiModel):
     """A FLUX.1 LoRA training run as a user writes it."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=to_camel)
-
-    api_version: Literal["fluxlora.dev/v1alpha1"] = API_VERSION
-    kind: Literal["FluxLoraRun"] = KIND
+    api_version: Literal["fluxlora.dev/v1alpha1"] = Field(description="fluxlora.dev/v1alpha1")
+    kind: Literal["FluxLoraRun"] = Field(description="FluxLoraRun")
     metadata: Metadata
     spec: FluxLoraRunSpec
+    status: FluxLoraRunStatus | None = None  # written by the operator and the trainer; users leave it out
 
 
 # ----------------------------------------------------------------------------- status
@@ -442,3 +539,6 @@ class FluxLoraRunStatus(ApiModel):
     resume: ResumePoint | None = Field(default=None, description="Where the next attempt resumes.")
     warnings: list[Warning_] | None = Field(default=None, description="Settings accepted with a warning.")
     command: list[str] | None = Field(default=None, description="The rendered engine argv (first attempt).")
+
+
+FluxLoraRun.model_rebuild()

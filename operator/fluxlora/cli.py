@@ -1,20 +1,28 @@
-"""`fluxlora` command line: render, validate, crd, operator."""
+"""`fluxlora` command line: render, validate, crd, operator.
+
+Whatever the input, the command ends with one line per problem, never a
+traceback: files are read within document.py's limits, each error names the
+field (or the line and column of the YAML), and a bug that escapes anyway is
+reported as one "internal error" line with exit code 2.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
+from fluxlora import api, document, sdscripts
 from fluxlora import crd as crd_module
-from fluxlora import sdscripts
+from fluxlora.policy import Policy, PolicyError
 from fluxlora.profiles import ProfileError, ProfileSet
 from fluxlora.render import DEFAULT_TRAINER_IMAGE, RenderedRun, render
-from fluxlora.rules import Evaluation, evaluate
+from fluxlora.rules import Evaluation, Finding, evaluate
 
 profiles_dir_option = click.option(
     "--profiles-dir",
@@ -22,17 +30,61 @@ profiles_dir_option = click.option(
     default=None,
     help="Directory of extra profiles (flux_<name>.toml) beside the built-in ones.",
 )
+policy_option = click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The operator's policy file (the chart's `policy:` values); default: the chart's default policy.",
+)
 
 
-def _load_documents(path: Path) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Source:
+    """One document of a file, and how messages name it."""
+
+    label: str
+    data: Any
+
+
+def _is_run(data: Any) -> bool:
+    """Documents fluxlora checks: FluxLoraRuns, and anything that does not say what else it is."""
+    if not isinstance(data, dict):
+        return True
+    kind, version = data.get("kind"), data.get("apiVersion")
+    if kind == api.KIND or kind is None or version is None:
+        return True
+    return isinstance(version, str) and version.split("/")[0] == api.GROUP
+
+
+class FileError(click.ClickException):
+    """A file that cannot be read as run documents: `<path>: error: <why>`."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"{path}: error: {why}")
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.message, err=True)
+
+
+def _read(path: Path) -> bytes:
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
-    except (OSError, yaml.YAMLError) as exc:
-        raise click.ClickException(f"{path}: cannot read YAML: {exc}") from exc
-    runs = [d for d in docs if isinstance(d, dict) and d.get("kind") == "FluxLoraRun"]
+        with path.open("rb") as f:
+            return f.read(document.MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise FileError(path, f"cannot read it: {exc.strerror or exc}") from None
+
+
+def _documents(path: Path) -> list[Source]:
+    """The file's run documents; a file that cannot be read raises FileError (one line)."""
+    try:
+        docs = list(document.load_documents(_read(path)))
+    except document.DocumentError as exc:
+        raise FileError(path, str(exc)) from None
+    runs = [(i, d) for i, d in enumerate(docs, 1) if _is_run(d)]
     if not runs:
-        raise click.ClickException(f"{path}: no FluxLoraRun document found")
-    return runs
+        raise FileError(path, "no FluxLoraRun document found")
+    return [Source(f"{path} (document {n})" if len(docs) > 1 else str(path), data) for n, data in runs]
 
 
 def _profiles(profiles_dir: Path | None) -> ProfileSet:
@@ -42,7 +94,31 @@ def _profiles(profiles_dir: Path | None) -> ProfileSet:
         raise click.ClickException(str(exc)) from exc
 
 
-@click.group()
+def _policy(policy_file: Path | None) -> Policy:
+    try:
+        return Policy.load(policy_file) if policy_file else Policy()
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+class _Main(click.Group):
+    """The command group; an unexpected exception is one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except MemoryError:
+            click.echo("fluxlora: error: out of memory", err=True)
+            sys.exit(2)
+        except Exception as exc:  # the last guard: say what broke in one line
+            text = " ".join(str(exc).split())[:200]
+            click.echo(f"fluxlora: internal error: {type(exc).__name__}: {text}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Main)
 @click.version_option(package_name="fluxlora")
 def main() -> None:
     """Run FLUX.1 LoRA fine-tuning (kohya-ss sd-scripts) as Kubernetes GPU Jobs."""
@@ -59,9 +135,8 @@ def _render_output(rendered: RenderedRun) -> dict[str, Any]:
     }
 
 
-def _fail_with_errors(path: Path, evaluation: Evaluation) -> None:
-    for error in evaluation.errors:
-        click.echo(f"{path}: error: {error.message}", err=True)
+def _say(label: str, severity: str, finding: Finding) -> None:
+    click.echo(f"{label}: {severity}: {finding.message}", err=True)
 
 
 @main.command("render")
@@ -71,19 +146,22 @@ def _fail_with_errors(path: Path, evaluation: Evaluation) -> None:
 )
 @click.option("--image", default=DEFAULT_TRAINER_IMAGE, show_default=True, help="Trainer image for the Job.")
 @profiles_dir_option
-def render_command(run_file: Path, fmt: str, image: str, profiles_dir: Path | None) -> None:
+@policy_option
+def render_command(run_file: Path, fmt: str, image: str, profiles_dir: Path | None, policy_file: Path | None) -> None:
     """Print the engine command, dataset config and Kubernetes objects of a run (offline)."""
     profiles = _profiles(profiles_dir)
+    policy = _policy(policy_file)
     outputs = []
-    for document in _load_documents(run_file):
-        evaluation = evaluate(document, profiles)
+    for source in _documents(run_file):
+        evaluation = evaluate(source.data, profiles, policy, image)
         if not evaluation.ok or evaluation.run is None or evaluation.config is None:
-            _fail_with_errors(run_file, evaluation)
+            for error in evaluation.errors:
+                _say(source.label, "error", error)
             sys.exit(1)
-        outputs.append(render(evaluation.run, evaluation.config, evaluation.warnings, image))
-    for rendered in outputs:
+        outputs.append((source, render(evaluation.run, evaluation.config, evaluation.warnings, image, policy)))
+    for source, rendered in outputs:
         for warning in rendered.warnings:
-            click.echo(f"{run_file}: warning: {warning.message}", err=True)
+            _say(source.label, "warning", warning)
         if fmt == "json":
             click.echo(json.dumps(_render_output(rendered), indent=2))
         elif fmt == "yaml":
@@ -93,22 +171,39 @@ def render_command(run_file: Path, fmt: str, image: str, profiles_dir: Path | No
 
 
 @main.command("validate")
-@click.argument("run_files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("run_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--image", default=DEFAULT_TRAINER_IMAGE, show_default=True, help="The operator's trainer image.")
 @profiles_dir_option
-def validate_command(run_files: tuple[Path, ...], profiles_dir: Path | None) -> None:
-    """Exit 0 when every run is valid (warnings printed), 1 with one line per error."""
+@policy_option
+def validate_command(
+    run_files: tuple[Path, ...], image: str, profiles_dir: Path | None, policy_file: Path | None
+) -> None:
+    """Exit 0 when every run is valid (warnings printed), 1 with one line per error.
+
+    A run is checked as the API server stores it and as the operator reads it
+    with its policy (`--policy`, `--image`): types, bounds, names, profiles and
+    the rules across fields.
+    """
     profiles = _profiles(profiles_dir)
+    policy = _policy(policy_file)
     failed = False
     for path in run_files:
-        for document in _load_documents(path):
-            evaluation = evaluate(document, profiles)
+        try:
+            sources = _documents(path)
+        except FileError as exc:
+            exc.show()
+            failed = True
+            continue
+        for source in sources:
+            evaluation: Evaluation = evaluate(source.data, profiles, policy, image)
             for warning in evaluation.warnings:
-                click.echo(f"{path}: warning: {warning.message}", err=True)
+                _say(source.label, "warning", warning)
             if evaluation.ok:
-                click.echo(f"{path}: valid")
+                click.echo(f"{source.label}: valid")
             else:
                 failed = True
-                _fail_with_errors(path, evaluation)
+                for error in evaluation.errors:
+                    _say(source.label, "error", error)
     sys.exit(1 if failed else 0)
 
 
@@ -137,6 +232,7 @@ def profiles_command(profiles_dir: Path | None) -> None:
 @click.option("--all-namespaces", is_flag=True, help="Watch every namespace.")
 @click.option("--trainer-image", default=DEFAULT_TRAINER_IMAGE, show_default=True, help="Default trainer image.")
 @profiles_dir_option
+@policy_option
 @click.option(
     "--liveness",
     default="http://0.0.0.0:8080/healthz",
@@ -156,6 +252,7 @@ def operator_command(
     all_namespaces: bool,
     trainer_image: str,
     profiles_dir: Path | None,
+    policy_file: Path | None,
     liveness: str,
     resync_interval: float,
     verbose: bool,
@@ -167,7 +264,9 @@ def operator_command(
 
     from fluxlora import handlers
 
-    handlers.configure(_profiles(profiles_dir), trainer_image, list(namespaces) or None, resync_interval)
+    handlers.configure(
+        _profiles(profiles_dir), trainer_image, list(namespaces) or None, resync_interval, _policy(policy_file)
+    )
     kopf.configure(verbose=verbose)
     kopf.run(
         standalone=True,

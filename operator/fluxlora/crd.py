@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from fluxlora import api
+from fluxlora import api, objectrules
 
 Schema = dict[str, Any]
 
@@ -22,6 +22,31 @@ CEL_RULES: dict[str, list[Schema]] = {
         {
             "rule": f"size(self.metadata.name) <= {api.MAX_RUN_NAME}",
             "message": f"metadata.name must be at most {api.MAX_RUN_NAME} characters (Jobs are named <run>-a<N>)",
+        },
+        {
+            "rule": f"self.metadata.name.matches('{api.DNS1123_LABEL}')",
+            "message": "metadata.name must be a DNS-1123 label (lowercase letters, digits and '-'): "
+            "it names the run's Jobs and labels",
+        },
+    ],
+    "spec.resources.tolerations[]": [
+        {
+            "rule": "!(has(self.operator) && self.operator == 'Exists' && has(self.value) && self.value != '')",
+            "message": objectrules.TOLERATION_EXISTS_NO_VALUE,
+            "fieldPath": ".value",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+            "message": objectrules.TOLERATION_EMPTY_KEY,
+            "fieldPath": ".key",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            "message": objectrules.TOLERATION_SECONDS_EFFECT,
+            "fieldPath": ".tolerationSeconds",
+            "reason": "FieldValueInvalid",
         },
     ],
     "spec.network": [
@@ -133,6 +158,8 @@ def _structural(node: Any, defs: dict[str, Schema]) -> Any:
         if len(options) == 1:
             rest = {k: v for k, v in node.items() if k != "anyOf"}
             return _structural({**options[0], **rest}, defs)
+    if "patternProperties" in node:
+        return _structural(_keys_by_cel(node), defs)
     out: Schema = {}
     for key, value in node.items():
         if key in _DROP or (key == "additionalProperties" and not isinstance(value, dict)):
@@ -154,6 +181,21 @@ def _structural(node: Any, defs: dict[str, Schema]) -> Any:
     return out
 
 
+def _keys_by_cel(node: Schema) -> Schema:
+    """Map keys with a pattern: structural schemas have no patternProperties, so a CEL rule checks the keys."""
+    ((pattern, values),) = node["patternProperties"].items()
+    max_length = (node.get("propertyNames") or {}).get("maxLength")
+    words = {api.QUALIFIED_NAME: "a qualified name ('name' or 'prefix/name': letters, digits, '-', '_', '.')"}
+    check = f"k.matches(r'{pattern}')"
+    rule = f"self.all(k, size(k) <= {max_length} && {check})" if max_length else f"self.all(k, {check})"
+    rest = {k: v for k, v in node.items() if k not in ("patternProperties", "propertyNames")}
+    rules = [
+        *rest.get("x-kubernetes-validations", []),
+        {"rule": rule, "message": f"keys must be {words.get(pattern, pattern)}"},
+    ]
+    return {**rest, "additionalProperties": values, "x-kubernetes-validations": rules}
+
+
 def _model_schema(model: type[api.ApiModel]) -> Schema:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
@@ -162,9 +204,12 @@ def _model_schema(model: type[api.ApiModel]) -> Schema:
 
 
 def _at(schema: Schema, dotted: str) -> Schema:
+    """The schema at a dotted path; "name[]" is the items of the array "name"."""
     node = schema
     for part in [p for p in dotted.split(".") if p]:
-        node = node["properties"][part]
+        node = node["properties"][part.removesuffix("[]")]
+        if part.endswith("[]"):
+            node = node["items"]
     return node
 
 

@@ -20,7 +20,7 @@ import logging
 import os
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote
 
@@ -28,6 +28,7 @@ import kopf
 
 from fluxlora import api, manifests
 from fluxlora import status as run_status
+from fluxlora.policy import Policy
 from fluxlora.profiles import ProfileSet
 from fluxlora.render import DEFAULT_TRAINER_IMAGE, RenderedRun, render
 from fluxlora.rules import check_resume_step, evaluate
@@ -42,6 +43,10 @@ RUN_RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 # Safety net (a periodic re-read of unfinished runs). Not a kopf timer: timers
 # put a finalizer on every run, and a run must stay deletable without the operator.
 RESYNC_INTERVAL = 60.0
+# A run waiting for an earlier run's leftover child is re-read this often (seconds),
+# and fails if the garbage collector has not removed it this long after the run was created.
+LEFTOVER_RETRY = 3.0
+LEFTOVER_PATIENCE = 300.0
 
 
 @dataclass
@@ -50,6 +55,7 @@ class OperatorConfig:
     trainer_image: str = DEFAULT_TRAINER_IMAGE
     namespaces: list[str] | None = None  # None: every namespace
     resync_interval: float = RESYNC_INTERVAL
+    policy: Policy = field(default_factory=Policy)
 
 
 _config: OperatorConfig | None = None
@@ -61,9 +67,10 @@ def configure(
     trainer_image: str = DEFAULT_TRAINER_IMAGE,
     namespaces: list[str] | None = None,
     resync_interval: float = RESYNC_INTERVAL,
+    policy: Policy | None = None,
 ) -> None:
     global _config
-    _config = OperatorConfig(profiles, trainer_image, namespaces or None, resync_interval)
+    _config = OperatorConfig(profiles, trainer_image, namespaces or None, resync_interval, policy or Policy())
 
 
 def _settings() -> OperatorConfig:
@@ -167,16 +174,75 @@ def run_path(namespace: str, name: str) -> str:
     return _ns_path(f"/apis/{api.GROUP}/{api.VERSION}", namespace, api.PLURAL, name)
 
 
-def ensure(k: Kube, obj: Obj) -> bool:
-    """Create obj; an existing object of that name is accepted. True when this call created it."""
+class ChildError(Exception):
+    """A child of the run cannot be created as it should; the message says which object and why."""
+
+    reason = run_status.CHILD_CONFLICT
+
+    def __init__(self, obj: Obj, why: str) -> None:
+        self.kind = str(obj["kind"])
+        self.name = str(obj["metadata"]["name"])
+        super().__init__(f"{self.kind} {self.name} {why}")
+
+
+class ChildConflict(ChildError):
+    """Its name is taken by an object this run does not control: never adopted, never overwritten."""
+
+
+class ChildRejected(ChildError):
+    """The API server refused to create it (4xx other than 409 and 429): the spec makes an invalid object."""
+
+    reason = run_status.CHILD_REJECTED
+
+
+class LeftoverChild(ChildError):
+    """An earlier run of the same name left it; the garbage collector deletes it (we wait)."""
+
+    reason = run_status.LEFTOVERS
+
+
+def _server_message(exc: ApiError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    text = " ".join(str(body.get("message") or exc.body or "").split())
+    reason = body.get("reason") or ""
+    return f"({exc.status} {reason}): {text[:800]}".replace(" )", ")")
+
+
+def ensure(k: Kube, obj: Obj, run: manifests.RunRef) -> bool:
+    """Create ``obj``; True when this call created it, False when this run's own copy already exists.
+
+    An existing object of that name is used only when its controller owner
+    reference is this run (by UID) and it still says what the operator wrote;
+    otherwise ChildConflict, or LeftoverChild for an earlier run's object of
+    the same name. A 4xx refusal other than 409/429 is ChildRejected (retrying
+    cannot help); 429 and 5xx propagate as ApiError (retried).
+    """
     prefix, plural = _COLLECTIONS[obj["kind"]]
+    collection = _ns_path(prefix, obj["metadata"]["namespace"], plural)
     try:
-        k.request("POST", _ns_path(prefix, obj["metadata"]["namespace"], plural), obj)
+        k.request("POST", collection, obj)
         return True
     except ApiError as exc:
-        if exc.status == 409:
-            return False
+        if exc.status not in (409, 429) and 400 <= exc.status < 500:
+            raise ChildRejected(obj, f"was refused by the API server {_server_message(exc)}") from exc
+        if exc.status != 409:
+            raise
+    try:
+        existing = k.request("GET", _ns_path(prefix, obj["metadata"]["namespace"], plural, obj["metadata"]["name"]))
+    except ApiError as exc:
+        if exc.status == 404:  # deleted meanwhile (e.g. by the garbage collector): try again soon
+            raise LeftoverChild(obj, "was being deleted; trying again") from exc
         raise
+    owner = manifests.ownership(existing, obj, run)
+    if owner.kind == "ours":
+        return False
+    if owner.kind == "leftover":
+        raise LeftoverChild(obj, f"exists: {owner.why}; waiting for the garbage collector to delete it")
+    raise ChildConflict(
+        obj,
+        f"already exists and is not this run's: {owner.why}. "
+        "Not adopted: delete it and create the run again, or give the run another name",
+    )
 
 
 # ----------------------------------------------------------------------------- reconcile
@@ -192,12 +258,15 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def facts_of(body: Obj, profiles: ProfileSet, image: str) -> tuple[run_status.RunFacts, RenderedRun | None]:
-    """The run's facts for status.plan, and the rendered run when it is valid."""
+def facts_of(
+    body: Obj, profiles: ProfileSet, image: str, policy: Policy | None = None
+) -> tuple[run_status.RunFacts, RenderedRun | None]:
+    """The run's facts for status.plan, and the rendered run when it is valid (and the policy allows it)."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     resume_spec = spec.get("resume") or {}
-    evaluation = evaluate(body, profiles)
+    # The status is the operator's and the trainer's record, not part of what the user asked for.
+    evaluation = evaluate({k: v for k, v in body.items() if k != "status"}, profiles, policy or Policy(), image)
     warnings = [w.as_dict() for w in evaluation.warnings]
     common: dict[str, Any] = {
         "name": str(meta.get("name")),
@@ -211,8 +280,10 @@ def facts_of(body: Obj, profiles: ProfileSet, image: str) -> tuple[run_status.Ru
     }
     if not evaluation.ok or evaluation.run is None or evaluation.config is None:
         errors = [e.message for e in evaluation.errors] or ["the spec cannot be evaluated"]
-        return run_status.RunFacts(errors=errors, **common), None
-    rendered = render(evaluation.run, evaluation.config, evaluation.warnings, image)
+        reasons = {e.reason for e in evaluation.errors}
+        reason = "PolicyDenied" if reasons == {"PolicyDenied"} else "InvalidSpec"
+        return run_status.RunFacts(errors=errors, error_reason=reason, **common), None
+    rendered = render(evaluation.run, evaluation.config, evaluation.warnings, image, policy)
     max_steps = evaluation.config.engine.max_train_steps
     errors = []
     first = rendered.first_resume
@@ -236,16 +307,17 @@ def _selector(name: str) -> list[tuple[str, str]]:
 
 
 def _create_attempt(k: Kube, rendered: RenderedRun, action: run_status.CreateAttempt) -> None:
+    ref = rendered.ref
     if action.first:
         profile = rendered.config.profile
-        ensure(k, manifests.service_account(rendered.ref, profile))
+        ensure(k, manifests.service_account(ref, profile), ref)
         failpoint("after-serviceaccount")
-        ensure(k, manifests.role(rendered.ref, profile))
-        ensure(k, manifests.role_binding(rendered.ref, profile))
+        ensure(k, manifests.role(ref, profile), ref)
+        ensure(k, manifests.role_binding(ref, profile), ref)
         failpoint("after-rbac")
-        ensure(k, rendered.configmap())
+        ensure(k, rendered.configmap(), ref)
         failpoint("after-configmap")
-    created = ensure(k, rendered.job(action.number, action.resume))
+    created = ensure(k, rendered.job(action.number, action.resume), ref)
     log.info(
         "attempt %d of %s/%s: Job %s",
         action.number,
@@ -269,38 +341,77 @@ def _delete_job(k: Kube, namespace: str, name: str) -> None:
     failpoint("after-delete")
 
 
-def reconcile_once(k: Kube, namespace: str, name: str, seen: Obj | None = None) -> bool:
-    """One pass; False when the status patch hit a conflict (the caller re-reads)."""
+@dataclass(frozen=True)
+class Pass:
+    """How one reconcile pass ended."""
+
+    done: bool  # False: the status patch hit a conflict; re-read and recompute
+    retry_in: float | None = None  # waiting for something no watch reports (an earlier run's leftovers)
+
+
+def _age_seconds(body: Obj, now: datetime.datetime) -> float:
+    created = (body.get("metadata") or {}).get("creationTimestamp")
+    try:
+        when = datetime.datetime.strptime(str(created), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return 0.0
+    return (now - when).total_seconds()
+
+
+def _children_plan(
+    k: Kube, body: Obj, facts: run_status.RunFacts, rendered: RenderedRun | None, plan: run_status.Plan, now: str
+) -> tuple[run_status.Plan, float | None]:
+    """Take the plan's actions; a child that cannot be created replaces the plan (fail once, or wait)."""
+    try:
+        for action in plan.actions:
+            if isinstance(action, run_status.CreateAttempt):
+                assert rendered is not None
+                _create_attempt(k, rendered, action)
+            else:
+                _delete_job(k, str((body.get("metadata") or {}).get("namespace")), action.name)
+    except LeftoverChild as exc:
+        age = _age_seconds(body, datetime.datetime.now(datetime.UTC))
+        if age <= LEFTOVER_PATIENCE:
+            log.info("%s: %s", facts.name, exc)
+            return run_status.waiting_for_leftovers(facts, str(exc), now), LEFTOVER_RETRY
+        message = f"{exc} (still there {int(age)} s after the run was created; delete it)"
+        return run_status.child_failed(facts, run_status.CHILD_CONFLICT, message, now), None
+    except ChildError as exc:
+        log.warning("%s: %s", facts.name, exc)
+        return run_status.child_failed(facts, exc.reason, str(exc), now), None
+    return plan, None
+
+
+def reconcile_once(k: Kube, namespace: str, name: str, seen: Obj | None = None) -> Pass:
+    """One pass: read, plan, act, patch the status."""
     cfg = _settings()
+    # The run's Jobs and pods first, the run last: the status patch is conditioned on the
+    # run's resourceVersion, so reading it last keeps the window to a conflict short (the
+    # trainer patches the status all the time, and a conflict costs a whole pass).
+    jobs: list[Obj] = k.request("GET", _ns_path("/apis/batch/v1", namespace, "jobs"), query=_selector(name))["items"]
+    # Pods of this run's Jobs say how attempts go; any other live pod with the run's
+    # label (an earlier run of the same name) must end before an attempt starts.
+    pods: list[Obj] = k.request("GET", _ns_path("/api/v1", namespace, "pods"), query=_selector(name))["items"]
+    # A pod seen in a watch event but already gone from the listing (evicted,
+    # preempted, deleted) still tells why its attempt ended.
+    if seen is not None and seen.get("kind", "Pod") == "Pod":
+        uid = (seen.get("metadata") or {}).get("uid")
+        if uid and all((p.get("metadata") or {}).get("uid") != uid for p in pods):
+            pods.append(seen)
     try:
         body = k.request("GET", run_path(namespace, name))
     except ApiError as exc:
         if exc.status == 404:
-            return True
+            return Pass(True)
         raise
     if (body.get("metadata") or {}).get("deletionTimestamp"):
-        return True
-    facts, rendered = facts_of(body, cfg.profiles, cfg.trainer_image)
-    jobs: list[Obj] = []
-    pods: list[Obj] = []
-    if rendered is not None and not facts.dry_run:
-        jobs = k.request("GET", _ns_path("/apis/batch/v1", namespace, "jobs"), query=_selector(name))["items"]
-        if jobs:  # pods only matter through their Jobs
-            pods = k.request("GET", _ns_path("/api/v1", namespace, "pods"), query=_selector(name))["items"]
-        # A pod seen in a watch event but already gone from the listing (evicted,
-        # preempted, deleted) still tells why its attempt ended.
-        if seen is not None and seen.get("kind", "Pod") == "Pod":
-            uid = (seen.get("metadata") or {}).get("uid")
-            if uid and all((p.get("metadata") or {}).get("uid") != uid for p in pods):
-                pods.append(seen)
-    plan = run_status.plan(facts, jobs, pods, now_rfc3339())
-    for action in plan.actions:
-        if isinstance(action, run_status.CreateAttempt):
-            assert rendered is not None
-            _create_attempt(k, rendered, action)
-        else:
-            _delete_job(k, namespace, action.name)
+        return Pass(True)
+    facts, rendered = facts_of(body, cfg.profiles, cfg.trainer_image, cfg.policy)
     current = body.get("status") or {}
+    if rendered is None or facts.dry_run:
+        jobs, pods = [], []
+    now = now_rfc3339()
+    plan, retry_in = _children_plan(k, body, facts, rendered, run_status.plan(facts, jobs, pods, now), now)
     patch = plan.patch(current)
     if facts.dry_run and rendered is not None:
         repro = current.get("repro") or {}
@@ -318,22 +429,31 @@ def reconcile_once(k: Kube, namespace: str, name: str, seen: Obj | None = None) 
         except ApiError as exc:
             if exc.status == 409:
                 log.debug("status of %s/%s changed meanwhile; recomputing", namespace, name)
-                return False
+                return Pass(False)
             if exc.status == 404:
-                return True
+                return Pass(True)
             raise
         failpoint("after-status")
     for event in plan.events:
         kopf.event(cast(Any, body), type=event.type, reason=event.reason, message=event.message[:1000])
-    return True
+    return Pass(True, retry_in)
 
 
-def reconcile(namespace: str, name: str, seen: Obj | None = None) -> None:
+def reconcile(namespace: str, name: str, seen: Obj | None = None) -> float | None:
+    """Reconcile until the status patch lands; the seconds after which to look again, if waiting."""
     with _lock_for(namespace, name):
         for _ in range(10):
-            if reconcile_once(kube(), namespace, name, seen):
-                return
+            result = reconcile_once(kube(), namespace, name, seen)
+            if result.done:
+                return result.retry_in
     raise kopf.TemporaryError(f"the status of {namespace}/{name} kept changing; will retry", delay=1)
+
+
+def reconcile_or_retry(namespace: str, name: str) -> None:
+    """For kopf's create/resume handlers: a run waiting for leftovers is handled again after a while."""
+    retry_in = reconcile(namespace, name)
+    if retry_in is not None:
+        raise kopf.TemporaryError(f"{namespace}/{name} waits for an earlier run's leftovers", delay=retry_in)
 
 
 # ----------------------------------------------------------------------------- kopf wiring
@@ -368,12 +488,12 @@ def cleanup(**_: Any) -> None:
 @kopf.on.resume(*RUN_RESOURCE)
 @kopf.on.create(*RUN_RESOURCE)
 def run_created(namespace: str | None, name: str, **_: Any) -> None:
-    reconcile(namespace or "default", name)
+    reconcile_or_retry(namespace or "default", name)
 
 
 @kopf.on.update(*RUN_RESOURCE, field="spec.suspend")
 def run_suspend_changed(namespace: str | None, name: str, **_: Any) -> None:
-    reconcile(namespace or "default", name)
+    reconcile_or_retry(namespace or "default", name)
 
 
 def _live(run: Obj) -> bool:

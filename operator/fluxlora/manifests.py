@@ -167,13 +167,32 @@ _MOUNTS = [
 ]
 
 
-def _resources(spec: api.FluxLoraRunSpec) -> Obj:
-    amounts: dict[str, str] = {"nvidia.com/gpu": str(spec.resources.gpus)}
-    if spec.resources.cpu:
-        amounts["cpu"] = spec.resources.cpu
-    if spec.resources.memory:
-        amounts["memory"] = spec.resources.memory
-    return {"requests": dict(amounts), "limits": dict(amounts)}
+@dataclass(frozen=True)
+class TrainerResources:
+    """What the train container asks for: GPUs, and CPU/memory requests for runs that name none."""
+
+    gpus: int
+    default_cpu: str
+    default_memory: str
+
+
+def _resources(spec: api.FluxLoraRunSpec, asked: TrainerResources) -> Obj:
+    """GPUs as request and limit; CPU/memory the spec names as request and limit, else a default request.
+
+    Every trainer pod has CPU and memory requests, so it is never BestEffort
+    (first to be evicted under node pressure, scheduled as if it needed nothing).
+    """
+    gpus = str(asked.gpus)
+    requests: dict[str, str] = {"nvidia.com/gpu": gpus}
+    limits: dict[str, str] = {"nvidia.com/gpu": gpus}
+    for name, given, default in (
+        ("cpu", spec.resources.cpu, asked.default_cpu),
+        ("memory", spec.resources.memory, asked.default_memory),
+    ):
+        requests[name] = given or default
+        if given:
+            limits[name] = given
+    return {"requests": requests, "limits": limits}
 
 
 def _env(attempt: int, resume: ResumeFrom | None, image: str) -> list[Obj]:
@@ -212,6 +231,8 @@ def job(
     image: str,
     config_hash: str,
     resume: ResumeFrom | None = None,
+    *,
+    asked: TrainerResources,
 ) -> Obj:
     """The Job of one attempt: GPU request, claims, restricted security, no retries of its own."""
     labels = run_labels(run, profile) | {ATTEMPT_LABEL: str(attempt)}
@@ -234,7 +255,7 @@ def job(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "initContainers": [_container("prepare", image, "prepare", env, None)],
-        "containers": [_container("train", image, "run", env, _resources(spec))],
+        "containers": [_container("train", image, "run", env, _resources(spec, asked))],
         "volumes": _volumes(run, spec),
     }
     resources = spec.resources
@@ -255,3 +276,54 @@ def job(
     meta = _metadata(run, job_name(run, attempt), job_labels)
     meta["annotations"] = {CONFIG_HASH_ANNOTATION: config_hash}
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+# ----------------------------------------------------------------------------- children that already exist
+
+# What must be the same in an existing child for it to be the one this run made (beyond the
+# controller reference): a ConfigMap's command, a Role's rules, a RoleBinding's grant.
+_CONTENT_KEYS = {
+    "ConfigMap": ("data",),
+    "Role": ("rules",),
+    "RoleBinding": ("roleRef", "subjects"),
+}
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Whose an existing object of a child's name is."""
+
+    kind: str  # "ours" | "leftover" (an earlier run of the same name) | "foreign"
+    why: str  # for people: who controls it, or what differs
+
+
+def controller_of(obj: Obj) -> Obj | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") is True:
+            result: Obj = ref
+            return result
+    return None
+
+
+def ownership(existing: Obj, wanted: Obj, run: RunRef) -> Ownership:
+    """Is ``existing`` (found under ``wanted``'s name) this run's child? Decided by the controller's UID.
+
+    Never adopted: an object without a controller, or controlled by anything
+    else, is "foreign". A FluxLoraRun controller with this run's name and
+    another UID is "leftover": the earlier run is gone (names are unique), so
+    the garbage collector deletes the object. Ours must also still say what
+    the operator wrote (_CONTENT_KEYS).
+    """
+    ref = controller_of(existing)
+    if ref is None:
+        return Ownership("foreign", "it has no controller owner reference (made by someone else, or orphaned)")
+    described = f"{ref.get('kind')} {ref.get('name')} (uid {ref.get('uid')})"
+    is_run = ref.get("kind") == api.KIND and str(ref.get("apiVersion", "")).split("/")[0] == api.GROUP
+    if ref.get("uid") != run.uid:
+        if is_run and ref.get("name") == run.name:
+            return Ownership("leftover", f"it belongs to an earlier run of the same name, uid {ref.get('uid')}")
+        return Ownership("foreign", f"it is controlled by {described}")
+    for key in _CONTENT_KEYS.get(str(wanted.get("kind")), ()):
+        if existing.get(key) != wanted.get(key):
+            return Ownership("foreign", f"its {key} is not what the operator wrote (changed after creation?)")
+    return Ownership("ours", "")

@@ -264,8 +264,13 @@ class EffectiveConfig(BaseModel):
         return "sha256:" + hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
 
 
-def effective_config(run_name: str, profile: Profile, spec: FluxLoraRunSpec) -> tuple[EffectiveConfig, MergedSettings]:
-    """Merge profile and spec into the EffectiveConfig (bounds checked; cross-field rules are rules.py's)."""
+def effective_config(
+    run_name: str, profile: Profile, spec: FluxLoraRunSpec, default_gpus: int = 1
+) -> tuple[EffectiveConfig, MergedSettings]:
+    """Merge profile and spec into the EffectiveConfig (bounds checked; cross-field rules are rules.py's).
+
+    ``default_gpus``: the GPUs of a run whose spec does not say (the operator's policy).
+    """
     merged = merge(profile, spec)
     config = EffectiveConfig(
         profile=profile.name,
@@ -277,6 +282,6 @@ def effective_config(run_name: str, profile: Profile, spec: FluxLoraRunSpec) -> 
             path=spec.output.path or run_name,
             name=spec.output.name or run_name,
         ),
-        gpus=spec.resources.gpus,
+        gpus=spec.resources.gpus if spec.resources.gpus is not None else default_gpus,
     )
     return config, merged

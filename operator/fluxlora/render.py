@@ -10,6 +10,7 @@ from typing import Any
 
 from fluxlora import manifests, sdscripts
 from fluxlora.api import FluxLoraRun
+from fluxlora.policy import Policy
 from fluxlora.profiles import EffectiveConfig
 from fluxlora.rules import Finding
 
@@ -26,6 +27,7 @@ class RenderedRun:
     config_hash: str
     warnings: list[Finding]
     image: str
+    resources: manifests.TrainerResources
 
     def run_json(self) -> dict[str, Any]:
         """The trainer's contract (mounted as run.json from the run's ConfigMap)."""
@@ -58,6 +60,7 @@ class RenderedRun:
             self.image,
             self.config_hash,
             resume,
+            asked=self.resources,
         )
 
     def children(self, attempt: int = 1, resume: manifests.ResumeFrom | None = None) -> list[dict[str, Any]]:
@@ -80,9 +83,18 @@ class RenderedRun:
         return manifests.ResumeFrom(resume.from_, resume.from_step or 0)
 
 
-def render(run: FluxLoraRun, config: EffectiveConfig, warnings: list[Finding], image: str | None = None) -> RenderedRun:
+def render(
+    run: FluxLoraRun,
+    config: EffectiveConfig,
+    warnings: list[Finding],
+    image: str | None = None,
+    policy: Policy | None = None,
+) -> RenderedRun:
+    """The run's argv, dataset TOML and objects; ``policy`` gives the default CPU/memory requests."""
     meta = run.metadata
-    ref = manifests.RunRef(meta.name, meta.namespace, meta.uid or "00000000-0000-0000-0000-000000000000")
+    namespace = meta.namespace or "default"
+    ref = manifests.RunRef(meta.run_name, namespace, meta.uid or "00000000-0000-0000-0000-000000000000")
+    policy = policy or Policy()
     return RenderedRun(
         run=run,
         ref=ref,
@@ -92,4 +104,5 @@ def render(run: FluxLoraRun, config: EffectiveConfig, warnings: list[Finding], i
         config_hash=config.config_hash(),
         warnings=warnings,
         image=run.spec.image or image or DEFAULT_TRAINER_IMAGE,
+        resources=manifests.TrainerResources(config.gpus, policy.default_cpu, policy.default_memory),
     )

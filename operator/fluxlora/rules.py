@@ -8,15 +8,29 @@ in api.py / crd.py); ``tests/cases.py`` holds one table of cases for both.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
-from fluxlora.api import DNS1123_LABEL, MAX_RUN_NAME, RELATIVE_PATH, FluxLoraRun
+from fluxlora import api, document, objectrules, optimizers
+from fluxlora import policy as run_policy
+from fluxlora.api import (
+    DNS1123_LABEL,
+    IMAGE_REFERENCE,
+    LABEL_VALUE,
+    MAX_RUN_NAME,
+    OPTIMIZER_ARG,
+    PRINTABLE,
+    QUALIFIED_NAME,
+    QUANTITY,
+    RELATIVE_PATH,
+    RFC3339,
+    FluxLoraRun,
+)
 from fluxlora.profiles import EffectiveConfig, MergedSettings, ProfileSet, UnknownProfileError, effective_config
 
 
@@ -35,29 +49,31 @@ class Finding:
     value: Any = _UNSET
     severity: Severity = Severity.ERROR
     origin: str | None = None  # e.g. "profile final" when the value did not come from the spec
+    reason: str = "InvalidSpec"  # the condition reason when this finding stops a run
 
     @property
     def message(self) -> str:
         shown = [] if self.value is _UNSET else [format_value(self.value)]
         if self.origin:
             shown.append(f"from {self.origin}")
-        return f"{self.field} ({', '.join(shown)}) {self.rule}" if shown else f"{self.field} {self.rule}"
+        # A path may hold a user's key, a rule a value's words: one line, bounded.
+        name, rule = document.printable(self.field), document.printable(self.rule, 600)
+        return f"{name} ({', '.join(shown)}) {rule}" if shown else f"{name} {rule}"
 
     def as_dict(self) -> dict[str, str]:
         return {"field": self.field, "message": self.message}
 
 
 def format_value(value: Any) -> str:
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value) if isinstance(value, int | float) else json.dumps(value, default=str)
+    """The value as a message quotes it: a short prefix, one line (see document.short)."""
+    return document.short(value)
 
 
 # ----------------------------------------------------------------------------- schema errors
+
+
+# Fields whose keys are data (label keys, annotation keys), not field names.
+_MAPS = ("labels", "annotations", "nodeSelector", "managedFields")
 
 
 def _loc_to_field(loc: Iterable[int | str]) -> str:
@@ -65,7 +81,9 @@ def _loc_to_field(loc: Iterable[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             parts[-1] = f"{parts[-1]}[{part}]"
-        else:
+        elif parts and parts[-1].rsplit(".", 1)[-1] in _MAPS and part != "[key]":
+            parts[-1] = f"{parts[-1]}[{document.short(part)}]"
+        elif part != "[key]":
             parts.append(part)
     return ".".join(parts)
 
@@ -73,19 +91,66 @@ def _loc_to_field(loc: Iterable[int | str]) -> str:
 _PATTERN_WORDS = {
     DNS1123_LABEL: "must be a DNS-1123 label (lowercase letters, digits and '-')",
     RELATIVE_PATH: "must be a relative path (no leading '/'; letters, digits, '.', '_', '-' and '/')",
+    QUALIFIED_NAME: "must be a qualified name ('name' or 'prefix/name': letters, digits, '-', '_', '.')",
+    LABEL_VALUE: "must be a label value (at most 63 letters, digits, '-', '_', '.'; alphanumeric at both ends)",
+    QUANTITY: "must be a positive quantity such as '8', '500m' or '64Gi'",
+    IMAGE_REFERENCE: "must be an image reference (registry/path:tag or @sha256:digest, lowercase path)",
+    OPTIMIZER_ARG: "must be 'key=value' (a lowercase keyword argument of the optimizer and a Python literal)",
+    PRINTABLE: "must not contain control characters",
+    RFC3339: "must be an RFC 3339 time",
 }
+
+
+def _pattern_words(pattern: str) -> str:
+    if pattern in _PATTERN_WORDS:
+        return _PATTERN_WORDS[pattern]
+    for known, words in _PATTERN_WORDS.items():
+        if pattern == f"^({known[1:-1]})?$":  # empty, or the known pattern
+            return words
+    return f"must match {pattern}"
+
 
 _PYDANTIC_RULES: dict[str, Callable[[dict[str, Any]], str]] = {
     "greater_than_equal": lambda c: f"must be >= {format_value(c['ge'])}",
     "greater_than": lambda c: f"must be > {format_value(c['gt'])}",
     "less_than_equal": lambda c: f"must be <= {format_value(c['le'])}",
     "less_than": lambda c: f"must be < {format_value(c['lt'])}",
-    "string_pattern_mismatch": lambda c: _PATTERN_WORDS.get(c["pattern"], f"must match {c['pattern']}"),
+    "string_pattern_mismatch": lambda c: _pattern_words(c["pattern"]),
     "string_too_long": lambda c: f"must be at most {c['max_length']} characters",
     "string_too_short": lambda c: f"must be at least {c['min_length']} characters",
     "too_long": lambda c: f"must have at most {c['max_length']} items",
     "literal_error": lambda c: f"must be one of {c['expected']}",
+    "int_type": lambda c: "must be an integer",
+    "int_from_float": lambda c: "must be an integer",
+    "float_type": lambda c: "must be a number",
+    "bool_type": lambda c: "must be true or false",
+    "string_type": lambda c: "must be a string",
+    "dict_type": lambda c: "must be a mapping",
+    "model_type": lambda c: "must be a mapping",
+    "model_attributes_type": lambda c: "must be a mapping",
+    "list_type": lambda c: "must be a list",
 }
+
+
+def _aliases() -> dict[str, str]:
+    """snake_case name -> the camelCase name users write, for every field of the resource's models."""
+    out: dict[str, str] = {}
+    models = [m for m in vars(api).values() if isinstance(m, type) and issubclass(m, api.ApiModel)]
+    for model in models:
+        for name, info in model.model_fields.items():
+            out.setdefault(name, info.alias or to_camel(name))
+    return out
+
+
+_ALIASES = _aliases()
+
+
+def _misspelt(name: str) -> str:
+    leaf = name.rsplit(".", 1)[-1]
+    camel = _ALIASES.get(leaf, to_camel(leaf))
+    if camel != leaf and leaf.isidentifier() and leaf.isascii():
+        return f"is not a field of FluxLoraRun (fields are camelCase: {camel}?)"
+    return "is not a field of FluxLoraRun (misspelt?)"
 
 
 def schema_findings(exc: ValidationError, prefix: str = "") -> list[Finding]:
@@ -99,10 +164,29 @@ def schema_findings(exc: ValidationError, prefix: str = "") -> list[Finding]:
         if err["type"] == "missing":
             findings.append(Finding(name, "is required"))
         elif err["type"] == "extra_forbidden":
-            findings.append(Finding(name, "is not a field of FluxLoraRun (misspelt?)"))
+            findings.append(Finding(name, _misspelt(name)))
+        elif err["loc"][-1:] == ("[key]",):
+            owner = _loc_to_field(err["loc"][:-2])
+            findings.append(Finding(f"{prefix}{owner}", f"has a key that {rule}", err.get("input")))
         else:
             findings.append(Finding(name, rule, err.get("input")))
     return findings
+
+
+def _problems(problems: Iterable[document.Problem], reason: str = "InvalidSpec") -> list[Finding]:
+    return [Finding(p.field, p.rule, p.value, reason=reason) for p in problems]
+
+
+def check_optimizer_args(merged: MergedSettings) -> list[Finding]:
+    """Each optimizer argument is a keyword argument of the chosen optimizer (optimizers.KWARGS)."""
+    s = merged.settings
+    out = []
+    for i, argument in enumerate(s.optimizer_args):
+        rule = optimizers.check(s.optimizer_type, argument)
+        if rule is not None:
+            origin = merged.origin_note("optimizer_args")
+            out.append(Finding(f"{merged.field_of('optimizer_args')}[{i}]", rule, argument, origin=origin))
+    return out
 
 
 # ----------------------------------------------------------------------------- cross-field rules
@@ -314,9 +398,25 @@ def _path_findings(run: FluxLoraRun) -> list[Finding]:
     ]
 
 
-def evaluate(document: dict[str, Any], profiles: ProfileSet) -> Evaluation:
-    """Parse, merge and check a FluxLoraRun document (as a dict, e.g. from YAML)."""
-    name = (document.get("metadata") or {}).get("name")
+def evaluate(
+    source: Any,
+    profiles: ProfileSet,
+    policy: run_policy.Policy | None = None,
+    trainer_image: str | None = None,
+) -> Evaluation:
+    """Parse, merge and check a FluxLoraRun document (plain data, e.g. from YAML or the API server).
+
+    The document is first normalized as the API server stores it (nulls are
+    unset, 32.0 is 32; see document.normalize), then parsed strictly. With a
+    ``policy`` (and the operator's ``trainer_image``), what the admin's policy
+    refuses is an error too (reason PolicyDenied), and GPUs default to it.
+    """
+    data, problems = document.normalize(source)
+    if problems:
+        return Evaluation(None, None, _problems(problems))
+    if not isinstance(data, dict):
+        return Evaluation(None, None, [Finding("document", "must be a mapping (a FluxLoraRun object)", data)])
+    name = data.get("metadata", {}).get("name") if isinstance(data.get("metadata"), dict) else None
     if isinstance(name, str) and len(name) > MAX_RUN_NAME:
         # Said plainly here; the schema's own message would only quote the pattern.
         return Evaluation(
@@ -325,19 +425,23 @@ def evaluate(document: dict[str, Any], profiles: ProfileSet) -> Evaluation:
             [Finding("metadata.name", f"must be at most {MAX_RUN_NAME} characters (Jobs are named <run>-a<N>)", name)],
         )
     try:
-        run = FluxLoraRun.model_validate(document)
+        run = FluxLoraRun.model_validate(data)
     except ValidationError as exc:
         return Evaluation(None, None, schema_findings(exc))
-    findings = _path_findings(run)
+    findings = _path_findings(run) + _problems(objectrules.check(run))
     if findings:
         return Evaluation(run, None, findings)
     try:
         profile = profiles.get(run.spec.profile)
     except UnknownProfileError as exc:
         return Evaluation(run, None, [Finding("spec.profile", exc.rule, run.spec.profile)])
+    default_gpus = policy.default_gpus if policy is not None else 1
     try:
-        config, merged = effective_config(run.metadata.name, profile, run.spec)
+        config, merged = effective_config(run.metadata.run_name, profile, run.spec, default_gpus)
     except ValidationError as exc:
         return Evaluation(run, None, schema_findings(exc, prefix=f"profile {profile.name}: "))
-    findings = check_settings(merged)
+    findings = check_settings(merged) + check_optimizer_args(merged)
+    if policy is not None:
+        refused = run_policy.check(policy, run, trainer_image or "")
+        findings += _problems(refused, reason="PolicyDenied")
     return Evaluation(run, config, findings)

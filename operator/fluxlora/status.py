@@ -47,6 +47,14 @@ LIVE_RESULTS = (PENDING, QUEUED, RUNNING)
 # flag, so retryability is a function of the recorded reason).
 DISRUPTION_REASONS = frozenset({"Evicted", "Preempted", "NodeLost", "PodDeleted"})
 NOT_RETRYABLE_REASONS = frozenset({"ConfigError", "DataError", "ResumeError", "DeadlineExceeded"})
+# A child's name is taken by an object this run does not control (never adopted, never overwritten).
+CHILD_CONFLICT = "ChildConflict"
+# The API server refused to create a child (a 4xx other than 409 Conflict and 429 Too Many Requests).
+CHILD_REJECTED = "ChildRejected"
+# Children or pods of an earlier run of the same name are still there; the run waits for them to go.
+LEFTOVERS = "LeftoverChildren"
+# A run that failed for one of these stays failed: the spec is immutable, so trying again changes nothing.
+TERMINAL_REASONS = frozenset({CHILD_CONFLICT, CHILD_REJECTED})
 
 # Condition types.
 VALID = "Valid"
@@ -285,6 +293,7 @@ class RunFacts:
     command: Sequence[str] | None = None
     config_hash: str | None = None
     max_train_steps: int | None = None
+    error_reason: str = "InvalidSpec"  # or PolicyDenied: what the errors are about
 
 
 @dataclass(frozen=True)
@@ -367,7 +376,7 @@ def _base_status(facts: RunFacts) -> Obj:
 def _valid_condition(facts: RunFacts, status: Obj, now: str) -> None:
     if facts.errors:
         status["conditions"] = set_condition(
-            status["conditions"], VALID, "False", "InvalidSpec", "; ".join(facts.errors), now, facts.generation
+            status["conditions"], VALID, "False", facts.error_reason, "; ".join(facts.errors), now, facts.generation
         )
     elif facts.warnings:
         text = "; ".join(w["message"] for w in facts.warnings)
@@ -407,12 +416,18 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
         return out
 
     if facts.errors:
+        reason = facts.error_reason
         if old.get("phase") != FAILED or not any(
             c.get("type") == VALID and c.get("status") == "False" for c in old.get("conditions") or []
         ):
-            events.append(Event("Warning", "InvalidSpec", "; ".join(facts.errors)))
-        cond(FAILED_CONDITION, "True", "InvalidSpec", "; ".join(facts.errors))
-        return finish(FAILED, "invalid spec: " + "; ".join(facts.errors))
+            events.append(Event("Warning", reason, "; ".join(facts.errors)))
+        cond(FAILED_CONDITION, "True", reason, "; ".join(facts.errors))
+        what = "refused by the operator's policy" if reason == "PolicyDenied" else "invalid spec"
+        return finish(FAILED, f"{what}: " + "; ".join(facts.errors))
+    terminal = _terminal_failure(old)
+    if terminal is not None:
+        # Nothing is retried or re-created: the phase, conditions and message stay as recorded.
+        return finish(FAILED, str(old.get("message") or terminal))
     if facts.warnings and not any(
         c.get("type") == VALID and c.get("reason") == "ValidWithWarnings" for c in old.get("conditions") or []
     ):
@@ -421,6 +436,7 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
     if facts.dry_run:
         return finish("Rendered", "dry run: rendered only, no Job created")
 
+    jobs = list(jobs)
     by_number = owned_jobs(facts.uid, jobs)
     pods = list(pods)
     records: dict[int, Obj] = {int(a["number"]): a for a in status["attempts"] if "number" in a}
@@ -497,6 +513,7 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
     ]
     busy = any((j.get("metadata") or {}).get("deletionTimestamp") for j in by_number.values()) or bool(live_pods)
     retries_used = sum(1 for r in records.values() if r.get("result") == FAILED)
+    leftover = leftover_pods(facts.uid, jobs, pods)
 
     def next_attempt(first: bool, why: str) -> Plan:
         number = (max(records) if records else 0) + 1
@@ -512,6 +529,16 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
         if busy:
             cond(RUNNING_CONDITION, "False", "Waiting", "waiting for the previous attempt's pods to end")
             return finish(PENDING, f"waiting for the previous attempt's pods to end before attempt {number}")
+        if leftover:
+            # Two trainers must never write one output directory: an earlier run's pods end first.
+            names = ", ".join(sorted(leftover)[:3])
+            message = (
+                f"waiting for pod(s) {names}, left by an earlier run named {facts.name} or a deleted attempt, to end"
+            )
+            if not any(c.get("reason") == LEFTOVERS for c in old.get("conditions") or []):
+                events.append(Event("Normal", LEFTOVERS, message))
+            cond(RUNNING_CONDITION, "False", LEFTOVERS, message)
+            return finish(PENDING, message)
         actions.append(CreateAttempt(number, resume, first))
         if first and resume is not None and not old.get("resume"):
             status["resume"] = {"checkpoint": resume.checkpoint, "step": resume.step}
@@ -585,3 +612,65 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
         cond(RUNNING_CONDITION, "False", "Suspended", "spec.suspend is true")
         return finish("Suspended", f"suspended after attempt {number} failed ({reason})")
     return next_attempt(False, f"retry {retries_used} of {facts.max_retries} after {reason}")
+
+
+# ----------------------------------------------------------------------------- children that cannot be created
+
+
+def _terminal_failure(status: Mapping[str, Any]) -> str | None:
+    """The message of a recorded failure no retry can change (a child conflict or rejection), if any."""
+    for c in status.get("conditions") or []:
+        if c.get("type") == FAILED_CONDITION and c.get("status") == "True" and c.get("reason") in TERMINAL_REASONS:
+            return str(c.get("message") or c.get("reason"))
+    return None
+
+
+def leftover_pods(uid: str, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Live pods with the run's label whose Job is not one of this run's (an earlier run of the same name)."""
+    mine = {
+        (j.get("metadata") or {}).get("uid")
+        for j in jobs
+        if any(r.get("uid") == uid for r in (j.get("metadata") or {}).get("ownerReferences") or [])
+    }
+    out = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (pod.get("status") or {}).get("phase") not in ("Pending", "Running", None):
+            continue
+        if not any(r.get("uid") in mine for r in meta.get("ownerReferences") or []):
+            out.append(str(meta.get("name")))
+    return out
+
+
+def child_failed(facts: RunFacts, reason: str, message: str, now: str) -> Plan:
+    """The run fails, once, because a child cannot be created (reason ChildConflict or ChildRejected).
+
+    Built from the status as it was before this pass (no attempt is recorded
+    for a Job that was never created); later passes keep it (TERMINAL_REASONS).
+    """
+    status = _base_status(facts)
+    _valid_condition(facts, status, now)
+    gen = facts.generation
+    status["conditions"] = set_condition(status["conditions"], RUNNING_CONDITION, "False", "Failed", message, now, gen)
+    status["conditions"] = set_condition(status["conditions"], FAILED_CONDITION, "True", reason, message, now, gen)
+    status["phase"] = FAILED
+    status["message"] = message
+    events = [Event("Warning", reason, message)]
+    old = facts.status
+    return Plan({k: v for k, v in status.items() if v is not None or old.get(k) is not None}, [], events)
+
+
+def waiting_for_leftovers(facts: RunFacts, message: str, now: str) -> Plan:
+    """The run waits (phase Pending) until an earlier run's child of the same name is gone."""
+    status = _base_status(facts)
+    _valid_condition(facts, status, now)
+    old = facts.status
+    events = []
+    if not any(c.get("reason") == LEFTOVERS and c.get("message") == message for c in old.get("conditions") or []):
+        events.append(Event("Normal", LEFTOVERS, message))
+    status["conditions"] = set_condition(
+        status["conditions"], RUNNING_CONDITION, "False", LEFTOVERS, message, now, facts.generation
+    )
+    status["phase"] = PENDING
+    status["message"] = message
+    return Plan({k: v for k, v in status.items() if v is not None or old.get(k) is not None}, [], events)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from fluxlora.policy import Policy
 
 from controlplane import ControlPlane, ensure_binaries
 
@@ -42,19 +45,89 @@ def test_helm_lint_is_clean(helm: str, values: list[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_cluster_wide_install_uses_a_cluster_role(helm: str) -> None:
-    kinds = [d["kind"] for d in _template(helm)]
+# Exactly the verbs the operator's code uses (handlers.py, kopf): nothing to patch or delete
+# children it only creates, nothing cluster-wide by default.
+EXPECTED_RULES = [
+    {"apiGroups": ["fluxlora.dev"], "resources": ["fluxloraruns"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["fluxlora.dev"], "resources": ["fluxloraruns/status"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["fluxlora.dev"], "resources": ["fluxloraruns/finalizers"], "verbs": ["update"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["configmaps", "serviceaccounts"], "verbs": ["get", "create"]},
+    {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["get", "create"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+
+
+def _args(docs: list[dict[str, Any]]) -> list[str]:
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    args: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def _policy_configmap(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-policy"))
+
+
+def test_default_install_is_namespaced_to_the_release_namespace_with_exactly_the_verbs_used(helm: str) -> None:
+    docs = _template(helm)
+    assert not [d for d in docs if d["kind"].startswith("Cluster")]
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    assert role["metadata"]["namespace"] == "fluxlora-system"
+    assert role["rules"] == EXPECTED_RULES
+    assert "--namespace=fluxlora-system" in _args(docs) and "--all-namespaces" not in _args(docs)
+
+
+def test_cluster_wide_install_uses_a_cluster_role_with_the_same_rules(helm: str) -> None:
+    docs = _template(helm, "--set", "clusterWide=true")
+    kinds = [d["kind"] for d in docs]
     assert kinds.count("ClusterRole") == 1 and "Role" not in kinds
-    deployment = next(d for d in _template(helm) if d["kind"] == "Deployment")
-    assert "--all-namespaces" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert next(d for d in docs if d["kind"] == "ClusterRole")["rules"] == EXPECTED_RULES
+    assert "--all-namespaces" in _args(docs)
+
+
+def test_cluster_wide_and_watch_namespaces_together_are_refused(helm: str) -> None:
+    result = subprocess.run(
+        [helm, "template", "rel", str(CHART), "--kube-version", "1.36.3",
+         "--set", "clusterWide=true", "--set", "watchNamespaces={team-a}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode != 0 and "either clusterWide=true or watchNamespaces" in result.stderr
 
 
 def test_namespaced_install_has_a_role_per_namespace_and_no_cluster_role(helm: str) -> None:
     docs = _template(helm, "--set", "watchNamespaces={team-a,team-b}")
     roles = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role")
     assert roles == ["team-a", "team-b"] and not [d for d in docs if d["kind"].startswith("Cluster")]
-    args = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--namespace=team-a" in _args(docs) and "--namespace=team-b" in _args(docs)
+
+
+def test_policy_values_become_the_file_the_operator_reads(helm: str, tmp_path: Path) -> None:
+    docs = _template(helm, "--set", "policy.allowedImages={registry.example/trainers/*}", "--set", "policy.maxGpus=2")
+    assert "--policy=/etc/fluxlora/policy/policy.yaml" in _args(docs)
+    (tmp_path / "policy.yaml").write_text(_policy_configmap(docs)["data"]["policy.yaml"])
+    policy = Policy.load(tmp_path / "policy.yaml")
+    assert policy.allowed_images == ["registry.example/trainers/*"] and policy.max_gpus == 2
+
+
+def test_chart_default_policy_is_the_operators_default(helm: str, tmp_path: Path) -> None:
+    """Only the configured trainer image, no priority classes, GPU taints only, no pod annotations."""
+    configmap = next(
+        d for d in _template(helm) if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-policy")
+    )
+    (tmp_path / "policy.yaml").write_text(configmap["data"]["policy.yaml"])
+    assert Policy.load(tmp_path / "policy.yaml") == Policy()
+    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["policy"]["properties"]
+    assert set(schema) == {f.alias for f in Policy.model_fields.values()}
+
+
+def test_values_schema_rejects_unknown_policy_keys(helm: str) -> None:
+    result = subprocess.run(
+        [helm, "template", "rel", str(CHART), "--kube-version", "1.36.3", "--set", "policy.allowEverything=true"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "allowEverything" in result.stderr
 
 
 def test_operator_pod_is_restricted_single_and_probed(helm: str) -> None:
@@ -70,7 +143,7 @@ def test_operator_pod_is_restricted_single_and_probed(helm: str) -> None:
 
 def test_extra_profiles_become_a_configmap_the_operator_mounts(helm: str) -> None:
     docs = _template(helm, "--set-string", "profiles.tiny=[network]\nnetwork_dim = 8\nnetwork_alpha = 8\n")
-    configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-profiles"))
     assert "network_dim = 8" in configmap["data"]["flux_tiny.toml"]
 
 

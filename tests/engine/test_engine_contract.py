@@ -18,14 +18,16 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fluxlora import optimizers
 from fluxlora.render import RenderedRun, render
 from fluxlora.rules import Evaluation
+from fluxlora.settings import Optimizer
 from fluxlora_trainer import dataset as ds
 from fluxlora_trainer import engine as argv_tools
 
@@ -306,3 +308,30 @@ def test_a_dataset_the_engine_fails_on_is_a_dataset_error(
     assert not reply["ok"] and engine_says in reply["error"], reply
     with pytest.raises(ds.DatasetError):
         ds.check_dataset(directory, ".txt", "ohwx person", ds.Bucketing(resolution=512))
+
+
+def _sample_value(kind: str) -> str:
+    return {
+        optimizers.NUMBER: "0.01",
+        optimizers.POSITIVE: "0.5",
+        optimizers.PAIR: "(0.9,0.999)",
+        optimizers.BOOL: "False",
+        optimizers.INT: "1",
+    }[kind]
+
+
+def test_the_optimizer_arguments_fluxlora_allows_are_the_ones_the_engine_builds(
+    probe: Probe, tiny_flux: TinyFlux, images: Path
+) -> None:
+    # Every optimizer a run may name has its table, and every argument in it is one the engine's
+    # get_optimizer passes to that optimizer's class without complaint.
+    assert set(optimizers.KWARGS) == set(get_args(Optimizer))
+    for optimizer, kwargs in optimizers.KWARGS.items():
+        for key, kind in kwargs.items():
+            argument = f"{key}={_sample_value(kind)}"
+            evaluation = evaluated(
+                minimal_run(training={"optimizer": optimizer, "optimizerArgs": [argument], "lrWarmupSteps": 0})
+            )
+            assert evaluation.ok, (optimizer, argument, [e.message for e in evaluation.errors])
+            reply = probe.check(*engine_request(render_anyway(evaluation), images, tiny_flux))
+            assert reply["ok"], (optimizer, argument, reply)

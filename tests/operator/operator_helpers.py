@@ -15,6 +15,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml"
+POLICY_FILE = Path(__file__).with_name("policy.yaml")
 TRAINER_IMAGE = "registry.example/fluxlora-trainer:test"
 FAKE = "fluxlora.dev/fake-"
 
@@ -41,7 +42,9 @@ class Operator:
     def log_file(self) -> Path:
         return self.log_dir / f"operator-{self.starts}.log"
 
-    def start(self, failpoints: str = "", wait: bool = True, resync: float = 60) -> Operator:
+    def start(
+        self, failpoints: str = "", wait: bool = True, resync: float = 60, policy: Path = POLICY_FILE
+    ) -> Operator:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         self.port = free_port()
@@ -60,6 +63,7 @@ class Operator:
             "--liveness",
             f"http://127.0.0.1:{self.port}/healthz",
             f"--resync-interval={resync}",
+            f"--policy={policy}",
         ]
         with open(self.log_file, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

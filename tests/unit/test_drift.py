@@ -55,7 +55,9 @@ RUN_FIELD_CHANGES: dict[str, dict[str, Any]] = {
         "resources": {"tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]}
     },
     "spec.resources.tolerations[].tolerationSeconds": {
-        "resources": {"tolerations": [{"key": "gpu", "operator": "Exists", "tolerationSeconds": 60}]}
+        "resources": {
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}]
+        }
     },
     "spec.resources.priorityClassName": {"resources": {"priorityClassName": "training-low"}},
     "spec.resources.activeDeadlineSeconds": {"resources": {"activeDeadlineSeconds": 3600}},

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fluxlora import manifests
 from fluxlora.manifests import ResumeFrom
+from fluxlora.policy import Policy
+from fluxlora.render import render
+from fluxlora.rules import evaluate
 
-from helpers import load_example, minimal_run, rendered
+from helpers import PROFILES, load_example, minimal_run, rendered
 
 
 def _job(document: dict[str, Any], attempt: int = 1, resume: ResumeFrom | None = None) -> dict[str, Any]:
@@ -44,8 +48,23 @@ def test_job_requests_gpus_and_owns_no_retries() -> None:
     assert job["metadata"]["name"] == "run-1-a1"
     assert job["spec"]["backoffLimit"] == 0
     train = job["spec"]["template"]["spec"]["containers"][0]
-    assert train["resources"]["requests"] == {"nvidia.com/gpu": "2", "memory": "64Gi"}
-    assert train["resources"]["limits"] == train["resources"]["requests"]
+    # memory from the spec is request and limit; CPU falls back to the policy's default request.
+    assert train["resources"]["requests"] == {"nvidia.com/gpu": "2", "cpu": "4", "memory": "64Gi"}
+    assert train["resources"]["limits"] == {"nvidia.com/gpu": "2", "memory": "64Gi"}
+
+
+def test_trainer_pods_always_request_cpu_and_memory_so_they_are_never_best_effort() -> None:
+    train = _job(minimal_run())["spec"]["template"]["spec"]["containers"][0]
+    assert train["resources"]["requests"] == {"nvidia.com/gpu": "1", "cpu": "4", "memory": "32Gi"}
+    assert train["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    policy = Policy.model_validate({"defaultCpu": "12", "defaultMemory": "100Gi", "defaultGpus": 2})
+    evaluation = evaluate(minimal_run(), PROFILES, policy, "registry.example/trainer:1")
+    assert evaluation.ok and evaluation.run and evaluation.config
+    job = render(evaluation.run, evaluation.config, [], "registry.example/trainer:1", policy).job(1)
+    train = job["spec"]["template"]["spec"]["containers"][0]
+    assert train["resources"]["requests"] == {"nvidia.com/gpu": "2", "cpu": "12", "memory": "100Gi"}
+    both = _job(minimal_run(resources={"cpu": "8", "memory": "64Gi"}))["spec"]["template"]["spec"]["containers"][0]
+    assert both["resources"]["requests"] == both["resources"]["limits"]  # what the run names is also its limit
 
 
 def test_job_mounts_inputs_read_only_and_output_read_write() -> None:
@@ -125,3 +144,35 @@ def test_trainer_gets_time_to_save_its_state_on_termination() -> None:
     pod = _job(minimal_run())["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] >= 40
     assert [c["args"][0] for c in pod["initContainers"] + pod["containers"]] == ["prepare", "run"]
+
+
+def test_an_existing_child_is_ours_only_with_this_runs_controller_uid_and_content() -> None:
+    run = rendered(minimal_run())
+    wanted = run.configmap()
+    assert manifests.ownership(copy.deepcopy(wanted), wanted, run.ref).kind == "ours"
+
+    no_owner = copy.deepcopy(wanted)
+    del no_owner["metadata"]["ownerReferences"]
+    assert manifests.ownership(no_owner, wanted, run.ref).kind == "foreign"
+
+    not_controller = copy.deepcopy(wanted)
+    not_controller["metadata"]["ownerReferences"][0]["controller"] = False
+    assert manifests.ownership(not_controller, wanted, run.ref).kind == "foreign"
+
+    other_owner = copy.deepcopy(wanted)
+    other_owner["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "x", "uid": "u", "controller": True}
+    ]
+    assert "Deployment x" in manifests.ownership(other_owner, wanted, run.ref).why
+
+    earlier = copy.deepcopy(wanted)
+    earlier["metadata"]["ownerReferences"][0]["uid"] = "uid-of-a-deleted-run"
+    assert manifests.ownership(earlier, wanted, run.ref).kind == "leftover"
+
+    other_run = copy.deepcopy(earlier)
+    other_run["metadata"]["ownerReferences"][0]["name"] = "someone-else"
+    assert manifests.ownership(other_run, wanted, run.ref).kind == "foreign"
+
+    tampered = copy.deepcopy(wanted)
+    tampered["data"]["run.json"] = '{"argv": ["sh", "-c", "id"]}'
+    assert manifests.ownership(tampered, wanted, run.ref).kind == "foreign"

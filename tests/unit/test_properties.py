@@ -19,7 +19,15 @@ from helpers import PROFILES, minimal_run
 
 segment = st.from_regex(r"[A-Za-z0-9._-]{1,12}", fullmatch=True)
 rel_path = st.lists(segment, min_size=1, max_size=4).map("/".join)
-hostile_text = st.text(min_size=1, max_size=60).filter(lambda s: s.strip() != "")
+# Printable text: control characters are refused at validation (tested in test_render / the corpus).
+trigger_text = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=60).filter(
+    lambda s: s.strip() != ""
+)
+optimizer_args = st.lists(
+    st.sampled_from(["weight_decay=0.01", "betas=(0.9,0.99)", "eps=1e-8", "amsgrad=True", "min_8bit_size=4096"]),
+    max_size=3,
+    unique=True,
+)
 
 spec_overrides = st.fixed_dictionaries(
     {},
@@ -35,7 +43,7 @@ spec_overrides = st.fixed_dictionaries(
                 "minSnrGamma": st.floats(0, 100),
                 "blocksToSwap": st.integers(0, 35),
                 "seed": st.integers(0, 2**32 - 1),
-                "optimizerArgs": st.lists(hostile_text, max_size=3),
+                "optimizerArgs": optimizer_args,
             },
         ),
         "resources": st.fixed_dictionaries({"gpus": st.integers(1, 8)}),
@@ -54,7 +62,7 @@ spec_overrides = st.fixed_dictionaries(
     overrides=spec_overrides,
     dataset_path=rel_path,
     output_path=rel_path,
-    trigger=hostile_text,
+    trigger=trigger_text,
 )
 def test_any_valid_spec_renders_safely(
     profile: str, overrides: dict[str, Any], dataset_path: str, output_path: str, trigger: str

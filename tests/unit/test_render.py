@@ -13,9 +13,13 @@ from pathlib import Path
 import pytest
 
 from fluxlora import layout, sdscripts
+from fluxlora.document import short
+from fluxlora.profiles import ProfileSet
+from fluxlora.render import render
+from fluxlora.rules import evaluate
 from fluxlora.settings import EngineSettings, Target
 
-from helpers import EXAMPLES, ROOT, flag_value, load_example, minimal_run, rendered
+from helpers import EXAMPLES, ROOT, evaluated, flag_value, load_example, minimal_run, rendered
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -158,7 +162,18 @@ def test_image_paths_in_the_command_exist_in_the_trainer_image() -> None:
     assert f"{layout.SD_SCRIPTS_DIR}" in dockerfile and sdscripts.ENGINE_COMMIT in dockerfile
 
 
-def test_control_characters_in_the_trigger_word_stay_valid_toml() -> None:
-    for text in ("a\x7fb", "tab\there", "nul\x00", "é ü 漢字"):
-        run = rendered(minimal_run(dataset={"triggerWord": text}))
-        assert tomllib.loads(run.dataset_toml)["datasets"][0]["subsets"][0]["class_tokens"] == text
+def test_control_characters_in_the_trigger_word_are_refused_and_unicode_stays_valid_toml() -> None:
+    run = rendered(minimal_run(dataset={"triggerWord": "é ü 漢字"}))
+    assert tomllib.loads(run.dataset_toml)["datasets"][0]["subsets"][0]["class_tokens"] == "é ü 漢字"
+    for text in ("a\x7fb", "tab\there", "nul\x00", "line\nbreak"):
+        errors = [e.message for e in evaluated(minimal_run(dataset={"triggerWord": text})).errors]
+        assert errors == [f"spec.dataset.triggerWord ({short(text)}) must not contain control characters"]
+
+
+def test_control_characters_from_a_profile_stay_valid_toml(tmp_path: Path) -> None:
+    text = "a\x7fb\ttab\x00nul"
+    (tmp_path / "flux_ctl.toml").write_text(f"[dataset]\nclass_tokens = {json.dumps(text)}\n")
+    evaluation = evaluate(minimal_run("ctl", dataset={"triggerWord": None}), ProfileSet.load(tmp_path))
+    assert evaluation.ok and evaluation.run and evaluation.config, [e.message for e in evaluation.errors]
+    toml = render(evaluation.run, evaluation.config, evaluation.warnings).dataset_toml
+    assert tomllib.loads(toml)["datasets"][0]["subsets"][0]["class_tokens"] == text

@@ -504,3 +504,49 @@ def test_simulated_runs_keep_the_invariants(outcomes: list[str], max_retries: in
     if phase in ("Succeeded", "Failed"):
         again = S.plan(facts(status, max_retries=max_retries), jobs, [], LATER)
         assert again.actions == [] and again.patch(status) == {}
+
+
+# ----------------------------------------------------------------------------- children that cannot be created
+
+
+def test_a_child_failure_fails_the_run_once_and_stays_failed_without_actions() -> None:
+    message = "ServiceAccount r-trainer already exists and is not this run's: it has no controller owner reference"
+    failed = S.child_failed(facts(), S.CHILD_CONFLICT, message, NOW)
+    assert failed.status["phase"] == "Failed" and failed.status["message"] == message
+    assert cond(failed.status, "Failed")["reason"] == "ChildConflict"
+    assert cond(failed.status, "Valid")["status"] == "True"
+    assert failed.actions == [] and [(e.type, e.reason) for e in failed.events] == [("Warning", "ChildConflict")]
+    assert not failed.status.get("attempts")
+    # Every later pass: nothing created, no new event, the record unchanged.
+    again = S.plan(facts(failed.status), [], [], LATER)
+    assert again.actions == [] and again.events == [] and again.patch(failed.status) == {}
+
+
+def test_a_rejected_job_of_a_retry_keeps_the_earlier_attempts() -> None:
+    earlier = {"phase": "Running", "attempts": [attempt(1, "Failed", "Evicted", endTime=NOW)]}
+    failed = S.child_failed(facts(earlier), S.CHILD_REJECTED, "Job r-a2 was refused (403 Forbidden): quota", NOW)
+    assert [a["number"] for a in failed.status["attempts"]] == [1]
+    assert S.plan(facts(failed.status), [job(1, failed="Evicted")], [], LATER).actions == []
+
+
+def test_waiting_for_an_earlier_runs_leftover_says_so_once() -> None:
+    message = "ServiceAccount r-trainer exists: it belongs to an earlier run of the same name, uid old"
+    first = S.waiting_for_leftovers(facts(), message, NOW)
+    assert first.status["phase"] == "Pending" and cond(first.status, "Running")["reason"] == "LeftoverChildren"
+    assert [e.reason for e in first.events] == ["LeftoverChildren"] and first.actions == []
+    assert S.waiting_for_leftovers(facts(first.status), message, LATER).events == []
+    # Once the leftover is gone the next pass creates the first attempt.
+    assert isinstance(S.plan(facts(first.status), [], [], LATER).actions[0], S.CreateAttempt)
+
+
+def test_pods_of_an_earlier_run_of_the_same_name_must_end_before_an_attempt() -> None:
+    old = pod(1, "Running")
+    old["metadata"]["ownerReferences"] = [{"uid": "job-of-the-earlier-run", "kind": "Job"}]
+    waiting = S.plan(facts(), [], [old], NOW)
+    assert waiting.actions == [] and waiting.status["phase"] == "Pending"
+    assert "r-a1-xyz" in waiting.status["message"] and cond(waiting.status, "Running")["reason"] == "LeftoverChildren"
+    ended = copy.deepcopy(old)
+    ended["status"]["phase"] = "Failed"
+    assert isinstance(S.plan(facts(waiting.status), [], [ended], LATER).actions[0], S.CreateAttempt)
+    # This run's own pods are not leftovers.
+    assert S.leftover_pods(UID, [job(1)], [pod(1)]) == []

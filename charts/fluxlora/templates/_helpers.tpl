@@ -15,10 +15,22 @@ app.kubernetes.io/component: operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* The rules the operator needs, nothing more: runs and their status, the
-     children it creates per run, and the pods/events it reads to report status.
-     It may create per-run Roles granting get/patch on fluxloraruns/status only
-     because it holds that permission itself (RBAC escalation check). */}}
+{{/* The namespaces the operator serves when it is not cluster-wide. */}}
+{{- define "fluxlora.namespaces" -}}
+{{- if .Values.watchNamespaces }}{{ toJson .Values.watchNamespaces }}{{ else }}{{ toJson (list .Release.Namespace) }}{{ end -}}
+{{- end -}}
+
+{{/* Exactly the verbs the operator uses (tests/cluster/test_chart.py asserts this list):
+     runs: kopf lists, watches and patches them (its annotations), the operator
+       gets one per reconcile and lists them for the periodic resync;
+     runs/status: the operator patches it; "get" only because it creates per-run
+       Roles granting get/patch on it (RBAC: one may only grant what one holds);
+     runs/finalizers: children carry blockOwnerDeletion (OwnerReferencesPermissionEnforcement);
+     jobs: list/watch (events), create, get (is an existing one this run's?), delete (suspend);
+     pods: list/watch only;
+     configmaps, serviceaccounts, roles, rolebindings: create, and get to check
+       that an existing one of the same name is this run's (never adopted otherwise);
+     events: create. */}}
 {{- define "fluxlora.rules" -}}
 - apiGroups: ["fluxlora.dev"]
   resources: ["fluxloraruns"]
@@ -26,7 +38,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["fluxlora.dev"]
   resources: ["fluxloraruns/status"]
   verbs: ["get", "patch"]
-# Children carry blockOwnerDeletion, which needs this where owner-reference permissions are enforced.
 - apiGroups: ["fluxlora.dev"]
   resources: ["fluxloraruns/finalizers"]
   verbs: ["update"]
@@ -35,14 +46,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["configmaps", "serviceaccounts"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["get", "create", "patch"]
-- apiGroups: ["", "events.k8s.io"]
+  verbs: ["get", "create"]
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch", "list", "watch"]
+  verbs: ["create"]
 {{- end -}}

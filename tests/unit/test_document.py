@@ -1,0 +1,63 @@
+"""Reading documents within limits, as kubectl and the API server read them; the CLI's last guard."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from fluxlora import cli, document
+from fluxlora.document import DocumentError, load_documents, normalize, short
+
+from helpers import EXAMPLES
+
+
+def test_values_in_messages_are_short_one_line_prefixes() -> None:
+    assert short("x" * 1000) == '"' + "x" * 39 + "..."
+    assert short("line\nbreak") == '"line\\nbreak"'
+    assert short(10**500) == "501-digit integer"
+    assert short(math.inf) == ".inf"
+    nested: list[object] = ["lol"] * 10
+    for _ in range(30):  # 10**30 leaves if walked: short() reads only what it prints
+        nested = [nested] * 10
+    assert len(short(nested)) < 60
+
+
+def test_a_stream_is_read_within_its_limits() -> None:
+    many = b"---\n".join([b"a: 1\n"] * (document.MAX_DOCUMENTS + 1))
+    with pytest.raises(DocumentError, match="more than 100 documents"):
+        list(load_documents(many))
+    with pytest.raises(DocumentError, match="larger than 1024 KiB"):
+        list(load_documents(b"#" * (document.MAX_FILE_BYTES + 1)))
+    with pytest.raises(DocumentError, match=r"nests deeper than 64 levels"):
+        list(load_documents(b"{" + b'"a": {' * 70 + b"}" * 71))
+    with pytest.raises(DocumentError, match="twice"):
+        list(load_documents(b'{"a": 1, "a": 2}'))
+
+
+def test_scalars_read_as_kubectl_reads_them() -> None:
+    (data,) = load_documents(b"a: y\nb: 1e3\nc: 0o17\nd: 1:20\ne: 2001-12-14\nf: ~\ng: 017\n")
+    assert data == {"a": True, "b": 1000.0, "c": 15, "d": "1:20", "e": "2001-12-14", "f": None, "g": 15}
+    (joined,) = load_documents(b'{"t": "\\ud83c\\udf38"}')  # JSON: a surrogate pair is one character
+    assert joined == {"t": "\U0001f338"}
+
+
+def test_normalize_is_what_the_api_server_stores() -> None:
+    value, problems = normalize({"a": None, "b": 32.0, "c": 2**64, "d": [None], "e": {"f": None}, "g": 0.5})
+    assert value == {"b": 32, "c": float(2**64), "d": [None], "e": {}, "g": 0.5} and problems == []
+    _, problems = normalize({"spec": {"x": math.nan, "y": "\ud800"}})
+    assert [(p.field, p.rule.split(" (")[0]) for p in problems] == [
+        ("spec.x", "must be a finite number"),
+        ("spec.y", "is not valid Unicode"),
+    ]
+
+
+def test_an_unexpected_failure_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object, **__: object) -> object:
+        raise RuntimeError("something\nbroke")
+
+    monkeypatch.setattr(cli, "evaluate", broken)
+    result = CliRunner().invoke(cli.main, ["validate", str(EXAMPLES / "run-fast.yaml")])
+    assert result.exit_code == 2
+    assert result.output == "fluxlora: internal error: RuntimeError: something broke\n"
