@@ -31,7 +31,7 @@ from fluxlora.settings import Optimizer
 from fluxlora_trainer import dataset as ds
 from fluxlora_trainer import engine as argv_tools
 
-from cases import CASES
+from cases import CASES, hostile_documents
 from helpers import evaluated, load_example, minimal_run
 from realengine import CPU_TRAINING, Engine, Probe, TinyFlux
 from sample_data import png_bytes, write_dataset
@@ -144,6 +144,22 @@ def test_a_run_fluxlora_accepts_passes_the_engines_own_checks(
     name: str, probe: Probe, tiny_flux: TinyFlux, images: Path
 ) -> None:
     evaluation = evaluated(VALID[name])
+    assert evaluation.ok, [e.message for e in evaluation.errors]
+    reply = probe.check(*engine_request(render_anyway(evaluation), images, tiny_flux))
+    assert reply["ok"], reply
+    assert_engine_warnings_known(reply, evaluation)
+
+
+CORPUS_VALID = {d.name: d.data for d in hostile_documents() if d.valid and d.data is not None}
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS_VALID))
+def test_the_valid_documents_of_the_corpus_pass_the_engines_own_checks(
+    name: str, probe: Probe, tiny_flux: TinyFlux, images: Path
+) -> None:
+    document = CORPUS_VALID[name]
+    assert document is not None
+    evaluation = evaluated(document)
     assert evaluation.ok, [e.message for e in evaluation.errors]
     reply = probe.check(*engine_request(render_anyway(evaluation), images, tiny_flux))
     assert reply["ok"], reply
