@@ -1,33 +1,42 @@
-"""kopf handlers (thin): read the run, its Jobs and Pods; ask status.plan; apply; patch status.
+"""kopf handlers (thin): watch the runs, their Jobs and Pods; ask status.plan; apply; patch status.
 
-Every reconcile starts from the API (no state in memory survives a call), so a
-restarted operator carries on where the last one stopped: child names are
-deterministic (``<run>-trainer``, ``<run>-run``, ``<run>-a<N>``), creation
-accepts 409 AlreadyExists, and the status patch carries the resourceVersion it
-was computed from (a conflict re-reads and recomputes; nothing newer is ever
-overwritten). The operator patches only its own status keys.
+What the watches deliver is all a pass needs: kopf keeps the run, its Jobs and
+its Pods (only what the planner reads, ``snapshot``) in indexes, and every
+watch event asks for its run to be reconciled (``controller``: a coalescing
+queue and a pool of workers). A pass reads from the API only what the watches
+cannot tell: after a status conflict, or when the status names a Job the watch
+has not shown. No state beyond the watches' survives a pass, so a restarted
+operator carries on where the last one stopped: child names are deterministic
+(``<run>-trainer``, ``<run>-run``, ``<run>-a<N>``), creation accepts 409
+AlreadyExists (checking the object is this run's), and the status patch carries
+the resourceVersion it was computed from (a conflict re-reads and recomputes;
+nothing newer is ever overwritten). The operator patches only its own status
+keys, and posts one event per pass that tells something (``events``).
 
-Triggers: the run's create/resume/``spec.suspend`` changes, every event of a
-Job or Pod labelled ``fluxlora.dev/run``, and a periodic re-read of unfinished runs as a safety net
-(not a kopf timer: that would put a finalizer on every run).
+Triggers: a run created, its spec changed (``spec.suspend``; the generation
+moves), an unfinished run listed at start; every event of a Job or Pod
+labelled ``fluxlora.dev/run``; and a periodic pass over unfinished runs as a
+safety net (not a kopf timer: that would put a finalizer on every run).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import json
 import logging
 import os
-import threading
-import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote
 
 import kopf
 
-from fluxlora import api, manifests
+from fluxlora import api, manifests, snapshot
+from fluxlora import events as run_events
 from fluxlora import status as run_status
+from fluxlora.controller import Controller, Observed, Outcome
 from fluxlora.policy import Policy
 from fluxlora.profiles import ProfileSet
 from fluxlora.render import DEFAULT_TRAINER_IMAGE, RenderedRun, render
@@ -43,6 +52,11 @@ RUN_RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)
 # Safety net (a periodic re-read of unfinished runs). Not a kopf timer: timers
 # put a finalizer on every run, and a run must stay deletable without the operator.
 RESYNC_INTERVAL = 60.0
+# Runs reconciled at once (each pass waits on the API server most of its time), and the
+# requests a pass sends at once (a run's first children).
+PASS_WORKERS = 32
+REQUEST_THREADS = 32
+CONNECTIONS = PASS_WORKERS + REQUEST_THREADS
 # A run waiting for an earlier run's leftover child is re-read this often (seconds),
 # and fails if the garbage collector has not removed it this long after the run was created.
 LEFTOVER_RETRY = 3.0
@@ -146,7 +160,11 @@ def _load_kube() -> Kube:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return Kube(client.ApiClient())
+    cfg = client.Configuration.get_default_copy()
+    # One kept-alive connection per thread that may call at once (passes, their parallel creates):
+    # the default (5 per CPU) makes the others open a new TLS connection for every request.
+    cfg.connection_pool_maxsize = CONNECTIONS
+    return Kube(client.ApiClient(cfg))
 
 
 def kube() -> Kube:
@@ -247,12 +265,6 @@ def ensure(k: Kube, obj: Obj, run: manifests.RunRef) -> bool:
 
 # ----------------------------------------------------------------------------- reconcile
 
-_LOCKS = [threading.Lock() for _ in range(64)]
-
-
-def _lock_for(namespace: str, name: str) -> threading.Lock:
-    return _LOCKS[zlib.crc32(f"{namespace}/{name}".encode()) % len(_LOCKS)]
-
 
 def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -302,21 +314,43 @@ def facts_of(
     return facts, (rendered if not errors else None)
 
 
-def _selector(name: str) -> list[tuple[str, str]]:
-    return [("labelSelector", f"{manifests.RUN_LABEL}={name}")]
+# The children of a run are created in three round-trips: the ServiceAccount, Role and ConfigMap
+# at once; then the RoleBinding (the API server checks its Role when the operator may not bind
+# any role); then the Job, only once every other child is this run's own (a trainer never runs
+# with an account, a binding or a command it did not get from its own run).
+_REQUESTS = concurrent.futures.ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="fluxlora-request")
+
+
+def _ensure_all(k: Kube, objs: list[tuple[Obj, str | None]], ref: manifests.RunRef) -> None:
+    """ensure() each object at once; the first one's error (in the given order) is raised."""
+
+    def one(obj: Obj, point: str | None) -> bool:
+        created = ensure(k, obj, ref)
+        if point:
+            failpoint(point)
+        return created
+
+    futures = [_REQUESTS.submit(one, obj, point) for obj, point in objs]
+    concurrent.futures.wait(futures)
+    for future in futures:
+        future.result()
 
 
 def _create_attempt(k: Kube, rendered: RenderedRun, action: run_status.CreateAttempt) -> None:
     ref = rendered.ref
     if action.first:
         profile = rendered.config.profile
-        ensure(k, manifests.service_account(ref, profile), ref)
-        failpoint("after-serviceaccount")
-        ensure(k, manifests.role(ref, profile), ref)
+        _ensure_all(
+            k,
+            [
+                (manifests.service_account(ref, profile), "after-serviceaccount"),
+                (manifests.role(ref, profile), None),
+                (rendered.configmap(), "after-configmap"),
+            ],
+            ref,
+        )
         ensure(k, manifests.role_binding(ref, profile), ref)
         failpoint("after-rbac")
-        ensure(k, rendered.configmap(), ref)
-        failpoint("after-configmap")
     created = ensure(k, rendered.job(action.number, action.resume), ref)
     log.info(
         "attempt %d of %s/%s: Job %s",
@@ -347,6 +381,7 @@ class Pass:
 
     done: bool  # False: the status patch hit a conflict; re-read and recompute
     retry_in: float | None = None  # waiting for something no watch reports (an earlier run's leftovers)
+    settled: bool = True  # False: it waited (a Job catching up with its pod) and decided nothing
 
 
 def _age_seconds(body: Obj, now: datetime.datetime) -> float:
@@ -382,28 +417,57 @@ def _children_plan(
     return plan, None
 
 
-def reconcile_once(k: Kube, namespace: str, name: str, seen: Obj | None = None) -> Pass:
-    """One pass: read, plan, act, patch the status."""
-    cfg = _settings()
-    # The run's Jobs and pods first, the run last: the status patch is conditioned on the
-    # run's resourceVersion, so reading it last keeps the window to a conflict short (the
-    # trainer patches the status all the time, and a conflict costs a whole pass).
+def _selector(name: str) -> list[tuple[str, str]]:
+    return [("labelSelector", f"{manifests.RUN_LABEL}={name}")]
+
+
+def _read(k: Kube, namespace: str, name: str) -> tuple[list[Obj], list[Obj], Obj | None]:
+    """The run's Jobs, Pods and the run itself, from the API (None: the run is gone).
+
+    The Jobs and pods first, the run last: the status patch is conditioned on the
+    run's resourceVersion, so reading it last keeps the window to a conflict short
+    (the trainer patches the status all the time, and a conflict costs a whole pass).
+    """
     jobs: list[Obj] = k.request("GET", _ns_path("/apis/batch/v1", namespace, "jobs"), query=_selector(name))["items"]
     # Pods of this run's Jobs say how attempts go; any other live pod with the run's
     # label (an earlier run of the same name) must end before an attempt starts.
     pods: list[Obj] = k.request("GET", _ns_path("/api/v1", namespace, "pods"), query=_selector(name))["items"]
-    # A pod seen in a watch event but already gone from the listing (evicted,
-    # preempted, deleted) still tells why its attempt ended.
-    if seen is not None and seen.get("kind", "Pod") == "Pod":
-        uid = (seen.get("metadata") or {}).get("uid")
-        if uid and all((p.get("metadata") or {}).get("uid") != uid for p in pods):
-            pods.append(seen)
     try:
         body = k.request("GET", run_path(namespace, name))
     except ApiError as exc:
         if exc.status == 404:
-            return Pass(True)
+            return jobs, pods, None
         raise
+    return jobs, pods, body
+
+
+def _post_event(k: Kube, body: Obj, event: run_status.Event) -> None:
+    try:
+        obj = run_events.event_object(body, event, datetime.datetime.now(datetime.UTC))
+        k.request("POST", _ns_path("/api/v1", str(obj["metadata"]["namespace"]), "events"), obj)
+    except ApiError as exc:  # an event is worth a log line, never a failed pass
+        log.warning("event %s on %s not posted: %s", event.reason, (body.get("metadata") or {}).get("name"), exc)
+
+
+def reconcile_once(k: Kube, namespace: str, name: str, observed: Observed) -> Pass:
+    """One pass: plan from what the watches gave (or read, when they cannot tell), act, patch the status."""
+    cfg = _settings()
+    body = observed.run
+    if body is not None and snapshot.missing_jobs(body.get("status") or {}, observed.jobs, run_status.LIVE_RESULTS):
+        body = None  # the status names a Job the watch has not shown (yet): read instead of guessing
+    if body is not None:
+        jobs, pods = list(observed.jobs), list(observed.pods)
+        wait = snapshot.job_catching_up(jobs, [*pods, *observed.gone], datetime.datetime.now(datetime.UTC))
+        if wait is not None:
+            return Pass(True, wait, settled=False)
+    else:
+        jobs, pods, body = _read(k, namespace, name)
+        if body is None:
+            return Pass(True)
+    # A pod seen deleted but already gone from the listing (evicted, preempted, deleted)
+    # still tells why its attempt ended.
+    uids = {(p.get("metadata") or {}).get("uid") for p in pods}
+    pods += [g for g in observed.gone if (g.get("metadata") or {}).get("uid") not in uids]
     if (body.get("metadata") or {}).get("deletionTimestamp"):
         return Pass(True)
     facts, rendered = facts_of(body, cfg.profiles, cfg.trainer_image, cfg.policy)
@@ -434,116 +498,134 @@ def reconcile_once(k: Kube, namespace: str, name: str, seen: Obj | None = None) 
                 return Pass(True)
             raise
         failpoint("after-status")
-    for event in plan.events:
-        kopf.event(cast(Any, body), type=event.type, reason=event.reason, message=event.message[:1000])
+    event = run_events.coalesce(plan.events)
+    if event is not None:
+        _post_event(k, body, event)
     return Pass(True, retry_in)
 
 
-def reconcile(namespace: str, name: str, seen: Obj | None = None) -> float | None:
-    """Reconcile until the status patch lands; the seconds after which to look again, if waiting."""
-    with _lock_for(namespace, name):
-        for _ in range(10):
-            result = reconcile_once(kube(), namespace, name, seen)
-            if result.done:
-                return result.retry_in
-    raise kopf.TemporaryError(f"the status of {namespace}/{name} kept changing; will retry", delay=1)
+def reconcile(namespace: str, name: str, observed: Observed) -> Outcome:
+    """Reconcile until the status patch lands: first from the watches, then, after a conflict, from reads."""
+    for _ in range(10):
+        result = reconcile_once(kube(), namespace, name, observed)
+        if result.done:
+            return Outcome(result.retry_in, result.settled)
+        observed = Observed(None, [], [], observed.gone)
+    raise RuntimeError(f"the status of {namespace}/{name} kept changing")
 
 
-def reconcile_or_retry(namespace: str, name: str) -> None:
-    """For kopf's create/resume handlers: a run waiting for leftovers is handled again after a while."""
-    retry_in = reconcile(namespace, name)
-    if retry_in is not None:
-        raise kopf.TemporaryError(f"{namespace}/{name} waits for an earlier run's leftovers", delay=retry_in)
+def is_live(run: Mapping[str, Any]) -> bool:
+    """Not finished: the periodic resync and a restarted operator reconcile it."""
+    phase = (run.get("status") or {}).get("phase")
+    return phase not in (run_status.SUCCEEDED, run_status.FAILED, "Rendered")
+
+
+def wanted(run: Mapping[str, Any], listed: bool = False) -> bool:
+    """Whether a watch event of the run asks for a pass: new, its spec changed, or (``listed`` at
+    the start) unfinished. Status changes (the operator's, the trainer's) do not."""
+    meta = run.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    status = run.get("status") or {}
+    if listed and is_live(run):
+        return True
+    return not status.get("phase") or status.get("observedGeneration") != meta.get("generation")
 
 
 # ----------------------------------------------------------------------------- kopf wiring
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: the operator has no change-detecting handlers (only watch events and indexes).
+
+    kopf would otherwise deep-copy every watched object on every event to diff
+    it, and keep a copy of each run's spec in an annotation (one more write per run).
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
+_controller: Controller | None = None
+
+
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+    global _controller
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PROGRESS_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PROGRESS_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.level = logging.WARNING  # our own events say what happened
     settings.scanning.disabled = True  # no cluster-wide CRD/namespace watching needed
-    settings.execution.max_workers = 32
     settings.watching.server_timeout = 300
+    if not logging.getLogger("kopf").isEnabledFor(logging.DEBUG):
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per watch event
     kube()
     cfg = _settings()
-    if cfg.resync_interval > 0:
-        threading.Thread(
-            target=_resync_forever,
-            args=(cfg.namespaces, cfg.resync_interval, _resync_stop),
-            name="fluxlora-resync",
-            daemon=True,
-        ).start()
+    indexes = kwargs["run_index"], kwargs["job_index"], kwargs["pod_index"]  # kopf.Index of each index below
+    _controller = Controller(reconcile, *indexes, workers=PASS_WORKERS, is_live=is_live)
+    _controller.start(cfg.resync_interval)
 
 
 @kopf.on.cleanup()
-def cleanup(**_: Any) -> None:
-    _resync_stop.set()
+async def cleanup(**_: Any) -> None:
+    if _controller is not None:
+        await _controller.stop()
 
 
-@kopf.on.resume(*RUN_RESOURCE)
-@kopf.on.create(*RUN_RESOURCE)
-def run_created(namespace: str | None, name: str, **_: Any) -> None:
-    reconcile_or_retry(namespace or "default", name)
+def _key(body: Mapping[str, Any]) -> tuple[str, str] | None:
+    return snapshot.run_key(body, manifests.RUN_LABEL)
 
 
-@kopf.on.update(*RUN_RESOURCE, field="spec.suspend")
-def run_suspend_changed(namespace: str | None, name: str, **_: Any) -> None:
-    reconcile_or_retry(namespace or "default", name)
+@kopf.index(*RUN_RESOURCE)
+async def run_index(namespace: str | None, name: str | None, body: kopf.Body, **_: Any) -> dict[Any, Obj]:
+    return {(namespace or "default", name): snapshot.slim_run(body)}
 
 
-def _live(run: Obj) -> bool:
-    phase = (run.get("status") or {}).get("phase")
-    return phase not in (run_status.SUCCEEDED, run_status.FAILED, "Rendered")
+@kopf.index("batch", "v1", "jobs", labels={manifests.RUN_LABEL: kopf.PRESENT})
+async def job_index(body: kopf.Body, **_: Any) -> dict[Any, Obj]:
+    key = _key(body)
+    return {key: snapshot.slim_job(body)} if key else {}
 
 
-def resync_once(k: Kube, namespaces: list[str] | None) -> int:
-    """Reconcile every run that is not finished (the safety net for missed or failed events)."""
-    prefix = f"/apis/{api.GROUP}/{api.VERSION}"
-    paths = [f"{prefix}/{api.PLURAL}"] if not namespaces else [_ns_path(prefix, ns, api.PLURAL) for ns in namespaces]
-    done = 0
-    for path in paths:
-        for run in k.request("GET", path)["items"]:
-            if _live(run):
-                meta = run["metadata"]
-                reconcile(meta["namespace"], meta["name"])
-                done += 1
-    return done
+@kopf.index("", "v1", "pods", labels={manifests.RUN_LABEL: kopf.PRESENT})
+async def pod_index(body: kopf.Body, **_: Any) -> dict[Any, Obj]:
+    key = _key(body)
+    return {key: snapshot.slim_pod(body)} if key else {}
 
 
-def _resync_forever(namespaces: list[str] | None, interval: float, stop: threading.Event) -> None:
-    while not stop.wait(interval):
-        try:
-            resync_once(kube(), namespaces)
-        except Exception:
-            log.exception("periodic resync failed; next try in %s s", interval)
-
-
-_resync_stop = threading.Event()
-
-
-def _owner(namespace: str | None, labels: Any) -> tuple[str, str] | None:
-    run = (labels or {}).get(manifests.RUN_LABEL)
-    return (namespace, run) if namespace and run else None
+@kopf.on.event(*RUN_RESOURCE)
+async def run_event(namespace: str | None, name: str, body: kopf.Body, event: Any, **_: Any) -> None:
+    if _controller is None:
+        return
+    _controller.indexed()
+    kind = (event or {}).get("type")
+    listed = kind is None  # the initial listing: at the operator's start, or the watch restarting
+    deleted = kind == "DELETED"
+    _controller.run_changed((namespace or "default", name), deleted, not deleted and wanted(body, listed))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={manifests.RUN_LABEL: kopf.PRESENT})
-def job_event(namespace: str | None, labels: Any, **_: Any) -> None:
-    owner = _owner(namespace, labels)
-    if owner:
-        reconcile(*owner)
+async def job_event(body: kopf.Body, **_: Any) -> None:
+    key = _key(body)
+    if _controller is not None and key:
+        _controller.indexed()
+        _controller.child_changed(key)
 
 
 @kopf.on.event("", "v1", "pods", labels={manifests.RUN_LABEL: kopf.PRESENT})
-def pod_event(namespace: str | None, labels: Any, body: Any, event: Any, **_: Any) -> None:
-    owner = _owner(namespace, labels)
-    if owner:
-        pod = dict(body)
-        if (event or {}).get("type") == "DELETED":
-            pod.setdefault("metadata", {})
-            pod["metadata"] = dict(pod["metadata"]) | {"deletionTimestamp": now_rfc3339()}
-        reconcile(*owner, seen=pod)
+async def pod_event(body: kopf.Body, event: Any, **_: Any) -> None:
+    key = _key(body)
+    if _controller is None or not key:
+        return
+    _controller.indexed()
+    gone = None
+    if (event or {}).get("type") == "DELETED":
+        gone = snapshot.slim_pod(body)
+        gone["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+    _controller.child_changed(key, gone)

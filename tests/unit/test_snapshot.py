@@ -1,0 +1,220 @@
+"""snapshot.py: what the operator keeps of watched objects decides exactly as the whole objects do."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+from typing import Any
+
+import pytest
+
+from fluxlora import snapshot
+from fluxlora import status as S
+from fluxlora.handlers import facts_of
+from fluxlora.profiles import ProfileSet
+from fluxlora.render import render
+from fluxlora.rules import evaluate
+
+Obj = dict[str, Any]
+NOW = "2026-01-01T00:00:00Z"
+LATER = "2026-01-01T00:05:00Z"
+UID = "run-uid"
+MANAGED = [{"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}}]
+
+
+def run_body(status: Obj | None = None) -> Obj:
+    return {
+        "apiVersion": "fluxlora.dev/v1alpha1",
+        "kind": "FluxLoraRun",
+        "metadata": {
+            "name": "r",
+            "namespace": "ns",
+            "uid": UID,
+            "generation": 2,
+            "resourceVersion": "41",
+            "creationTimestamp": NOW,
+            "labels": {"team": "a"},
+            "annotations": {
+                "note": "kept",
+                "kubectl.kubernetes.io/last-applied-configuration": '{"a": 1}',
+                "kopf.fluxlora.dev/last-handled-configuration": '{"spec": {}}',
+            },
+            "managedFields": MANAGED,
+        },
+        "spec": {
+            "profile": "fast",
+            "model": {"claimName": "m"},
+            "dataset": {"claimName": "d", "path": "alice", "triggerWord": "ohwx"},
+            "output": {"claimName": "o"},
+            "training": {"maxTrainSteps": 400},
+        },
+        "status": status or {},
+    }
+
+
+def full_job(n: int, *, conditions: list[Obj] | None = None, deleting: bool = False, suspend: bool = False) -> Obj:
+    evaluation = evaluate(run_body(), ProfileSet.load())
+    assert evaluation.run and evaluation.config
+    rendered = render(evaluation.run, evaluation.config, evaluation.warnings)
+    job = rendered.job(n, None)
+    job["metadata"] |= {
+        "uid": f"job-{n}",
+        "creationTimestamp": NOW,
+        "resourceVersion": "77",
+        "managedFields": MANAGED,
+        "ownerReferences": [{**job["metadata"]["ownerReferences"][0], "uid": UID}],
+    }
+    if deleting:
+        job["metadata"]["deletionTimestamp"] = LATER
+    job["spec"]["suspend"] = suspend
+    job["status"] = {"active": 1, "ready": 1, "startTime": NOW, "conditions": conditions or []}
+    return job
+
+
+def full_pod(n: int, phase: str, *, state: Obj | None = None, conditions: list[Obj] | None = None, **extra: Any) -> Obj:
+    job = full_job(n)
+    meta = {
+        "name": f"r-a{n}-x1",
+        "namespace": "ns",
+        "uid": f"pod-{n}",
+        "creationTimestamp": NOW,
+        "labels": job["spec"]["template"]["metadata"]["labels"],
+        "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": f"r-a{n}", "uid": f"job-{n}"}],
+        "managedFields": MANAGED,
+    }
+    if extra.pop("deleting", False):
+        meta["deletionTimestamp"] = LATER
+    status = {
+        "phase": phase,
+        "hostIP": "10.0.0.1",
+        "podIP": "10.0.0.2",
+        "qosClass": "Burstable",
+        "startTime": NOW,
+        "conditions": conditions or [{"type": "Ready", "status": "True", "lastTransitionTime": NOW}],
+        "initContainerStatuses": [
+            {"name": "prepare", "image": "i", "imageID": "i@sha", "ready": True, "restartCount": 0,
+             "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": NOW, "finishedAt": NOW}}},
+        ],
+        "containerStatuses": [
+            {"name": "train", "image": "i", "imageID": "i@sha", "ready": phase == "Running", "restartCount": 0,
+             "containerID": "containerd://abc", "started": True, "state": state or {"running": {"startedAt": NOW}}},
+        ],
+        **extra,
+    }  # fmt: skip
+    return {"metadata": meta, "spec": job["spec"]["template"]["spec"], "status": status}
+
+
+def terminated(code: int, reason: str = "Error", message: str = "") -> Obj:
+    return {"terminated": {"exitCode": code, "reason": reason, "message": message, "finishedAt": LATER}}
+
+
+def cond(type_: str, status: str = "True", reason: str = "", message: str = "") -> Obj:
+    return {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": LATER}
+
+
+def attempt(n: int, result: str = "Running", **kw: Any) -> Obj:
+    return {"number": n, "jobName": f"r-a{n}", "startTime": NOW, "result": result, **kw}
+
+
+SCENARIOS: dict[str, tuple[Obj, list[Obj], list[Obj]]] = {
+    "new run": ({}, [], []),
+    "running": ({"phase": "Pending", "attempts": [attempt(1, "Pending")]}, [full_job(1)], [full_pod(1, "Running")]),
+    "no pod yet": ({"attempts": [attempt(1, "Pending")]}, [full_job(1)], []),
+    "complete": (
+        {"phase": "Running", "attempts": [attempt(1)]},
+        [full_job(1, conditions=[cond("Complete")])],
+        [full_pod(1, "Succeeded", state=terminated(0, "Completed"))],
+    ),
+    "config error": (
+        {"phase": "Running", "attempts": [attempt(1)]},
+        [full_job(1, conditions=[cond("Failed", reason="BackoffLimitExceeded")])],
+        [full_pod(1, "Failed", state=terminated(2, message="spec.x is wrong"))],
+    ),
+    "oom, retried from the resume point": (
+        {"phase": "Running", "attempts": [attempt(1)], "resume": {"checkpoint": "ck/s-30", "step": 30}},
+        [full_job(1, conditions=[cond("FailureTarget", reason="PodFailurePolicy")])],
+        [full_pod(1, "Failed", state=terminated(137, "OOMKilled"))],
+    ),
+    "preempted": (
+        {"phase": "Running", "attempts": [attempt(1)]},
+        [full_job(1)],
+        [full_pod(1, "Running", conditions=[cond("DisruptionTarget", reason="PreemptionByScheduler", message="p")])],
+    ),
+    "evicted": (
+        {"phase": "Running", "attempts": [attempt(1)]},
+        [full_job(1, conditions=[cond("Failed")])],
+        [full_pod(1, "Failed", reason="Evicted", message="node pressure")],
+    ),
+    "image pull": (
+        {"phase": "Pending", "attempts": [attempt(1, "Pending")]},
+        [full_job(1)],
+        [full_pod(1, "Pending", state={"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}})],
+    ),
+    "unschedulable": (
+        {"phase": "Pending", "attempts": [attempt(1, "Pending")]},
+        [full_job(1)],
+        [full_pod(1, "Pending", state={}, conditions=[cond("PodScheduled", "False", "Unschedulable", "0/2 nodes")])],
+    ),
+    "queued": ({"phase": "Pending", "attempts": [attempt(1, "Pending")]}, [full_job(1, suspend=True)], []),
+    "deleted while running": (
+        {"phase": "Running", "attempts": [attempt(1)]},
+        [full_job(1, deleting=True)],
+        [full_pod(1, "Running", deleting=True)],
+    ),
+    "an earlier run's pod": ({}, [], [full_pod(7, "Running")]),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_the_plan_is_the_same_on_slim_objects(scenario: str) -> None:
+    status, jobs, pods = SCENARIOS[scenario]
+    body = run_body(status | {"progress": {"step": 3, "lossHistory": [0.1] * 50}, "gpu": {"name": "H100"}})
+    profiles = ProfileSet.load()
+    full_facts, _ = facts_of(copy.deepcopy(body), profiles, "img")
+    slim = snapshot.slim_run(body)
+    slim_facts, _ = facts_of(slim, profiles, "img")
+    whole = S.plan(full_facts, copy.deepcopy(jobs), copy.deepcopy(pods), LATER)
+    kept = S.plan(slim_facts, [snapshot.slim_job(j) for j in jobs], [snapshot.slim_pod(p) for p in pods], LATER)
+    assert kept.status == whole.status
+    assert kept.actions == whole.actions
+    assert kept.events == whole.events
+    assert kept.patch(slim.get("status") or {}) == whole.patch(body["status"])
+
+
+def test_slim_objects_leave_out_what_no_decision_reads() -> None:
+    body = run_body({"phase": "Running", "progress": {"lossHistory": [0.5] * 100}})
+    slim = snapshot.slim_run(body)
+    assert "managedFields" not in slim["metadata"] and slim["metadata"]["annotations"] == {"note": "kept"}
+    assert slim["status"] == {"phase": "Running"} and slim["spec"] == body["spec"]
+    job = snapshot.slim_job(full_job(1))
+    assert set(job["spec"]["template"]["spec"]["containers"][0]) == {"name", "env"}
+    pod = snapshot.slim_pod(full_pod(1, "Running"))
+    assert "spec" not in pod and "hostIP" not in pod["status"]
+
+
+def test_missing_jobs_are_the_live_attempts_the_watch_has_not_shown() -> None:
+    status = {"attempts": [attempt(1, "Failed"), attempt(2, "Pending")]}
+    assert snapshot.missing_jobs(status, [], S.LIVE_RESULTS) == ["r-a2"]
+    assert snapshot.missing_jobs(status, [full_job(2)], S.LIVE_RESULTS) == []
+    assert snapshot.missing_jobs({}, [], S.LIVE_RESULTS) == []
+
+
+def test_a_job_behind_its_ended_pod_is_waited_for_a_few_seconds() -> None:
+    ended = datetime.datetime(2026, 1, 1, 0, 5, tzinfo=datetime.UTC)  # LATER
+    jobs = [snapshot.slim_job(full_job(1))]
+    pods = [snapshot.slim_pod(full_pod(1, "Succeeded", state=terminated(0, "Completed")))]
+    wait = snapshot.job_catching_up(jobs, pods, ended + datetime.timedelta(seconds=1))
+    assert wait is not None and abs(wait - (snapshot.JOB_CATCH_UP_SECONDS - 1)) < 1e-6
+    assert snapshot.job_catching_up(jobs, pods, ended + datetime.timedelta(seconds=60)) is None
+    complete = [snapshot.slim_job(full_job(1, conditions=[cond("Complete")]))]
+    assert snapshot.job_catching_up(complete, pods, ended) is None
+    running = [snapshot.slim_pod(full_pod(1, "Running"))]
+    assert snapshot.job_catching_up(jobs, running, ended) is None
+
+
+def test_newer_compares_resource_versions() -> None:
+    def obj(rv: str) -> Obj:
+        return {"metadata": {"resourceVersion": rv}}
+
+    assert snapshot.newer(obj("10"), obj("9")) and not snapshot.newer(obj("9"), obj("10"))
+    assert snapshot.newer(obj("a"), obj("b")) and not snapshot.newer(obj("a"), obj("a"))
