@@ -131,6 +131,21 @@ def percentiles(values: list[float]) -> dict[str, float]:
 # ----------------------------------------------------------------------------- watching
 
 
+class _Watch:
+    def __init__(self, cmd: list[str]) -> None:
+        self.cmd = cmd
+        self.stopped = False
+        self.restart()
+
+    def restart(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.proc.terminate()
+        self.proc.wait(5)
+
+
 class Seen:
     """When each run's Job was first seen, and each run's latest phase (kubectl watches)."""
 
@@ -144,18 +159,24 @@ class Seen:
             self._start([*base, "fluxloraruns", "-o", 'jsonpath={.metadata.name} {.status.phase}{"\\n"}'], self._run),
         ]
 
-    def _start(self, cmd: list[str], on_line: Callable[[str], None]) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    def _start(self, cmd: list[str], on_line: Callable[[str], None]) -> _Watch:
+        """kubectl get --watch, started again whenever it ends (the API server ends slow watches)."""
+        watch = _Watch(cmd)
 
         def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                with self.cond:
-                    on_line(line.strip())
-                    self.cond.notify_all()
+            while not watch.stopped:
+                assert watch.proc.stdout is not None
+                for line in watch.proc.stdout:
+                    with self.cond:
+                        on_line(line.strip())
+                        self.cond.notify_all()
+                watch.proc.wait()
+                if not watch.stopped:
+                    time.sleep(0.2)
+                    watch.restart()
 
         threading.Thread(target=read, daemon=True).start()
-        return proc
+        return watch
 
     def _job(self, line: str) -> None:
         if line:
@@ -189,16 +210,17 @@ class Seen:
             raise TimeoutError(f"{exc}: {dict(counts)}") from None
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-            proc.wait(5)
+        for watch in self.procs:
+            watch.stop()
 
 
 # ----------------------------------------------------------------------------- API server side
 
 
 def mutating_requests(cp: ControlPlane) -> Counter[tuple[str, str, str]]:
-    """apiserver_request_total of mutating verbs, by (verb, resource, subresource)."""
+    """apiserver_request_total of mutating verbs, by (verb, resource, subresource); refused ones
+    (409 Conflict: a status patch from a stale version, a create of an existing name) are
+    counted apart, their subresource marked with the code."""
     text = cp.kubectl("get", "--raw", "/metrics", timeout=60).stdout
     out: Counter[tuple[str, str, str]] = Counter()
     for line in text.splitlines():
@@ -207,7 +229,10 @@ def mutating_requests(cp: ControlPlane) -> Counter[tuple[str, str, str]]:
         labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
         if labels.get("verb") in MUTATING:
             value = float(line.rsplit(" ", 1)[1])
-            out[(labels["verb"], labels.get("resource", ""), labels.get("subresource", ""))] += int(value)
+            sub = labels.get("subresource", "")
+            if labels.get("code", "").startswith("4"):
+                sub += f" ({labels['code']})"
+            out[(labels["verb"], labels.get("resource", ""), sub)] += int(value)
     return out
 
 
@@ -218,7 +243,7 @@ def operator_writes(
     mine: Counter[str] = Counter()
     others: Counter[str] = Counter()
     for (verb, resource, sub), count in delta.items():
-        what = f"{verb} {resource}{'/' + sub if sub else ''}"
+        what = f"{verb} {resource}{'' if not sub or sub.startswith(' ') else '/'}{sub}"
         ours = (resource == "fluxloraruns" and verb != "POST") or (
             resource in CHILD_RESOURCES and verb in ("POST", "DELETE")
         )
@@ -516,6 +541,14 @@ class Bench:
         return result
 
 
+def wait_namespaces_gone(cp: ControlPlane, prefix: str, timeout: float = 600) -> None:
+    def gone() -> bool:
+        names = cp.kubectl("get", "namespaces", "-o", "name", check=False).stdout.split()
+        return not any(n.removeprefix("namespace/").startswith(prefix) for n in names)
+
+    cp.wait_for(f"namespaces {prefix}* deleted", gone, timeout=timeout, interval=2.0)
+
+
 def setup_namespace(cp: ControlPlane, namespace: str) -> None:
     cp.kubectl("create", "namespace", namespace)
     cp.wait_for("sa default", lambda: cp.kubectl("get", "sa", "default", "-n", namespace, check=False).returncode == 0)
@@ -579,7 +612,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="creates in flight at once (raw and runs)")
     parser.add_argument("--alone", type=int, default=10, help="runs created one at a time")
     parser.add_argument("--batches", default="50,200,1000,200,200", help="runs created at once, batch after batch")
-    parser.add_argument("--gpu-nodes", type=int, default=16, help="extra 8-GPU fake nodes for the benchmark")
+    parser.add_argument("--gpu-nodes", type=int, default=16, help="extra fake GPU nodes for the benchmark")
+    parser.add_argument(
+        "--gpus-per-node", type=int, default=64, help="so that every run of a batch has its GPU (no queueing)"
+    )
     parser.add_argument("--profile", type=Path, help="py-spy samples of the operator during the profiled batch")
     parser.add_argument("--profile-batch", type=int, default=200, help="the batch size to profile (its first)")
     parser.add_argument("--operator-src", type=Path, help="a checkout whose operator/ runs as the operator")
@@ -589,9 +625,10 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {"operator_src": str(args.operator_src or ROOT), "concurrency": args.concurrency}
     with session_control_plane() as cp:
+        wait_namespaces_gone(cp, "bench-")  # an earlier run's, still being deleted, would load the machine
         tag = secrets.token_hex(3)
         ns, raw_ns = f"bench-{tag}", f"bench-raw-{tag}"
-        nodes = cp.gpu_nodes(count=args.gpu_nodes, gpus=8, prefix=f"bench-{tag}-node")
+        nodes = cp.gpu_nodes(count=args.gpu_nodes, gpus=args.gpus_per_node, prefix=f"bench-{tag}-node")
         cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
         setup_namespace(cp, ns)
         setup_namespace(cp, raw_ns)
@@ -638,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
             seen.stop()
             operator.stop()
             cp.kubectl("delete", "namespace", ns, raw_ns, "--wait=false", check=False)
+            wait_namespaces_gone(cp, "bench-")
             cp.kubectl(
                 "delete", "pv", "-l", f"fluxlora.dev/test-namespace in ({ns},{raw_ns})", "--wait=false", check=False
             )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class Controller:
     queue: WorkQueue[Key] = field(default_factory=WorkQueue)
     gone: dict[Key, dict[str, Obj]] = field(default_factory=dict)
     failures: dict[Key, int] = field(default_factory=dict)
+    kept: dict[str, int] = field(default_factory=dict)  # child uid -> fingerprint of what is kept of it
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _pool: concurrent.futures.ThreadPoolExecutor | None = None
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -111,10 +113,22 @@ class Controller:
         elif wanted:
             self.queue.add(key)
 
-    def child_changed(self, key: Key, gone_pod: Obj | None = None) -> None:
-        if gone_pod is not None:
-            uid = str((gone_pod.get("metadata") or {}).get("uid"))
-            self.gone.setdefault(key, {})[uid] = gone_pod
+    def child_changed(self, key: Key, kept: Obj, deleted: bool = False, pod: bool = False) -> None:
+        """A Job or Pod of the run changed (``kept``: what the planner reads of it).
+
+        An event that changes nothing kept (a ready count, a pod IP, a version)
+        asks for no pass. A deleted pod is kept until a pass has seen it.
+        """
+        uid = str((kept.get("metadata") or {}).get("uid"))
+        if deleted:
+            self.kept.pop(uid, None)
+            if pod:
+                self.gone.setdefault(key, {})[uid] = kept
+        else:
+            fingerprint = hash(json.dumps(kept, sort_keys=True))
+            if self.kept.get(uid) == fingerprint:
+                return
+            self.kept[uid] = fingerprint
         self.queue.add(key, CHILD_EVENT_DELAY)
 
     # ------------------------------------------------------------------ the workers

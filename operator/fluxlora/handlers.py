@@ -457,7 +457,8 @@ def reconcile_once(k: Kube, namespace: str, name: str, observed: Observed) -> Pa
         body = None  # the status names a Job the watch has not shown (yet): read instead of guessing
     if body is not None:
         jobs, pods = list(observed.jobs), list(observed.pods)
-        wait = snapshot.job_catching_up(jobs, [*pods, *observed.gone], datetime.datetime.now(datetime.UTC))
+        uid = str((body.get("metadata") or {}).get("uid"))
+        wait = snapshot.settling(uid, jobs, [*pods, *observed.gone], datetime.datetime.now(datetime.UTC))
         if wait is not None:
             return Pass(True, wait, settled=False)
     else:
@@ -611,11 +612,11 @@ async def run_event(namespace: str | None, name: str, body: kopf.Body, event: An
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={manifests.RUN_LABEL: kopf.PRESENT})
-async def job_event(body: kopf.Body, **_: Any) -> None:
+async def job_event(body: kopf.Body, event: Any, **_: Any) -> None:
     key = _key(body)
     if _controller is not None and key:
         _controller.indexed()
-        _controller.child_changed(key)
+        _controller.child_changed(key, snapshot.slim_job(body), (event or {}).get("type") == "DELETED")
 
 
 @kopf.on.event("", "v1", "pods", labels={manifests.RUN_LABEL: kopf.PRESENT})
@@ -624,8 +625,8 @@ async def pod_event(body: kopf.Body, event: Any, **_: Any) -> None:
     if _controller is None or not key:
         return
     _controller.indexed()
-    gone = None
-    if (event or {}).get("type") == "DELETED":
-        gone = snapshot.slim_pod(body)
-        gone["metadata"].setdefault("deletionTimestamp", now_rfc3339())
-    _controller.child_changed(key, gone)
+    kept = snapshot.slim_pod(body)
+    deleted = (event or {}).get("type") == "DELETED"
+    if deleted:  # it may be the only record of why its attempt ended (evicted, preempted, deleted)
+        kept["metadata"].setdefault("deletionTimestamp", now_rfc3339())
+    _controller.child_changed(key, kept, deleted, pod=True)

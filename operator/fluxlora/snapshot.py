@@ -16,6 +16,8 @@ import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fluxlora import status as run_status
+
 Obj = dict[str, Any]
 
 # Status keys the operator reads: its own (status.OPERATOR_KEYS), the trainer's resume point
@@ -46,12 +48,20 @@ _META_KEYS = (
     "labels",
     "ownerReferences",
 )
+# A child's version and generation change with every write (its status, ready counts, pod IPs):
+# leaving them out, a child event that changes nothing the planner reads changes nothing kept.
+_CHILD_META_KEYS = tuple(k for k in _META_KEYS if k not in ("resourceVersion", "generation"))
 _CONDITION_KEYS = ("type", "status", "reason", "message", "lastTransitionTime")
 
-# A Job concludes this long after its pod ended at the latest, normally (the Job controller
-# batches pod updates for 1 s): until then "the pod ended, the Job has not concluded" is not a
-# state worth a status write.
-JOB_CATCH_UP_SECONDS = 5.0
+# The Job controller concludes a Job about a second after its pod ended (it batches pod
+# updates), and tens of seconds later when busy (200 Jobs ending at once on 2 cores: 14 s).
+# Until this long after the pod ended, "the pod ended, the Job has not concluded" is not worth
+# a status write; a Job still behind after that is shown as it is.
+JOB_CATCH_UP_SECONDS = 30.0
+# A pod normally runs within seconds of its creation (scheduled, containers started); until then
+# "starting" is not worth a status write. One that takes longer (images to pull, a long init
+# container) is shown as starting.
+POD_START_SECONDS = 5.0
 
 
 def _pick(obj: Mapping[str, Any] | None, keys: Iterable[str]) -> Obj:
@@ -59,8 +69,8 @@ def _pick(obj: Mapping[str, Any] | None, keys: Iterable[str]) -> Obj:
     return {k: obj[k] for k in keys if obj.get(k) is not None}
 
 
-def _meta(body: Mapping[str, Any]) -> Obj:
-    meta = _pick(body.get("metadata"), _META_KEYS)
+def _meta(body: Mapping[str, Any], keys: Iterable[str] = _META_KEYS) -> Obj:
+    meta = _pick(body.get("metadata"), keys)
     if "ownerReferences" in meta:
         meta["ownerReferences"] = [
             _pick(r, ("apiVersion", "kind", "name", "uid", "controller")) for r in meta["ownerReferences"]
@@ -97,7 +107,7 @@ def slim_job(body: Mapping[str, Any]) -> Obj:
     containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
     status = body.get("status") or {}
     out: Obj = {
-        "metadata": _meta(body),
+        "metadata": _meta(body, _CHILD_META_KEYS),
         "spec": {
             "suspend": bool(spec.get("suspend")),
             "template": {
@@ -131,7 +141,7 @@ def slim_pod(body: Mapping[str, Any]) -> Obj:
     for key in ("initContainerStatuses", "containerStatuses"):
         if status.get(key):
             kept[key] = [_container_status(cs) for cs in status[key]]
-    return {"metadata": _meta(body), "status": kept}
+    return {"metadata": _meta(body, _CHILD_META_KEYS), "status": kept}
 
 
 def run_key(obj: Mapping[str, Any], label: str) -> tuple[str, str] | None:
@@ -140,19 +150,6 @@ def run_key(obj: Mapping[str, Any], label: str) -> tuple[str, str] | None:
     run = (meta.get("labels") or {}).get(label)
     namespace = meta.get("namespace")
     return (str(namespace), str(run)) if namespace and run else None
-
-
-def newer(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether object ``a`` is a later version than ``b`` (same object), by resourceVersion.
-
-    resourceVersions are etcd revisions in practice; when either is not a
-    number they are taken as different versions, and ``a`` as the newer one.
-    """
-    ra = str((a.get("metadata") or {}).get("resourceVersion") or "")
-    rb = str((b.get("metadata") or {}).get("resourceVersion") or "")
-    if ra.isdigit() and rb.isdigit():
-        return int(ra) > int(rb)
-    return ra != rb
 
 
 # ----------------------------------------------------------------------------- is the watched state enough?
@@ -180,46 +177,55 @@ def _parse_time(text: Any) -> datetime.datetime | None:
         return None
 
 
-def _concluded(job: Mapping[str, Any]) -> bool:
-    return any(
-        c.get("type") in ("Complete", "Failed", "FailureTarget") and c.get("status") == "True"
-        for c in (job.get("status") or {}).get("conditions") or []
-    )
+def _latest_pod(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    uid = (job.get("metadata") or {}).get("uid")
+    mine = [p for p in pods if any(r.get("uid") == uid for r in (p.get("metadata") or {}).get("ownerReferences") or [])]
+    return max(mine, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""), default=None)
 
 
-def job_catching_up(
-    jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], now: datetime.datetime
+def _ended(pod: Mapping[str, Any]) -> datetime.datetime | None:
+    times = [
+        _parse_time(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []
+    ]
+    return max((t for t in times if t is not None), default=None)
+
+
+def settling(
+    uid: str, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], now: datetime.datetime
 ) -> float | None:
-    """Seconds to wait when a Job's pod has ended and the Job has not concluded yet; None otherwise.
+    """Seconds to wait before planning, while an attempt is in a passing state; None: plan now.
 
-    The Job controller concludes the Job within about a second; planning
-    before that would write a state that lasts a second ("the pod ended,
-    waiting for the Job") and then the outcome. Up to JOB_CATCH_UP_SECONDS
-    after the pod ended the pass waits for the Job instead; a Job still
-    behind after that is written as it is.
+    Two states last a moment when all goes well, and a status write for each
+    would be followed by another within seconds:
+
+    - the pod is starting (created, not running, nothing wrong: being
+      scheduled, its containers started): up to POD_START_SECONDS after the
+      pod was created;
+    - the pod ended and its Job has not concluded yet: up to
+      JOB_CATCH_UP_SECONDS after the pod ended.
+
+    The pass waits for the next watch event instead (the pod running, the Job
+    concluded); a state that outlasts its time is written as it is. Anything
+    wrong (unschedulable, an image that cannot be pulled, a pod taken away)
+    is not a passing state and is planned at once.
     """
     pods = list(pods)
     wait: float | None = None
-    for job in jobs:
-        meta = job.get("metadata") or {}
-        if _concluded(job) or meta.get("deletionTimestamp"):
+    for job in run_status.owned_jobs(uid, jobs).values():
+        seen = run_status.observe(job, pods)
+        pod = _latest_pod(job, pods)
+        if pod is None:
             continue
-        uid = meta.get("uid")
-        for pod in pods:
-            refs = (pod.get("metadata") or {}).get("ownerReferences") or []
-            if not any(r.get("uid") == uid for r in refs):
-                continue
-            status = pod.get("status") or {}
-            if status.get("phase") not in ("Succeeded", "Failed"):
-                continue
-            ended = [
-                _parse_time(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))
-                for cs in status.get("containerStatuses") or []
-            ]
-            times = [t for t in ended if t is not None]
-            if not times:
-                continue
-            left = JOB_CATCH_UP_SECONDS - (now - max(times)).total_seconds()
-            if left > 0:
-                wait = left if wait is None else max(wait, left)
+        if seen.reason == "Starting":
+            since, limit = _parse_time((pod.get("metadata") or {}).get("creationTimestamp")), POD_START_SECONDS
+        elif seen.reason == "Finishing":
+            since, limit = _ended(pod), JOB_CATCH_UP_SECONDS
+        else:
+            continue
+        if since is None:
+            continue
+        left = limit - (now - since).total_seconds()
+        if left > 0:
+            wait = left if wait is None else max(wait, left)
     return wait

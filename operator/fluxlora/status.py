@@ -102,6 +102,11 @@ class Observation:
     deleting: bool = False  # the Job is being deleted (its pods may still run)
 
 
+# A Job without a pod yet; also what a new attempt records, so the pass after its creation
+# (the Job's first watch event) finds nothing to change.
+CREATING = Observation(PENDING, "Creating", "waiting for the Job's pod")
+
+
 def _conditions(obj: Mapping[str, Any]) -> list[Obj]:
     return list((obj.get("status") or {}).get("conditions") or [])
 
@@ -204,7 +209,7 @@ def observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], run_suspe
     if (job.get("spec") or {}).get("suspend"):
         return Observation(QUEUED, "Queued", "the Job is suspended, waiting for admission by its queue")
     if not mine:
-        return Observation(PENDING, "Creating", "waiting for the Job's pod")
+        return CREATING
     pod = mine[-1]
     pod_status = pod.get("status") or {}
     taken = pod_failure(pod)
@@ -546,7 +551,9 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
             "number": number,
             "jobName": manifests.job_name(manifests.RunRef(facts.name, "", facts.uid), number),
             "startTime": now,
-            "result": PENDING,
+            "result": CREATING.result,
+            "reason": CREATING.reason,
+            "message": CREATING.message,
         }
         if resume is not None:
             rec["resumedFrom"] = resume.checkpoint
@@ -554,9 +561,9 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
         status["attempts"] = [*status["attempts"], rec]
         where = f" from {resume.checkpoint} (step {resume.step})" if resume else ""
         events.append(Event("Normal", "AttemptCreated", f"attempt {number} ({rec['jobName']}){where}: {why}"))
-        cond(RUNNING_CONDITION, "False", "Pending", f"attempt {number} created")
+        cond(RUNNING_CONDITION, "False", str(CREATING.reason), str(CREATING.message))
         status["conditions"] = drop_condition(status["conditions"], SCHEDULED)
-        return finish(PENDING, f"attempt {number} created{where}")
+        return finish(PENDING, f"attempt {number} pending: {CREATING.message}")
 
     if latest is None:
         if facts.suspend:

@@ -199,22 +199,27 @@ def test_missing_jobs_are_the_live_attempts_the_watch_has_not_shown() -> None:
     assert snapshot.missing_jobs({}, [], S.LIVE_RESULTS) == []
 
 
-def test_a_job_behind_its_ended_pod_is_waited_for_a_few_seconds() -> None:
+def test_passing_states_are_waited_for_a_while_and_problems_are_not() -> None:
+    created = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)  # NOW
     ended = datetime.datetime(2026, 1, 1, 0, 5, tzinfo=datetime.UTC)  # LATER
-    jobs = [snapshot.slim_job(full_job(1))]
-    pods = [snapshot.slim_pod(full_pod(1, "Succeeded", state=terminated(0, "Completed")))]
-    wait = snapshot.job_catching_up(jobs, pods, ended + datetime.timedelta(seconds=1))
-    assert wait is not None and abs(wait - (snapshot.JOB_CATCH_UP_SECONDS - 1)) < 1e-6
-    assert snapshot.job_catching_up(jobs, pods, ended + datetime.timedelta(seconds=60)) is None
-    complete = [snapshot.slim_job(full_job(1, conditions=[cond("Complete")]))]
-    assert snapshot.job_catching_up(complete, pods, ended) is None
-    running = [snapshot.slim_pod(full_pod(1, "Running"))]
-    assert snapshot.job_catching_up(jobs, running, ended) is None
 
+    def wait(jobs: list[Obj], pods: list[Obj], now: datetime.datetime) -> float | None:
+        return snapshot.settling(UID, [snapshot.slim_job(j) for j in jobs], [snapshot.slim_pod(p) for p in pods], now)
 
-def test_newer_compares_resource_versions() -> None:
-    def obj(rv: str) -> Obj:
-        return {"metadata": {"resourceVersion": rv}}
-
-    assert snapshot.newer(obj("10"), obj("9")) and not snapshot.newer(obj("9"), obj("10"))
-    assert snapshot.newer(obj("a"), obj("b")) and not snapshot.newer(obj("a"), obj("a"))
+    second = datetime.timedelta(seconds=1)
+    # The Job concluding after its pod ended: up to JOB_CATCH_UP_SECONDS.
+    done = full_pod(1, "Succeeded", state=terminated(0, "Completed"))
+    assert wait([full_job(1)], [done], ended + second) == pytest.approx(snapshot.JOB_CATCH_UP_SECONDS - 1)
+    assert wait([full_job(1)], [done], ended + 60 * second) is None
+    assert wait([full_job(1, conditions=[cond("Complete")])], [done], ended + second) is None
+    # A pod starting: up to POD_START_SECONDS after its creation.
+    starting = full_pod(1, "Pending", state={})
+    assert wait([full_job(1)], [starting], created + second) == pytest.approx(snapshot.POD_START_SECONDS - 1)
+    assert wait([full_job(1)], [starting], created + 10 * second) is None
+    # Running, or anything wrong, is planned at once.
+    assert wait([full_job(1)], [full_pod(1, "Running")], created + second) is None
+    pull = full_pod(1, "Pending", state={"waiting": {"reason": "ImagePullBackOff", "message": "no"}})
+    assert wait([full_job(1)], [pull], created + second) is None
+    unschedulable = full_pod(1, "Pending", state={}, conditions=[cond("PodScheduled", "False", "Unschedulable")])
+    assert wait([full_job(1)], [unschedulable], created + second) is None
+    assert wait([full_job(1)], [], created + second) is None

@@ -214,11 +214,21 @@ def test_new_run_creates_attempt_one() -> None:
     p = S.plan(facts(), [], [], NOW)
     assert p.actions == [S.CreateAttempt(1, None, True)]
     assert p.status["phase"] == "Pending"
-    assert p.status["attempts"] == [{"number": 1, "jobName": "r-a1", "startTime": NOW, "result": "Pending"}]
+    waiting = {"result": "Pending", "reason": "Creating", "message": "waiting for the Job's pod"}
+    assert p.status["attempts"] == [{"number": 1, "jobName": "r-a1", "startTime": NOW, **waiting}]
     assert p.status["observedGeneration"] == 1 and p.status["command"] == ["accelerate", "launch"]
     assert cond(p.status, "Valid")["status"] == "True"
     assert "resume" not in p.status
     assert any(e.reason == "AttemptCreated" for e in p.events)
+
+
+def test_the_new_jobs_first_event_changes_nothing() -> None:
+    """What a new attempt records is what its Job says until its pod exists: no second write."""
+    p = S.plan(facts(), [], [], NOW)
+    again = S.plan(facts(p.status), [job(1)], [], LATER)
+    assert again.patch(p.status) == {} and again.events == [] and again.actions == []
+    started = S.plan(facts(p.status), [job(1)], [pod(1, "Pending")], LATER)
+    assert cond(started.patch(p.status), "Running")["reason"] == "Starting"
 
 
 def test_spec_resume_from_seeds_the_first_attempt() -> None:
