@@ -504,6 +504,19 @@ class Bench:
 
         return self.creator.each([(n, n) for n in names], create)
 
+    def runs_only(self, runs: int) -> dict[str, Any]:
+        """The runs created as in a batch, with no operator running: the part of a batch that is not its."""
+        names = [f"only-{i:04d}" for i in range(runs)]
+        load = load_average()
+        cpu = CpuMeter(self.cp.pids())
+        started = self.create_runs(names)
+        self.seen.wait("runs seen", lambda: all(n in self.seen.phase for n in names), timeout=120)
+        done = time.monotonic()
+        result = {"runs": runs, "load": load, "batch_s": round(done - min(started.values()), 3)}
+        result["cpu_s"] = cpu.used()
+        self.cp.kubectl("delete", "fluxloraruns", "--all", "-n", self.namespace)
+        return result
+
     def alone(self, count: int) -> dict[str, Any]:
         load = load_average()
         latencies = []
@@ -542,9 +555,12 @@ class Bench:
 
 
 def wait_namespaces_gone(cp: ControlPlane, prefix: str, timeout: float = 600) -> None:
+    """Until no namespace named prefix* is being deleted (the garbage collector busy with it)."""
+    columns = "custom-columns=NAME:.metadata.name,PHASE:.status.phase"
+
     def gone() -> bool:
-        names = cp.kubectl("get", "namespaces", "-o", "name", check=False).stdout.split()
-        return not any(n.removeprefix("namespace/").startswith(prefix) for n in names)
+        rows = cp.kubectl("get", "namespaces", "--no-headers", "-o", columns, check=False).stdout.splitlines()
+        return not any(r.split()[0].startswith(prefix) and r.split()[-1] == "Terminating" for r in rows if r.split())
 
     cp.wait_for(f"namespaces {prefix}* deleted", gone, timeout=timeout, interval=2.0)
 
@@ -567,6 +583,9 @@ def table(results: dict[str, Any]) -> list[str]:
             f"{'raw baseline':24} {raw['runs']:>5} {raw['batch_s']:>8.2f} {'':>6} {raw['p50']:>7.3f} "
             f"{raw['p90']:>7.3f} {raw['p99']:>7.3f} {raw['max']:>7.3f} {'':>7} {'':>7} {'':>7}  {raw['load']}"
         )
+    only = results.get("runs_only")
+    if only:
+        rows.append(f"{'runs only, no operator':24} {only['runs']:>5} {only['batch_s']:>8.2f} {'':>58}  {only['load']}")
     alone = results.get("alone")
     if alone:
         rows.append(
@@ -648,6 +667,8 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=300,
                 interval=1.0,
             )
+            # What creating the runs themselves costs (admission, CEL rules, storage), with no operator.
+            results["runs_only"] = bench.runs_only(args.raw_runs)
             # 2. The operator.
             operator.start()
             time.sleep(2)
@@ -694,6 +715,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CPU seconds to the last Job, {first['runs']} at once: {json.dumps(first['cpu_s_to_last_job'])}")
     if results.get("raw"):
         print(f"CPU seconds to the last Job, raw baseline: {json.dumps(results['raw']['cpu_s_to_last_job'])}")
+    if results.get("runs_only"):
+        print(f"CPU seconds creating the runs, no operator: {json.dumps(results['runs_only']['cpu_s'])}")
     print(f"operator RSS idle: {results.get('rss_mib_idle')} MiB")
     print("\ntargets:")
     for name, (value, met) in results["targets"].items():

@@ -56,7 +56,7 @@ RESYNC_INTERVAL = 60.0
 # requests a pass sends at once (a run's first children).
 PASS_WORKERS = 32
 REQUEST_THREADS = 32
-CONNECTIONS = PASS_WORKERS + REQUEST_THREADS
+CONNECTIONS = PASS_WORKERS + REQUEST_THREADS + 4  # + the event poster
 # A run waiting for an earlier run's leftover child is re-read this often (seconds),
 # and fails if the garbage collector has not removed it this long after the run was created.
 LEFTOVER_RETRY = 3.0
@@ -441,11 +441,14 @@ def _read(k: Kube, namespace: str, name: str) -> tuple[list[Obj], list[Obj], Obj
     return jobs, pods, body
 
 
+_EVENTS = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="fluxlora-event")
+
+
 def _post_event(k: Kube, body: Obj, event: run_status.Event) -> None:
     try:
         obj = run_events.event_object(body, event, datetime.datetime.now(datetime.UTC))
         k.request("POST", _ns_path("/api/v1", str(obj["metadata"]["namespace"]), "events"), obj)
-    except ApiError as exc:  # an event is worth a log line, never a failed pass
+    except Exception as exc:  # an event is worth a log line, never a failed pass
         log.warning("event %s on %s not posted: %s", event.reason, (body.get("metadata") or {}).get("name"), exc)
 
 
@@ -500,8 +503,8 @@ def reconcile_once(k: Kube, namespace: str, name: str, observed: Observed) -> Pa
             raise
         failpoint("after-status")
     event = run_events.coalesce(plan.events)
-    if event is not None:
-        _post_event(k, body, event)
+    if event is not None:  # off the pass's path: the worker takes the next run meanwhile
+        _EVENTS.submit(_post_event, k, body, event)
     return Pass(True, retry_in)
 
 

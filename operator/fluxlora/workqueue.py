@@ -26,10 +26,12 @@ K = TypeVar("K", bound=Hashable)
 
 class WorkQueue(Generic[K]):
     def __init__(self) -> None:
-        self._ready: deque[K] = deque()
+        self._urgent: deque[K] = deque()  # asked for without a delay (a run created, its spec changed)
+        self._ready: deque[K] = deque()  # due after a delay (its children's events, retries)
         self._queued: set[K] = set()  # in _ready
         self._active: set[K] = set()  # being reconciled
         self._again: dict[K, float] = {}  # asked for while active: when it is due again
+        self._again_urgent: set[K] = set()  # ... and asked for without a delay
         self._due: dict[K, float] = {}  # waiting for its delay: when it is due
         self._timers: list[tuple[float, int, K]] = []
         self._seq = 0
@@ -45,12 +47,17 @@ class WorkQueue(Generic[K]):
         due = now + max(0.0, delay)
         if key in self._active:
             self._again[key] = min(due, self._again.get(key, due))
+            if delay <= 0:
+                self._again_urgent.add(key)
             return
         if key in self._queued:
+            if delay <= 0 and key in self._ready:  # now urgent
+                self._ready.remove(key)
+                self._urgent.append(key)
             return
         if delay <= 0:
             self._due.pop(key, None)
-            self._push_ready(key)
+            self._push_ready(key, urgent=True)
             return
         if key in self._due and self._due[key] <= due:
             return
@@ -63,27 +70,36 @@ class WorkQueue(Generic[K]):
         """Drop a key that waits (its run is gone); one being reconciled finishes as it is."""
         self._due.pop(key, None)
         self._again.pop(key, None)
+        self._again_urgent.discard(key)
         if key in self._queued:
             self._queued.discard(key)
-            self._ready.remove(key)
+            (self._urgent if key in self._urgent else self._ready).remove(key)
 
     def done(self, key: K, retry_in: float | None = None) -> None:
         """The worker finished ``key``; it comes back if asked meanwhile, or after ``retry_in``."""
         self._active.discard(key)
         again = self._again.pop(key, None)
+        urgent = key in self._again_urgent
+        self._again_urgent.discard(key)
         now = asyncio.get_running_loop().time()
-        if retry_in is not None:
+        if urgent:
+            self.add(key)
+        elif retry_in is not None:
             again = min(again, now + retry_in) if again is not None else now + retry_in
-        if again is not None:
-            self.add(key, again - now)
+        if again is not None and not urgent:
+            self.add(key, max(again - now, 1e-3))
 
     async def get(self) -> K:
-        """The next key that is due; the caller must call ``done(key)`` afterwards."""
+        """The next key that is due, urgent ones first; the caller must call ``done(key)`` afterwards.
+
+        Urgent keys first: when 200 runs are created at once, their Jobs come
+        before the status updates of the first ones (their pods starting).
+        """
         loop = asyncio.get_running_loop()
         while True:
             self._promote(loop.time())
-            if self._ready:
-                key = self._ready.popleft()
+            if self._urgent or self._ready:
+                key = (self._urgent or self._ready).popleft()
                 self._queued.discard(key)
                 self._active.add(key)
                 return key
@@ -98,9 +114,9 @@ class WorkQueue(Generic[K]):
         self._closed = True
         self._wakeup.set()
 
-    def _push_ready(self, key: K) -> None:
+    def _push_ready(self, key: K, urgent: bool = False) -> None:
         self._queued.add(key)
-        self._ready.append(key)
+        (self._urgent if urgent else self._ready).append(key)
         self._wakeup.set()
 
     def _promote(self, now: float) -> None:

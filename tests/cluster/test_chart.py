@@ -48,7 +48,7 @@ def test_helm_lint_is_clean(helm: str, values: list[str]) -> None:
 # Exactly the verbs the operator's code uses (handlers.py, kopf): nothing to patch or delete
 # children it only creates, nothing cluster-wide by default.
 EXPECTED_RULES = [
-    {"apiGroups": ["fluxlora.dev"], "resources": ["fluxloraruns"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["fluxlora.dev"], "resources": ["fluxloraruns"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["fluxlora.dev"], "resources": ["fluxloraruns/status"], "verbs": ["get", "patch"]},
     {"apiGroups": ["fluxlora.dev"], "resources": ["fluxloraruns/finalizers"], "verbs": ["update"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},

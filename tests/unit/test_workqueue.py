@@ -113,3 +113,22 @@ def test_many_workers_share_the_keys() -> None:
         assert set(seen) == set(range(20)) and len(seen) <= 100
 
     run(test)
+
+
+def test_runs_asked_for_at_once_come_before_delayed_ones() -> None:
+    async def test() -> None:
+        q: WorkQueue[str] = WorkQueue()
+        q.add("child", 0.01)
+        await asyncio.sleep(0.02)
+        q.add("new-run")
+        q.add("child-2", 0.01)
+        await asyncio.sleep(0.02)
+        assert [await q.get(), await q.get(), await q.get()] == ["new-run", "child", "child-2"]
+        q.add("new-run", 0.01)  # asked for while active, without a delay: urgent again
+        q.add("new-run")
+        q.add("other", 0.001)
+        await asyncio.sleep(0.01)
+        q.done("new-run")
+        assert await q.get() == "new-run"
+
+    run(test)

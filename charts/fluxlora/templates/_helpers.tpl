@@ -21,12 +21,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/* Exactly the verbs the operator uses (tests/cluster/test_chart.py asserts this list):
-     runs: kopf lists, watches and patches them (its annotations), the operator
-       gets one per reconcile and lists them for the periodic resync;
+     runs: kopf lists and watches them (the operator plans from the watch), the
+       operator gets one after a status conflict;
      runs/status: the operator patches it; "get" only because it creates per-run
        Roles granting get/patch on it (RBAC: one may only grant what one holds);
      runs/finalizers: children carry blockOwnerDeletion (OwnerReferencesPermissionEnforcement);
-     jobs: list/watch (events), create, get (is an existing one this run's?), delete (suspend);
+     jobs: list/watch (the watch; a list when the status names a Job the watch has
+       not shown), create, get (is an existing one this run's?), delete (suspend);
      pods: list/watch only;
      configmaps, serviceaccounts, roles, rolebindings: create, and get to check
        that an existing one of the same name is this run's (never adopted otherwise);
@@ -34,7 +35,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "fluxlora.rules" -}}
 - apiGroups: ["fluxlora.dev"]
   resources: ["fluxloraruns"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["fluxlora.dev"]
   resources: ["fluxloraruns/status"]
   verbs: ["get", "patch"]
