@@ -1,25 +1,34 @@
 #!/usr/bin/env python3
 """Operator latency, writes and memory on the local control plane (kwok GPU nodes), in one run.
 
-Phases, one after the other on the same control plane (never overlapping):
+Phases, one after the other on the same control plane (never overlapping; an
+earlier run's namespace still being deleted is waited for first):
 
 1. raw baseline: a plain client creates the children of N runs (ServiceAccount,
    Role, RoleBinding, ConfigMap, Job, as the operator renders them) directly,
-   each run's five in order, `--concurrency` runs at a time. This is what the
-   API server allows on this machine.
+   each run's five in order, `--concurrency` runs at a time: what the API
+   server allows on this machine. Then the runs alone, created with no
+   operator (what a batch costs that is not the operator's).
 2. the operator (`fluxlora operator` in a subprocess): one run alone, several
-   times; then batches of runs created at once (`--batches`, default 50, 200,
-   1000), created by the same client at the same concurrency. For each: the
-   latency from sending the run's create to its Job's first watch event
+   times; then batches of runs created at once (`--batches`, default 50, 200
+   three times, 1000), by the same client at the same concurrency. For each:
+   the latency from sending the run's create to its Job's first watch event
    (p50/p90/p99/max), the batch time (first create sent to last Job seen; the
-   raw baseline is timed the same way), the operator's API writes per run from
-   create to Succeeded by kind (apiserver_request_total deltas; events on the
-   runs counted from the Event objects), and the operator's RSS with the batch's
-   runs present. After each batch the runs are deleted and the RSS is read
-   again once their children are gone: it must not grow from batch to batch.
+   raw baseline is timed the same way) and its ratio to the raw baseline's,
+   the operator's API writes per run from create to Succeeded by kind
+   (apiserver_request_total deltas, refused ones apart; events on the runs
+   counted from the Event objects), CPU seconds of every process, and the
+   operator's RSS with the batch's runs present. After each batch the runs are
+   deleted and the RSS is read again once their children are gone: it must not
+   grow from batch to batch.
 
-Usage:  python benchmarks/operator_latency.py [--batches 50,200,1000] [--json out.json]
-        [--profile out.txt]    # py-spy samples of the operator during the --profile-batch batch
+The fake cluster has a GPU for every run of a batch (16 nodes of 64), and each
+pod "trains" for 1 s (kwok), so every run goes Pending, Running, Succeeded.
+The machine is shared: each row prints the load average when it started;
+compare rows measured under similar load.
+
+Usage:  python benchmarks/operator_latency.py [--batches 50,200,200,200,1000] [--json out.json]
+        [--profile out.txt]    # py-spy samples of the operator during the first --profile-batch batch
         [--operator-src DIR]   # run the operator from another checkout (DIR/operator), e.g. to compare
 
 Uses the control plane of `make cluster-up` when one runs, otherwise starts a
@@ -39,6 +48,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -83,7 +93,6 @@ TARGET_P99_S = 2.0  # create-to-Job p99, 200 runs
 TARGET_ALONE_P50_S = 0.1
 TARGET_WRITES = 10.0
 TARGET_RSS_MIB = 150.0  # with 1,000 runs
-TARGET_RSS_GROWTH = 0.10  # after runs end, batch over batch
 
 
 def free_port() -> int:
@@ -603,25 +612,29 @@ def table(results: dict[str, Any]) -> list[str]:
 
 
 def verdicts(results: dict[str, Any]) -> dict[str, Any]:
+    """The targets of issue 12; where a size ran several times, the median of its batches."""
     batches = results.get("batches", [])
-    by_runs = {b["runs"]: b for b in batches}
     out: dict[str, Any] = {}
-    b200 = by_runs.get(200)
-    if b200 and b200.get("ratio") is not None:
-        out["200 at once: batch <= 2x raw"] = [b200["ratio"], b200["ratio"] <= TARGET_RATIO]
-        out["200 at once: p99 < 2 s"] = [b200["p99"], b200["p99"] < TARGET_P99_S]
+    b200 = [b for b in batches if b["runs"] == 200]
+    ratios = [b["ratio"] for b in b200 if b.get("ratio") is not None]
+    if ratios:
+        ratio = statistics.median(ratios)
+        out[f"200 at once: batch <= 2x raw (median of {len(ratios)})"] = [ratio, ratio <= TARGET_RATIO]
+        p99 = statistics.median(b["p99"] for b in b200)
+        out[f"200 at once: p99 < 2 s (median of {len(b200)})"] = [p99, p99 < TARGET_P99_S]
     if "alone" in results:
         out["one run alone: p50 < 100 ms"] = [results["alone"]["p50"], results["alone"]["p50"] < TARGET_ALONE_P50_S]
     if batches:
         worst = max(b["writes_per_run"]["total"] for b in batches)
-        out["writes per run <= 10"] = [worst, worst <= TARGET_WRITES]
-    b1000 = by_runs.get(1000)
+        out["writes per run <= 10 (worst batch)"] = [worst, worst <= TARGET_WRITES]
+    b1000 = [b for b in batches if b["runs"] == 1000]
     if b1000:
-        out["RSS with 1,000 runs < 150 MB"] = [b1000["rss_mib_with_runs"], b1000["rss_mib_with_runs"] < TARGET_RSS_MIB]
-    ends = [b["rss_mib_after_end"] for b in batches[1:]]  # the first batch warms the process up
-    if len(ends) >= 3:
+        rss = b1000[0]["rss_mib_with_runs"]
+        out["RSS with 1,000 runs < 150 MB"] = [rss, rss < TARGET_RSS_MIB]
+    ends = [b["rss_mib_after_end"] for b in b200]
+    if len(ends) >= 3:  # the same batch three times: what is left after its runs end must not grow
         growth = (max(ends) - ends[0]) / ends[0]
-        out["RSS after runs end, flat within 10 %"] = [round(100 * growth, 1), growth <= TARGET_RSS_GROWTH]
+        out["RSS after the runs end, 3 batches of 200: growth <= 10 %"] = [round(100 * growth, 1), growth <= 0.1]
     return out
 
 
@@ -630,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-runs", type=int, default=200, help="runs of the raw baseline")
     parser.add_argument("--concurrency", type=int, default=32, help="creates in flight at once (raw and runs)")
     parser.add_argument("--alone", type=int, default=10, help="runs created one at a time")
-    parser.add_argument("--batches", default="50,200,1000,200,200", help="runs created at once, batch after batch")
+    parser.add_argument("--batches", default="50,200,200,200,1000", help="runs created at once, batch after batch")
     parser.add_argument("--gpu-nodes", type=int, default=16, help="extra fake GPU nodes for the benchmark")
     parser.add_argument(
         "--gpus-per-node", type=int, default=64, help="so that every run of a batch has its GPU (no queueing)"
@@ -709,6 +722,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     print("\n".join(table(results)))
     first = next((b for b in results.get("batches", []) if b["runs"] == args.raw_runs), None)
+    ends = [b["rss_mib_after_end"] for b in results.get("batches", [])]
+    print(f"operator RSS after each batch's runs ended (MiB): {ends}")
     if first:
         print(f"\noperator writes per run, {first['runs']} at once: {json.dumps(first['writes_per_run'])}")
         print(f"other components' writes per run: {json.dumps(first['other_writes_per_run'])}")

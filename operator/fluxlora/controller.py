@@ -33,6 +33,8 @@ log = logging.getLogger("fluxlora.operator")
 # A burst of child events (a pod created, scheduled, started; its Job updated) ends in one pass
 # this long after its first event. A run's own events (created, spec changed) are handled at once.
 CHILD_EVENT_DELAY = 0.5
+# The periodic resync's passes come after those asked for by watch events.
+RESYNC_DELAY = 0.001
 # A pass that failed (API errors, the API server unreachable) is tried again after this, doubling.
 ERROR_BACKOFF = (0.5, 60.0)
 
@@ -64,6 +66,7 @@ class Outcome:
 
     retry_in: float | None = None
     settled: bool = True
+    run: Obj | None = None  # the run as its status patch left it (slim), when the pass patched it
 
 
 Reconcile = Callable[[str, str, Observed], Outcome]
@@ -81,6 +84,9 @@ class Controller:
     gone: dict[Key, dict[str, Obj]] = field(default_factory=dict)
     failures: dict[Key, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)  # child uid -> fingerprint of what is kept of it
+    # The run as the last status patch returned it, until the watch delivers that version (or a
+    # newer one): the next pass starts from it rather than a version the patch made stale.
+    patched: dict[Key, Obj] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _pool: concurrent.futures.ThreadPoolExecutor | None = None
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -105,11 +111,15 @@ class Controller:
         """kopf called a handler: every index holds its initial listing, passes may start."""
         self._ready.set()
 
-    def run_changed(self, key: Key, deleted: bool, wanted: bool) -> None:
+    def run_changed(self, key: Key, run: Mapping[str, Any], deleted: bool, wanted: bool) -> None:
+        patched = self.patched.get(key)
+        if patched is not None and _version(run) >= _version(patched):
+            del self.patched[key]  # the watch caught up with the operator's own status patch
         if deleted:
             self.queue.forget(key)
             self.gone.pop(key, None)
             self.failures.pop(key, None)
+            self.patched.pop(key, None)
         elif wanted:
             self.queue.add(key)
 
@@ -140,9 +150,16 @@ class Controller:
         runs = list(self.runs[key])
         if not runs:
             return None
+        run = runs[-1]
+        patched = self.patched.get(key)
+        if patched is not None:
+            if _version(patched) > _version(run) and _uid(patched) == _uid(run):
+                run = patched
+            else:
+                del self.patched[key]  # the watch caught up
         jobs = list(self.jobs[key]) if key in self.jobs else []
         pods = list(self.pods[key]) if key in self.pods else []
-        return Observed(runs[-1], jobs, pods, list(self.gone.get(key, {}).values()))
+        return Observed(run, jobs, pods, list(self.gone.get(key, {}).values()))
 
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,6 +173,8 @@ class Controller:
                     continue
                 outcome = await loop.run_in_executor(self._pool, self.reconcile, key[0], key[1], observed)
                 retry_in = outcome.retry_in
+                if outcome.run is not None:
+                    self.patched[key] = outcome.run
                 if outcome.settled:
                     self._seen(key, observed.gone)
                 self.failures.pop(key, None)
@@ -185,4 +204,14 @@ class Controller:
             for key in list(self.runs):
                 runs = list(self.runs[key])
                 if runs and self.is_live(runs[-1]):
-                    self.queue.add(key)
+                    self.queue.add(key, RESYNC_DELAY)  # after runs that are new or changed
+
+
+def _version(run: Mapping[str, Any]) -> int:
+    """The run's resourceVersion as a number (an etcd revision); 0 when it is not one."""
+    rv = str((run.get("metadata") or {}).get("resourceVersion") or "")
+    return int(rv) if rv.isdigit() else 0
+
+
+def _uid(run: Mapping[str, Any]) -> Any:
+    return (run.get("metadata") or {}).get("uid")

@@ -381,7 +381,8 @@ class Pass:
 
     done: bool  # False: the status patch hit a conflict; re-read and recompute
     retry_in: float | None = None  # waiting for something no watch reports (an earlier run's leftovers)
-    settled: bool = True  # False: it waited (a Job catching up with its pod) and decided nothing
+    settled: bool = True  # False: it waited (a pod starting, a Job catching up) and decided nothing
+    run: Obj | None = None  # the run as the status patch returned it
 
 
 def _age_seconds(body: Obj, now: datetime.datetime) -> float:
@@ -485,10 +486,11 @@ def reconcile_once(k: Kube, namespace: str, name: str, observed: Observed) -> Pa
         repro = current.get("repro") or {}
         if repro.get("configHash") != rendered.config_hash:
             patch["repro"] = {"configHash": rendered.config_hash, "image": rendered.image}
+    patched = None
     if patch:
         rv = body["metadata"]["resourceVersion"]
         try:
-            k.request(
+            patched = k.request(
                 "PATCH",
                 run_path(namespace, name) + "/status",
                 {"metadata": {"resourceVersion": rv}, "status": patch},
@@ -505,7 +507,7 @@ def reconcile_once(k: Kube, namespace: str, name: str, observed: Observed) -> Pa
     event = run_events.coalesce(plan.events)
     if event is not None:  # off the pass's path: the worker takes the next run meanwhile
         _EVENTS.submit(_post_event, k, body, event)
-    return Pass(True, retry_in)
+    return Pass(True, retry_in, run=snapshot.slim_run(patched) if patched else None)
 
 
 def reconcile(namespace: str, name: str, observed: Observed) -> Outcome:
@@ -513,7 +515,7 @@ def reconcile(namespace: str, name: str, observed: Observed) -> Outcome:
     for _ in range(10):
         result = reconcile_once(kube(), namespace, name, observed)
         if result.done:
-            return Outcome(result.retry_in, result.settled)
+            return Outcome(result.retry_in, result.settled, result.run)
         observed = Observed(None, [], [], observed.gone)
     raise RuntimeError(f"the status of {namespace}/{name} kept changing")
 
@@ -611,7 +613,7 @@ async def run_event(namespace: str | None, name: str, body: kopf.Body, event: An
     kind = (event or {}).get("type")
     listed = kind is None  # the initial listing: at the operator's start, or the watch restarting
     deleted = kind == "DELETED"
-    _controller.run_changed((namespace or "default", name), deleted, not deleted and wanted(body, listed))
+    _controller.run_changed((namespace or "default", name), body, deleted, not deleted and wanted(body, listed))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={manifests.RUN_LABEL: kopf.PRESENT})

@@ -58,10 +58,10 @@ _CONDITION_KEYS = ("type", "status", "reason", "message", "lastTransitionTime")
 # Until this long after the pod ended, "the pod ended, the Job has not concluded" is not worth
 # a status write; a Job still behind after that is shown as it is.
 JOB_CATCH_UP_SECONDS = 30.0
-# A pod normally runs within seconds of its creation (scheduled, containers started); until then
-# "starting" is not worth a status write. One that takes longer (images to pull, a long init
-# container) is shown as starting.
-POD_START_SECONDS = 5.0
+# A pod normally runs within seconds of its creation (scheduled, containers started; 200 pods at
+# once on a busy 2-core control plane: up to about 10 s); until then "starting" is not worth a
+# status write. One that takes longer (images to pull, a long init container) is shown as starting.
+POD_START_SECONDS = 10.0
 
 
 def _pick(obj: Mapping[str, Any] | None, keys: Iterable[str]) -> Obj:
