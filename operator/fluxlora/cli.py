@@ -113,9 +113,16 @@ def validate_command(run_files: tuple[Path, ...], profiles_dir: Path | None) -> 
 
 
 @main.command("crd")
-def crd_command() -> None:
-    """Print the FluxLoraRun CustomResourceDefinition generated from the models."""
-    click.echo(crd_module.crd_yaml(), nl=False)
+@click.option(
+    "--kind",
+    type=click.Choice(["FluxLoraRun", "FluxLoraSampleSet"]),
+    default="FluxLoraRun",
+    show_default=True,
+    help="Which of the two CRDs to print.",
+)
+def crd_command(kind: str) -> None:
+    """Print a CustomResourceDefinition generated from the models."""
+    click.echo(crd_module.crd_yaml() if kind == "FluxLoraRun" else crd_module.sampleset_crd_yaml(), nl=False)
 
 
 @main.command("reference")

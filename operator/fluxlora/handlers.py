@@ -160,6 +160,7 @@ _COLLECTIONS = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "Job": ("/apis/batch/v1", "jobs"),
+    api.SAMPLESET_KIND: (f"/apis/{api.GROUP}/{api.VERSION}", api.SAMPLESET_PLURAL),
 }
 
 
@@ -245,6 +246,7 @@ def _create_attempt(k: Kube, rendered: RenderedRun, action: run_status.CreateAtt
         failpoint("after-rbac")
         ensure(k, rendered.configmap())
         failpoint("after-configmap")
+        ensure(k, rendered.sample_set())
     created = ensure(k, rendered.job(action.number, action.resume))
     log.info(
         "attempt %d of %s/%s: Job %s",

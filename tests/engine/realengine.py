@@ -141,9 +141,10 @@ class Probe:
             env={**os.environ, **engine.env()},
         )
 
-    def check(self, argv: list[str], dataset_toml: str) -> dict[str, Any]:
+    def check(self, argv: list[str], dataset_toml: str, sample_prompts: str | None = None) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"argv": argv, "dataset_toml": dataset_toml}) + "\n")
+        request = {"argv": argv, "dataset_toml": dataset_toml, "sample_prompts": sample_prompts}
+        self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         assert line, f"the engine probe died (exit {self.proc.poll()}); see its log"

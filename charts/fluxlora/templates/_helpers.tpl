@@ -17,8 +17,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The rules the operator needs, nothing more: runs and their status, the
      children it creates per run, and the pods/events it reads to report status.
-     It may create per-run Roles granting get/patch on fluxloraruns/status only
-     because it holds that permission itself (RBAC escalation check). */}}
+     It may create per-run Roles granting get/patch on fluxloraruns/status and
+     on the run's FluxLoraSampleSet only because it holds those permissions
+     itself (RBAC escalation check). */}}
 {{- define "fluxlora.rules" -}}
 - apiGroups: ["fluxlora.dev"]
   resources: ["fluxloraruns"]
@@ -30,6 +31,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["fluxlora.dev"]
   resources: ["fluxloraruns/finalizers"]
   verbs: ["update"]
+- apiGroups: ["fluxlora.dev"]
+  resources: ["fluxlorasamplesets"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
