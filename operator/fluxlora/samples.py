@@ -30,9 +30,7 @@ OFF_WITHOUT_TRIGGER = "turned off: they use [trigger] and spec.dataset.triggerWo
 
 def enabled(settings: EngineSettings) -> bool:
     """Whether the run samples at all: prompts, and a point to sample at."""
-    return bool(settings.sample_prompts) and (
-        settings.sample_at_first or settings.sample_every_n_steps is not None
-    )
+    return bool(settings.sample_prompts) and (settings.sample_at_first or settings.sample_every_n_steps is not None)
 
 
 def prompts(settings: EngineSettings) -> list[str]:

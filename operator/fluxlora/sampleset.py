@@ -10,10 +10,11 @@ namespaces it shows.
 Size bound: the object's JSON, as the trainer writes it, stays within ``MAX_BYTES`` (512 KiB;
 etcd takes 1.5 MiB). A thumbnail is a WebP of at most ``THUMBNAIL_MAX_SIDE`` px and
 ``THUMBNAIL_MAX_BYTES`` (16 KiB as base64); at most 16 prompts of 4096 characters; so the
-samples of one step (at most 16 x 16 KiB + 64 KiB) always fit. When all steps do not, whole steps are dropped (their originals stay on the
-claim): never the first (the base model, with ``atStart``) nor the latest; of the others, the
-one whose neighbours are closest, so the steps kept stay spread over the whole run and a
-checkpoint can still be picked where likeness peaked.
+samples of one step (at most 16 x 16 KiB + 64 KiB) always fit. When all steps do not, whole
+steps are dropped (their originals stay on the claim): never the first (the base model, with
+``atStart``) nor the latest; of the others, the one whose neighbours are closest, so the
+steps kept stay spread over the whole run and a checkpoint can still be picked where likeness
+peaked.
 """
 
 from __future__ import annotations

@@ -325,9 +325,9 @@ class Runtime:
         if (self.env.attempt <= 1 and tracker.plan.start_step == 0) or not isinstance(source, StatusSource):
             return
         try:
-            points = ((source.get_status(self.run.run.namespace, self.run.run.name).get("progress") or {}).get(
-                "lossHistory"
-            )) or []
+            points = (
+                (source.get_status(self.run.run.namespace, self.run.run.name).get("progress") or {}).get("lossHistory")
+            ) or []
         except Exception as exc:  # the curve restarts; training does not care
             log.warning("cannot read the run's loss history (the curve restarts here): %s", exc)
             return

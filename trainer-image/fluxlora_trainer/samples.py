@@ -199,7 +199,7 @@ class SamplePublisher:
         try:
             existing = self.sink.get_sample_set(self.namespace, self.name)
         except Exception as exc:  # an old Role, the API server away: start from nothing
-            log.warning("cannot read the sample set %s/%s (earlier samples not kept): %s", self.namespace, self.name, exc)
+            log.warning("cannot read sample set %s/%s (earlier samples dropped): %s", self.namespace, self.name, exc)
             return
         if existing:
             with self._lock:
