@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from PIL import Image
+from test_trainer_runtime import attempt, records
 
 from fluxlora import sampleset
 from fluxlora.losshistory import MAX_POINTS
@@ -17,7 +18,6 @@ from fluxlora_trainer import termination
 from fluxlora_trainer.checkpoints import is_complete_state
 from fluxlora_trainer.samples import is_whole_png, parse_sample, thumbnail
 
-from test_trainer_runtime import attempt, records
 from trainer_helpers import RecordingSink, RunFixture
 
 # Names the real engine wrote for output name "m" (tests/engine: step 1 and 2, and --sample_at_first).

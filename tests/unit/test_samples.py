@@ -3,6 +3,7 @@ set's size bound and thinning; the bounded loss curve."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -132,7 +133,7 @@ def test_the_sample_set_keeps_first_latest_and_a_spread_within_its_bound() -> No
     steps = sorted({s["step"] for s in body["samples"]})
     assert steps[0] == 0 and steps[-1] == 10_000 and body["latestStep"] == 10_000
     assert body["droppedSteps"] == 101 - len(steps)
-    gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
     assert max(gaps) <= 4 * min(gaps), steps  # spread over the run, not only the latest steps
 
 
@@ -166,7 +167,7 @@ def test_the_loss_curve_stays_bounded_and_spread_over_a_long_run() -> None:
     points = history.points()
     steps = [p["step"] for p in points]
     assert len(points) <= MAX_POINTS and steps[-1] == 100_000 and steps == sorted(steps)
-    gaps = [b - a for a, b in zip(steps[:-1], steps[1:-1], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(steps[:-1])]
     assert len(set(gaps)) == 1 and steps[0] <= gaps[0]  # an even grid from the start
     assert len(json.dumps(points)) < 5 * 1024
 
