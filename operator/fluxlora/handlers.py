@@ -236,6 +236,22 @@ def _selector(name: str) -> list[tuple[str, str]]:
     return [("labelSelector", f"{manifests.RUN_LABEL}={name}")]
 
 
+def _ensure_sample_set(k: Kube, rendered: RenderedRun) -> None:
+    """The run's FluxLoraSampleSet. Without its CRD (`helm upgrade` installs no new CRD) the run
+    still trains; its samples stay on the output claim and the dashboard shows none."""
+    try:
+        ensure(k, rendered.sample_set())
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        log.warning(
+            "%s/%s: the FluxLoraSampleSet CRD is not installed (kubectl apply -f crds/): sample thumbnails "
+            "are not published",
+            rendered.ref.namespace,
+            rendered.ref.name,
+        )
+
+
 def _create_attempt(k: Kube, rendered: RenderedRun, action: run_status.CreateAttempt) -> None:
     if action.first:
         profile = rendered.config.profile
@@ -246,7 +262,7 @@ def _create_attempt(k: Kube, rendered: RenderedRun, action: run_status.CreateAtt
         failpoint("after-rbac")
         ensure(k, rendered.configmap())
         failpoint("after-configmap")
-        ensure(k, rendered.sample_set())
+        _ensure_sample_set(k, rendered)
     created = ensure(k, rendered.job(action.number, action.resume))
     log.info(
         "attempt %d of %s/%s: Job %s",

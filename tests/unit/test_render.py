@@ -146,7 +146,12 @@ def test_cli_crd_matches_the_committed_file() -> None:
     result = _cli("crd")
     assert result.returncode == 0
     assert result.stdout == (ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml").read_text(), (
-        "crds/ drifted: run `fluxlora crd > crds/fluxlora.dev_fluxloraruns.yaml`"
+        "crds/ drifted: run `make crd`"
+    )
+    samplesets = _cli("crd", "--kind", "FluxLoraSampleSet")
+    assert samplesets.returncode == 0
+    assert samplesets.stdout == (ROOT / "crds" / "fluxlora.dev_fluxlorasamplesets.yaml").read_text(), (
+        "crds/ drifted: run `make crd`"
     )
 
 

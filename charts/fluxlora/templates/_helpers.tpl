@@ -50,3 +50,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["events"]
   verbs: ["create", "patch", "list", "watch"]
 {{- end -}}
+
+{{- define "fluxlora.dashboardLabels" -}}
+app.kubernetes.io/name: fluxlora
+app.kubernetes.io/component: dashboard
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "fluxlora.dashboardSelectorLabels" -}}
+app.kubernetes.io/name: fluxlora
+app.kubernetes.io/component: dashboard
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* The dashboard reads runs and their sample thumbnails; nothing else, and it writes nothing. */}}
+{{- define "fluxlora.dashboardRules" -}}
+- apiGroups: ["fluxlora.dev"]
+  resources: ["fluxloraruns", "fluxlorasamplesets"]
+  verbs: ["get", "list", "watch"]
+{{- end -}}
