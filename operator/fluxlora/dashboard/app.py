@@ -154,6 +154,10 @@ async def events(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def favicon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
 async def healthz(request: web.Request) -> web.Response:
     state = request.app[STORE_KEY].state()
     return web.json_response(state, status=200 if state["synced"] else 503)
@@ -170,6 +174,7 @@ def make_app(store: Store, loop: asyncio.AbstractEventLoop) -> web.Application:
     app.router.add_get("/api/thumbnails/{namespace}/{name}/{step}/{prompt}", thumbnail)
     app.router.add_get("/api/events", events)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/favicon.ico", favicon)
     return app
 
 

@@ -60,7 +60,8 @@ def gpu_text(phase: str | None, progress: Mapping[str, Any]) -> str:
         parts.append(f"{used / 1024:.1f}/{total / 1024:.1f} GiB ({100 * used / total:.0f}%)")
     if gpu.get("powerWatts") is not None:
         parts.append(f"{gpu['powerWatts']:.0f} W")
-    return " · ".join(parts)
+    finished = " (last report)" if phase in ("Succeeded", "Failed", "Suspended") else ""
+    return " · ".join(parts) + finished
 
 
 def _latest_samples(sample_set: Mapping[str, Any], namespace: str, name: str) -> Obj | None:

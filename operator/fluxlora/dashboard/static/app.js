@@ -31,15 +31,12 @@ function runHref(run) {
 }
 
 function sparkline(curve) {
+  if (!curve || curve.length < 2) return el("div", { class: "line no-curve", text: "no loss reported yet" });
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "spark");
   svg.setAttribute("viewBox", "0 0 300 46");
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("role", "img");
-  if (!curve || curve.length < 2) {
-    svg.setAttribute("aria-label", "loss curve: no points yet");
-    return svg;
-  }
   const steps = curve.map((p) => p[0]);
   const losses = curve.map((p) => p[1]);
   const [x0, x1] = [Math.min(...steps), Math.max(...steps)];
@@ -130,13 +127,20 @@ function card(run) {
 
 // ------------------------------------------------------------------------------------ the list
 
+function renderCount() {
+  const n = state.runs.size;
+  document.getElementById("scope").textContent = `${n} run${n === 1 ? "" : "s"}`;
+}
+
 function renderList() {
   const list = document.getElementById("list");
   const runs = [...state.runs.values()].sort((a, b) => a.key.localeCompare(b.key));
+  renderCount();
   list.replaceChildren(...(runs.length ? runs.map(card) : [el("p", { class: "empty", text: state.synced ? "No FluxLoraRuns yet." : "Loading runs…" })]));
 }
 
 function updateCard(run) {
+  renderCount();
   const list = document.getElementById("list");
   const old = list.querySelector(`article[data-key="${CSS.escape(run.key)}"]`);
   if (old) old.replaceWith(card(run));
@@ -146,6 +150,7 @@ function updateCard(run) {
 function removeCard(key) {
   const old = document.querySelector(`article[data-key="${CSS.escape(key)}"]`);
   if (old) old.remove();
+  renderCount();
 }
 
 function renderProblems() {
@@ -223,10 +228,10 @@ function reproList(run) {
   return el("dl", { class: "repro" }, rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
 }
 
-function table(columns, rows) {
+function table(name, columns, rows) {
   return el(
     "table",
-    {},
+    { class: name },
     el("thead", {}, el("tr", {}, columns.map((c) => el("th", { text: c })))),
     el("tbody", {}, rows.map((r) => el("tr", {}, columns.map((c) => el("td", { text: r[c] == null ? "" : r[c] }))))),
   );
@@ -257,9 +262,9 @@ function renderRun(run) {
     el("h3", { text: "Reproducibility record" }),
     el("div", { class: "panel" }, reproList(run)),
     el("h3", { text: "Attempts" }),
-    el("div", { class: "panel" }, table(["number", "jobName", "result", "reason", "message", "resumedFrom", "resumedStep", "startTime", "endTime"], run.attemptList)),
+    el("div", { class: "panel" }, table("attempts", ["number", "jobName", "result", "reason", "message", "resumedFrom", "resumedStep", "startTime", "endTime"], run.attemptList)),
     el("h3", { text: "Conditions" }),
-    el("div", { class: "panel" }, table(["type", "status", "reason", "message", "lastTransitionTime"], run.conditions)),
+    el("div", { class: "panel" }, table("conditions", ["type", "status", "reason", "message", "lastTransitionTime"], run.conditions)),
   );
   lossChart(chart, run.curve);
 }
