@@ -9,6 +9,11 @@
 * ``CPU_TRAINING``: the spec.training overrides that make a built-in profile run on a CPU. The
   profiles are for GPUs: fp8 base weights and AdamW8bit need CUDA, and a 512-token T5 context
   costs 11 s a step on 2 cores where 16 tokens cost about 2.
+* ``CPU_SAMPLES``: the spec.samples overrides that make sample images affordable on a CPU (64 px,
+  2 sampler steps). The engine encodes every sample prompt (and an empty negative prompt) with
+  T5 at start-up, which reads the tiny FLUX's sparse T5 file in full: about 10 GB of zero pages,
+  file-backed page cache that the kernel can take back (the engine's anonymous memory stays
+  about 1 GB), and seconds per prompt (benchmarks/engine_sampling.py prints the numbers).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ CPU_TRAINING: dict[str, Any] = {
     "persistentDataLoaderWorkers": False,
     "t5xxlMaxTokenLength": T5_TOKENS,
 }
+
+CPU_SAMPLES: dict[str, Any] = {"width": 64, "height": 64, "samplerSteps": 2}
 
 
 @dataclass(frozen=True)

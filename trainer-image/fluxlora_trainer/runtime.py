@@ -99,7 +99,8 @@ class Tracker:
         self.bar_n = max(self.bar_n, ev.n)
         if ev.loss is not None:
             self.loss = ev.loss
-            self.history.add(self.step, ev.loss)
+            if self.bar_n > 0:  # before its first step the bar shows the loss of micro-batches of the next
+                self.history.add(self.step, ev.loss)
         if ev.seconds_per_step is not None:
             self.seconds_per_step = ev.seconds_per_step
             self.rate = ev.rate
