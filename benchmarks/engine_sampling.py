@@ -153,9 +153,10 @@ def main() -> int:
         "size_px": args.size,
         "sampler_steps": args.sampler_steps,
         "exit_code": outcome.exit_code,
+        "message": outcome.message,
         "wall_s": round(wall, 1),
         "t5_prompt_encoding_s": round(
-            between(lines, "cache Text Encoder outputs for sample prompt", "move t5XXL back to cpu") or -1, 1
+            between(lines, "cache Text Encoder", "back to cpu") or -1, 1
         ),
         "seconds_per_image": round(statistics.median(per_image), 2) if per_image else None,
         "images": images,

@@ -108,7 +108,8 @@ def test_the_dashboard_reads_runs_and_sample_sets_and_nothing_else(helm: str) ->
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["serviceAccountName"] == "fluxlora-operator-dashboard"
-    assert container["args"] == ["dashboard", "--host=0.0.0.0", "--port=8080"]  # every namespace
+    assert container["command"] == ["fluxlora", "dashboard"]  # not the image's `fluxlora operator`
+    assert container["args"] == ["--host=0.0.0.0", "--port=8080"]  # every namespace
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     (service,) = _dashboard(docs, "Service")

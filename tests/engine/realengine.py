@@ -172,7 +172,14 @@ class LocalPod:
     run_json: dict[str, Any]
 
     @classmethod
-    def create(cls, root: Path, run_json: Mapping[str, Any], tiny: TinyFlux, dataset_toml: str) -> LocalPod:
+    def create(
+        cls,
+        root: Path,
+        run_json: Mapping[str, Any],
+        tiny: TinyFlux,
+        dataset_toml: str,
+        sample_prompts: str | None = None,
+    ) -> LocalPod:
         (root / "run").mkdir(parents=True, exist_ok=True)
         (root / "output").mkdir(exist_ok=True)
         models = root / "models"
@@ -184,6 +191,8 @@ class LocalPod:
         text = IN_POD_ROOT.sub(f"{root}/", json.dumps(run_json))
         (root / "run" / "run.json").write_text(text, encoding="utf-8")
         (root / "run" / "dataset.toml").write_text(IN_POD_ROOT.sub(f"{root}/", dataset_toml), encoding="utf-8")
+        if sample_prompts is not None:  # the ConfigMap's key, as the pod mounts it
+            (root / "run" / "sample_prompts.json").write_text(sample_prompts, encoding="utf-8")
         return cls(root, json.loads(text))
 
     @property

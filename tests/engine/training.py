@@ -146,7 +146,7 @@ def lr_by_global_step(engine: Engine, logging_dir: Path, starts: list[int]) -> d
 def new_pod(root: Path, engine: Engine, tiny: TinyFlux, document: dict[str, Any], images: int = 2) -> LocalPod:
     """A pod for `document` with a dataset of small images and the text-encoder caches in place."""
     rendered = render_document(document)
-    pod = LocalPod.create(root, rendered.run_json(), tiny, rendered.dataset_toml)
+    pod = LocalPod.create(root, rendered.run_json(), tiny, rendered.dataset_toml, rendered.sample_prompts_file)
     write_dataset(pod.dataset_source, images)
     write_te_caches(engine, pod.dataset_source, out=pod.snapshot)
     return pod

@@ -178,9 +178,11 @@ def make_app(store: Store, loop: asyncio.AbstractEventLoop) -> web.Application:
     return app
 
 
-async def _serve(store: Store, host: str, port: int, ready: threading.Event | None, announce: Any) -> None:
+async def _serve(
+    store: Store, host: str, port: int, ready: threading.Event | None, announce: Any, handle_signals: bool = True
+) -> None:
     app = make_app(store, asyncio.get_running_loop())
-    runner = web.AppRunner(app, handle_signals=True, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, handle_signals=handle_signals, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
