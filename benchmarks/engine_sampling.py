@@ -155,9 +155,7 @@ def main() -> int:
         "exit_code": outcome.exit_code,
         "message": outcome.message,
         "wall_s": round(wall, 1),
-        "t5_prompt_encoding_s": round(
-            between(lines, "cache Text Encoder", "back to cpu") or -1, 1
-        ),
+        "t5_prompt_encoding_s": round(between(lines, "cache Text Encoder", "back to cpu") or -1, 1),
         "seconds_per_image": round(statistics.median(per_image), 2) if per_image else None,
         "images": images,
         "peak_rss_mib": round(
