@@ -128,6 +128,13 @@ PRINTER_COLUMNS: list[Schema] = [
         "description": "Latest resumable state, relative to the output claim.",
     },
     {
+        "name": "Samples",
+        "type": "integer",
+        "jsonPath": ".status.progress.latestSampleStep",
+        "priority": 1,
+        "description": "Global step of the latest sample images (kubectl get flrsamples NAME).",
+    },
+    {
         "name": "Attempts",
         "type": "integer",
         "jsonPath": ".status.attempts[-1].number",

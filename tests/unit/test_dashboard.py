@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import threading
@@ -138,9 +139,16 @@ def served() -> Iterator[tuple[str, Store]]:
     thread.start()
     assert ready.wait(10)
     yield urls[0], store
-    loop.call_soon_threadsafe(task[0].cancel)
-    loop.call_soon_threadsafe(loop.stop)
+
+    async def stop() -> None:
+        task[0].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task[0]  # the runner cleans up
+        loop.stop()
+
+    asyncio.run_coroutine_threadsafe(stop(), loop)
     thread.join(10)
+    loop.close()
 
 
 def get(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -159,6 +167,7 @@ def test_the_page_its_files_and_the_api(served: tuple[str, Store]) -> None:
     with pytest.raises(urllib.error.HTTPError) as missing:
         get(f"{url}static/..%2Fapp.py")
     assert missing.value.code == 404
+    missing.value.close()
     runs = json.loads(get(f"{url}api/runs")[2])
     assert [r["progressText"] for r in runs["runs"]] == ["5/10 (50%)"] and runs["synced"] is True
     assert json.loads(get(f"{url}api/runs/team-a/alice")[2])["samples"]["steps"] == [0, 10]
@@ -174,6 +183,7 @@ def test_nothing_but_get(served: tuple[str, Store]) -> None:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)  # noqa: S310
         assert refused.value.code == 405, path
+        refused.value.close()
 
 
 def test_events_start_with_a_snapshot_and_carry_changes(served: tuple[str, Store]) -> None:

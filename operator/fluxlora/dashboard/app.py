@@ -147,7 +147,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             if message is None:
                 break
             await response.write(message)
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:  # the browser went away
         pass
     finally:
         broker.unsubscribe(queue)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -128,5 +127,4 @@ def start(client: Any, namespaces: list[str] | None, store: Store, stop: threadi
         )
         thread.start()
         threads.append(thread)
-        time.sleep(0)  # let it start listing
     return threads
