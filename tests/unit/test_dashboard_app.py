@@ -1,6 +1,6 @@
 """The dashboard without a cluster: what a run looks like on the page (view), how the picture of
 the cluster changes (store), and the web app itself (routes, live events, read-only, headers).
-The browser and the real control plane are tests/e2e/test_dashboard.py's."""
+The browser and the real control plane are tests/e2e/test_dashboard_browser.py's."""
 
 from __future__ import annotations
 
