@@ -14,6 +14,7 @@ import shlex
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ def card_text(driver: Any, name: str, selector: str) -> str:
     return str(js(driver, f"return {card(name, selector)}.textContent"))
 
 
-def test_runs_in_every_phase_live_in_the_browser(cluster: ControlPlane, namespace: str, tmp_path: Path) -> None:
+def test_runs_in_every_phase_live_in_the_browser(
+    cluster: ControlPlane, namespace: str, tmp_path: Path, report: Callable[[str], None]
+) -> None:
     kubeconfig = dashboard_kubeconfig(cluster, namespace, tmp_path)
     token = cluster.create_token(namespace, DASHBOARD_SA)
     # Read-only, and only runs and sample sets: the chart's Role, as the API server enforces it.
@@ -75,7 +78,7 @@ def test_runs_in_every_phase_live_in_the_browser(cluster: ControlPlane, namespac
     alice = next(s for s in PHASES if s.name == "alice-running")
 
     with dashboard(str(kubeconfig), [namespace], tmp_path / "dashboard.log") as url, chromium() as driver:
-        print(f"\ndashboard screenshots: {ARTIFACTS}")
+        report(f"\ndashboard screenshots: {ARTIFACTS}")
         driver.get(url)
         wait_until(
             driver, "document.body.dataset.ready && document.querySelectorAll('article.card').length == 5", "5 runs"
@@ -104,7 +107,7 @@ def test_runs_in_every_phase_live_in_the_browser(cluster: ControlPlane, namespac
         assert "(last report)" in card_text(driver, "bob-succeeded", ".gpu")
         assert "img001.png is 40x40 px" in card_text(driver, "carol-failed", ".message")
         assert "Insufficient nvidia.com/gpu" in card_text(driver, "dave-pending", ".message")
-        print(f"list: {full_page_screenshot(driver, 'runs-in-every-phase')}")
+        report(f"dashboard list: {full_page_screenshot(driver, 'runs-in-every-phase')}")
 
         # Live: the trainer reports step 450 and publishes samples of step 500; no reload.
         js(driver, "window.notReloaded = true")
@@ -147,7 +150,7 @@ def test_runs_in_every_phase_live_in_the_browser(cluster: ControlPlane, namespac
         repro = js(driver, "return document.querySelector('dl.repro').textContent")
         assert "48d368fa557731ad0488c07304dfeba8c07910eb" in repro and "sha256:" in repro
         assert "Preempted" in js(driver, "return document.querySelector('table.attempts').textContent")
-        print(f"run page: {full_page_screenshot(driver, 'run-page')}")
+        report(f"dashboard run page: {full_page_screenshot(driver, 'run-page')}")
 
         # Read-only: nothing but GET.
         for method in ("POST", "PUT", "PATCH", "DELETE"):
@@ -158,7 +161,9 @@ def test_runs_in_every_phase_live_in_the_browser(cluster: ControlPlane, namespac
             assert refused.value.code == 405
 
 
-def test_page_load_time_with_200_runs(cluster: ControlPlane, namespace: str, tmp_path: Path) -> None:
+def test_page_load_time_with_200_runs(
+    cluster: ControlPlane, namespace: str, tmp_path: Path, report: Callable[[str], None]
+) -> None:
     kubeconfig = dashboard_kubeconfig(cluster, namespace, tmp_path)
     seeder = Seeder(cluster, namespace, tmp_path / "pictures")
     started = time.monotonic()
@@ -166,7 +171,7 @@ def test_page_load_time_with_200_runs(cluster: ControlPlane, namespace: str, tmp
         seeder.create(
             RunShape(f"run-{i:03d}", "Running", step=100 + i, history_points=128, sample_steps=[100] if i % 2 else [])
         )
-    print(f"\nseeded 200 runs (100 with sample sets) in {time.monotonic() - started:.1f} s")
+    report(f"\nseeded 200 runs (100 with sample sets) in {time.monotonic() - started:.1f} s")
     with dashboard(str(kubeconfig), [namespace], tmp_path / "dashboard.log") as url, chromium() as driver:
         timings = []
         for _ in range(3):  # the first load warms Chromium's caches; the figure is the median
@@ -187,7 +192,7 @@ def test_page_load_time_with_200_runs(cluster: ControlPlane, namespace: str, tmp
     rendered = each[1]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "load-time-200-runs.json").write_text(json.dumps(timings, indent=1))
-    print(
+    report(
         f"dashboard with 200 runs: list rendered {rendered:.0f} ms after navigation start (median of 3; "
         f"each: {', '.join(f'{v:.0f}' for v in each)} ms); screenshot {shot}"
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,12 @@ def run_to_the_end(cluster: ControlPlane, namespace: str, sim: PodSimulator, nam
 
 
 def engine_images_in_the_browser(
-    cluster: ControlPlane, namespace: str, sample_set: dict[str, Any], output_claim: Path, workdir: Path
+    cluster: ControlPlane,
+    namespace: str,
+    sample_set: dict[str, Any],
+    output_claim: Path,
+    workdir: Path,
+    report: Callable[[str], None],
 ) -> None:
     """The run's page in Chromium: the grid by step holds the engine's own images (each thumbnail
     is the trainer's thumbnail of the PNG the engine wrote), and the loss curve is drawn."""
@@ -92,7 +98,7 @@ def engine_images_in_the_browser(
             with urllib.request.urlopen(src) as response:  # noqa: S310 - the dashboard on localhost
                 served = response.read()
             assert served == thumbnail(output_claim / sample["image"])[0], sample["image"]
-        print(
+        report(
             f"\nthe engine's samples in the dashboard: {full_page_screenshot(driver, 'engine-samples')} ({ARTIFACTS})"
         )
 
@@ -109,6 +115,7 @@ def test_preempted_on_the_cluster_resumed_on_the_engine_succeeded_at_max_steps(
     engine: Engine,
     tiny_flux: TinyFlux,
     cosine_uninterrupted: Training,
+    report: Callable[[str], None],
 ) -> None:
     with operator_from_chart(cluster, namespace, tmp_path):
         claims = claims_with_the_tiny_flux(cluster, namespace, tiny_flux)
@@ -117,7 +124,7 @@ def test_preempted_on_the_cluster_resumed_on_the_engine_succeeded_at_max_steps(
         sim = real_engine_pods(cluster, engine, tiny_flux, sigterm_after_state=2)
         status = run_to_the_end(cluster, namespace, sim, "alice-fast")
         sample_set = cluster.kubectl_json("get", "fluxlorasamplesets", "alice-fast", "-n", namespace)
-        engine_images_in_the_browser(cluster, namespace, sample_set, claims["lora-outputs"], tmp_path)
+        engine_images_in_the_browser(cluster, namespace, sample_set, claims["lora-outputs"], tmp_path, report)
 
     assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
     first, second = status["attempts"]

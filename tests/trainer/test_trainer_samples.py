@@ -137,7 +137,7 @@ def test_a_resumed_attempt_keeps_the_earlier_samples_and_curve(make_run) -> None
     assert curve[: len(curve_before)] == curve_before and curve[-1]["step"] == 20
 
 
-def test_a_long_run_never_exceeds_the_size_bounds(make_run) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_run_never_exceeds_the_size_bounds(make_run, report) -> None:  # type: ignore[no-untyped-def]
     """2000 steps, 4 prompts sampled every 10 steps (200 sample steps) of noise, which compresses
     worst: every sample set the trainer sends stays within 512 KiB and every progress report
     within 8 KiB, while the steps kept still span the run."""
@@ -150,7 +150,7 @@ def test_a_long_run_never_exceeds_the_size_bounds(make_run) -> None:  # type: ig
     assert out.exit_code == 0, out.message
     sizes = [sampleset.body_size(p) for p in sink.sample_patches]
     progress_sizes = [len(json.dumps(p, separators=(",", ":"))) for p in sink.of("progress")]
-    print(
+    report(
         f"\nlong run: {len(sizes)} sample-set patches, largest {max(sizes)} B (bound {sampleset.MAX_BYTES}); "
         f"{len(progress_sizes)} progress patches, largest {max(progress_sizes)} B (bound {PROGRESS_MAX_BYTES})"
     )
