@@ -39,8 +39,10 @@ sys.path.insert(0, str(ROOT / "tests" / "cluster"))
 
 from controlplane import ControlPlane, session_control_plane  # noqa: E402
 
-CRD_FILE = ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml"
-OPERATOR_RESOURCES = {"fluxloraruns", "serviceaccounts", "roles", "rolebindings", "configmaps", "jobs"}
+CRD_DIR = ROOT / "crds"  # FluxLoraRun and FluxLoraSampleSet
+OPERATOR_RESOURCES = {
+    "fluxloraruns", "serviceaccounts", "roles", "rolebindings", "configmaps", "fluxlorasamplesets", "jobs",
+}  # fmt: skip
 MUTATING = {"POST", "PATCH", "PUT", "DELETE", "APPLY"}
 
 
@@ -183,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         ns = f"bench-{secrets.token_hex(3)}"
         nodes = cp.gpu_nodes(count=args.gpu_nodes, gpus=8, prefix=f"{ns}-node")
         cp.kubectl("create", "namespace", ns)
-        cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+        cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
         cp.wait_for("sa default", lambda: cp.kubectl("get", "sa", "default", "-n", ns, check=False).returncode == 0)
         for claim in ("flux-models", "datasets", "outputs"):
             cp.bound_claim(ns, claim)

@@ -286,6 +286,39 @@ CASES: list[InvalidCase] = [
         "must be at most 52 characters",
         example=False,
     ),
+    # Sample images (spec.samples)
+    InvalidCase(
+        "sample-prompt-trigger-without-word",
+        {"spec": {"dataset": {"triggerWord": None}, "samples": {"prompts": ["a photo of [trigger]"]}}},
+        "spec.samples.prompts[0]",
+        'spec.samples.prompts[0] ("a photo of [trigger]") uses [trigger], but spec.dataset.triggerWord is not set',
+        "use [trigger], but spec.dataset.triggerWord is not set",
+        why="the prompt would be rendered without the trigger word, so the samples would not show what is trained",
+    ),
+    InvalidCase(
+        "sample-width-not-multiple-of-16",
+        {"spec": {"samples": {"width": 500}}},
+        "spec.samples.width",
+        "spec.samples.width (500) must be a multiple of 16 (the engine would round it down to 496)",
+        "must be a multiple of 16",
+        why="the engine silently rounds sample sizes down to a multiple of 16",
+    ),
+    InvalidCase(
+        "sample-every-zero-steps",
+        {"spec": {"samples": {"everyNSteps": 0}}},
+        "spec.samples.everyNSteps",
+        "spec.samples.everyNSteps (0) must be >= 1",
+        "should be greater than or equal to 1",
+        why="the engine turns sampling off for 0 without a word; an empty prompt list says that plainly",
+    ),
+    InvalidCase(
+        "too-many-sample-prompts",
+        {"spec": {"samples": {"prompts": [f"[trigger], view {i}" for i in range(17)]}}},
+        "spec.samples.prompts",
+        "spec.samples.prompts",
+        "must have at most 16 items",
+        example=False,
+    ),
 ]
 
 

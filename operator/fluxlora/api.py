@@ -22,6 +22,7 @@ from fluxlora.settings import (
     MixedPrecision,
     ModelPredictionType,
     Optimizer,
+    SamplePrompt,
     SavePrecision,
     TimestepSampling,
 )
@@ -33,6 +34,11 @@ KIND: Final = "FluxLoraRun"
 PLURAL = "fluxloraruns"
 SINGULAR = "fluxlorarun"
 SHORT_NAMES = ["flr"]
+# The per-run sample thumbnails (fluxlora.sampleset): one object per run, of the run's name.
+SAMPLESET_KIND: Final = "FluxLoraSampleSet"
+SAMPLESET_PLURAL = "fluxlorasamplesets"
+SAMPLESET_SINGULAR = "fluxlorasampleset"
+SAMPLESET_SHORT_NAMES = ["flrsamples"]
 
 ENGINE_KEY = "x-fluxlora-engine-key"
 # DNS-1123 label: what Kubernetes accepts as a PersistentVolumeClaim name here.
@@ -245,6 +251,23 @@ LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
 MAX_ANNOTATIONS_BYTES = 256 * 1024  # what the API server allows for an object's annotations
 
 
+class SamplesSpec(ApiModel):
+    """Sample images the engine renders while it trains, to judge each checkpoint by its pictures."""
+
+    prompts: list[SamplePrompt] | None = override(
+        "sample_prompts",
+        "Prompts of the sample images; `[trigger]` is replaced by spec.dataset.triggerWord. An empty list "
+        "turns sampling off.",
+    )
+    every_n_steps: int | None = override("sample_every_n_steps")
+    at_start: bool | None = override("sample_at_first")
+    seed: int | None = override("sample_seed")
+    width: int | None = override("sample_width")
+    height: int | None = override("sample_height")
+    sampler_steps: int | None = override("sample_steps")
+    guidance_scale: float | None = override("sample_guidance_scale")
+
+
 class Toleration(ApiModel):
     """A pod toleration, as in core/v1."""
 
@@ -360,6 +383,9 @@ class FluxLoraRunSpec(ApiModel):
     training: TrainingSpec | None = Field(
         default=None, description="Training settings; omitted fields from the profile."
     )
+    samples: SamplesSpec | None = Field(
+        default=None, description="Sample images while training; omitted fields from the profile."
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPU and placement.")
     resume: ResumeSpec = Field(default_factory=ResumeSpec, description="Retries and resume.")
     pod: PodMetadata | None = Field(default=None, description="Extra metadata for the trainer pod.")
@@ -459,6 +485,16 @@ class GpuSummary(ApiModel):
     power_watts: float | None = Field(default=None, description="Power draw (W).")
 
 
+LOSS_HISTORY_MAX_POINTS = 128
+
+
+class LossPoint(ApiModel):
+    """One point of the loss curve."""
+
+    step: int = Field(description="Global optimizer step.")
+    loss: float = Field(description="Moving average loss (avr_loss) at that step.")
+
+
 class Progress(ApiModel):
     """Training progress, reported by the trainer pod of the current attempt."""
 
@@ -476,7 +512,17 @@ class Progress(ApiModel):
         default=None, description="Latest LoRA checkpoint, relative to the output claim."
     )
     latest_checkpoint_step: int | None = Field(default=None, description="Global step of latestCheckpoint.")
-    gpu: GpuSummary | None = Field(default=None, description="GPU telemetry.")
+    gpu: GpuSummary | None = Field(
+        default=None, description="GPU telemetry (NVML); absent when the trainer sees no NVIDIA GPU."
+    )
+    latest_sample_step: int | None = Field(
+        default=None, description="Global step of the latest sample images (FluxLoraSampleSet of the same name)."
+    )
+    loss_history: list[LossPoint] | None = Field(
+        default=None,
+        description="Loss curve, downsampled to at most 128 points spread over the run (the latest step included).",
+        max_length=LOSS_HISTORY_MAX_POINTS,
+    )
     updated_at: str | None = Field(default=None, description="When the trainer last reported (RFC 3339).")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from fluxlora import api, document, objectrules, optimizers
+from fluxlora import api, document, objectrules, optimizers, samples
 from fluxlora import policy as run_policy
 from fluxlora.api import (
     DNS1123_LABEL,
@@ -340,6 +340,67 @@ def check_settings(merged: MergedSettings) -> list[Finding]:
         finding(
             "guidance_scale",
             "differs from 1.0, the value sd-scripts documents for training on FLUX.1-dev",
+            Severity.WARNING,
+        )
+    out.extend(_sample_findings(merged))
+    return out
+
+
+SAMPLE_SIDE_MULTIPLE = 16  # the engine rounds sample sizes down to it (flux_train_utils.sample_image_inference)
+
+
+def _sample_findings(merged: MergedSettings) -> list[Finding]:
+    """Sample images: what the engine would do differently from what the spec says."""
+    s, d, out = merged.settings, merged.field_of, []
+
+    def finding(key: str, rule: str, severity: Severity = Severity.ERROR, value: Any = _UNSET) -> None:
+        shown = getattr(s, key) if value is _UNSET else value
+        out.append(Finding(d(key), rule, shown, severity, merged.origin_note(key)))
+
+    if samples.turned_off(merged.origin):
+        out.append(
+            Finding(
+                d("sample_prompts"),
+                f"are off: the profile's prompts use {samples.TRIGGER} and {d('class_tokens')} is not set "
+                f"(set it, or write {d('sample_prompts')})",
+                severity=Severity.WARNING,
+            )
+        )
+    if not s.sample_prompts:
+        return out
+    if not s.class_tokens:
+        for index, prompt in enumerate(s.sample_prompts):
+            if samples.TRIGGER in prompt:
+                out.append(
+                    Finding(
+                        f"{d('sample_prompts')}[{index}]",
+                        f"uses {samples.TRIGGER}, but {d('class_tokens')} is not set",
+                        prompt,
+                        origin=merged.origin_note("sample_prompts"),
+                    )
+                )
+    for key in ("sample_width", "sample_height"):
+        side = getattr(s, key)
+        if side % SAMPLE_SIDE_MULTIPLE:
+            finding(
+                key,
+                f"must be a multiple of {SAMPLE_SIDE_MULTIPLE} (the engine would round it down to "
+                f"{side - side % SAMPLE_SIDE_MULTIPLE})",
+            )
+    every = s.sample_every_n_steps
+    if not s.sample_at_first and (every is None or every > s.max_train_steps):
+        why = "is not set" if every is None else f"is more than {d('max_train_steps')} ({s.max_train_steps})"
+        finding(
+            "sample_every_n_steps",
+            f"{why}: the run renders no sample image (set it, or {d('sample_at_first')})",
+            Severity.WARNING,
+        )
+    save = s.save_every_n_steps
+    if every is not None and save is not None and save % every != 0:
+        finding(
+            "sample_every_n_steps",
+            f"does not divide {d('save_every_n_steps')} ({save}): after a resume at a saved step the engine "
+            "counts sample steps from there, so samples fall on other steps than in an uninterrupted run",
             Severity.WARNING,
         )
     return out

@@ -16,14 +16,16 @@ from controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml"
+SAMPLESET_CRD = ROOT / "crds" / "fluxlora.dev_fluxlorasamplesets.yaml"
 
 pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture(scope="module")
 def crd(cluster: ControlPlane) -> ControlPlane:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD), "-f", str(SAMPLESET_CRD))
     cluster.kubectl("wait", "--for=condition=Established", "crd/fluxloraruns.fluxlora.dev", "--timeout=60s")
+    cluster.kubectl("wait", "--for=condition=Established", "crd/fluxlorasamplesets.fluxlora.dev", "--timeout=60s")
     # Established precedes OpenAPI publication, which `kubectl explain` reads.
     cluster.wait_for(
         "the FluxLoraRun schema in the published OpenAPI",
@@ -49,6 +51,47 @@ def test_explain_shows_field_descriptions(crd: ControlPlane) -> None:
     assert "dropout" in out and "[0, 1)" in out
     resources = crd.kubectl("explain", "flr.spec.resources.gpus").stdout
     assert "nvidia.com/gpu" in resources
+    samples = " ".join(crd.kubectl("explain", "fluxloraruns.spec.samples").stdout.split())
+    assert "Sample images while training" in samples
+    assert "[trigger]` is replaced by spec.dataset.triggerWord" in samples and "everyNSteps" in samples
+    every = " ".join(crd.kubectl("explain", "flr.spec.samples.everyNSteps").stdout.split())
+    assert "every save_every_n_steps" in every
+    history = " ".join(crd.kubectl("explain", "flr.status.progress.lossHistory").stdout.split())
+    assert "at most 128 points" in history
+
+
+def test_a_sample_set_at_its_size_bound_is_stored_and_bounds_are_enforced(crd: ControlPlane, namespace: str) -> None:
+    from fluxlora import sampleset
+
+    crd.wait_for(
+        "the FluxLoraSampleSet schema in the published OpenAPI",
+        lambda: "Thumbnail (image/webp" in crd.kubectl("explain", "flrsamples.samples.thumbnail", check=False).stdout,
+        timeout=60,
+        interval=0.5,
+    )
+    largest = "A" * ((sampleset.THUMBNAIL_MAX_BYTES + 2) // 3 * 4)
+    body = sampleset.merged(
+        {"run": "x" * 52, "prompts": ["p" * sampleset.PROMPT_MAX_CHARS] * 16, "samples": []},
+        [
+            {"step": 10**6, "prompt": p, "image": "i" * 1024, "width": 1024, "height": 1024, "attempt": 1,
+             "thumbnail": largest}
+            for p in range(16)
+        ],
+    )  # fmt: skip
+    assert sampleset.body_size(body) <= sampleset.MAX_BYTES
+    document = {"apiVersion": "fluxlora.dev/v1alpha1", "kind": "FluxLoraSampleSet", "metadata": {"name": "big"}, **body}
+    created = crd.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(document), check=False)
+    assert created.returncode == 0, created.stderr
+    listed = crd.kubectl("get", "flrsamples", "-n", namespace).stdout.splitlines()
+    assert listed[0].split() == ["NAME", "RUN", "LATEST", "AGE"] and listed[1].split()[:3] == [
+        "big",
+        "x" * 52,
+        "1000000",
+    ]
+    document["metadata"]["name"] = "too-big"
+    document["samples"][0]["thumbnail"] = largest + "AAAA"
+    refused = crd.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(document), check=False)
+    assert refused.returncode != 0 and "samples[0].thumbnail" in refused.stderr
 
 
 def test_get_prints_the_printer_columns(crd: ControlPlane, namespace: str) -> None:

@@ -15,7 +15,7 @@ from . import termination
 from .dataset import DatasetError
 from .gpu import Nvml
 from .prepare import prepare as do_prepare
-from .report import Reporter, StatusSink, connect
+from .report import Reporter, RunApi, connect
 from .runspec import DEFAULT_RUN_FILE, AttemptEnv, RunSpec, RunSpecError, attempt_env, load_run
 from .runtime import Runtime, RuntimeOptions
 
@@ -81,7 +81,7 @@ def _load(run_file: str, tlog: str | None) -> tuple[RunSpec, AttemptEnv]:
 
 
 def _reporter(run: RunSpec, interval: float, **conn: Any) -> Reporter:
-    sink: StatusSink = connect(**conn)
+    sink: RunApi = connect(**conn)
     return Reporter(sink, run.run.namespace, run.run.name, min_interval=interval)
 
 

@@ -50,6 +50,13 @@ class Layout:
 
 
 @dataclass(frozen=True)
+class SampleFacts:
+    """The run's sample images (fluxlora.samples.run_facts): the prompts as the engine gets them."""
+
+    prompts: list[str]
+
+
+@dataclass(frozen=True)
 class RunSpec:
     run: RunRef
     profile: str
@@ -63,6 +70,7 @@ class RunSpec:
     trigger_word: str | None
     caption_extension: str
     layout: Layout
+    samples: SampleFacts | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -108,6 +116,16 @@ def parse_run(data: Any) -> RunSpec:
     def lp(key: str) -> Path:
         return Path(_req(layout, key, str, "layout."))
 
+    samples = data.get("samples")
+    sample_facts = None
+    if samples is not None:
+        if not isinstance(samples, dict):
+            raise RunSpecError("run.json: samples must be an object or null")
+        prompts = _req(samples, "prompts", list, "samples.")
+        if not all(isinstance(p, str) for p in prompts):
+            raise RunSpecError("run.json: samples.prompts must be a list of strings")
+        sample_facts = SampleFacts(prompts=list(prompts))
+
     return RunSpec(
         run=RunRef(
             name=_req(run, "name", str, "run."),
@@ -132,6 +150,7 @@ def parse_run(data: Any) -> RunSpec:
             dataset_source=lp("datasetSource"),
             dataset_snapshot=lp("datasetSnapshot"),
         ),
+        samples=sample_facts,
         raw=data,
     )
 

@@ -2,7 +2,8 @@
 
 Threads: one reader per engine stream (stdout, stderr) copies bytes through to the pod log and
 feeds a `StreamParser`; parsed events go through a queue to the main loop, which owns all the
-state, samples the GPU, scans for complete state directories and drives the `Reporter`.
+state, samples the GPU, scans for complete state directories and sample images, and drives the
+`Reporter` (status) and the `SamplePublisher` (the run's FluxLoraSampleSet).
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from fluxlora.losshistory import LossHistory
+
 from . import checkpoints, engine, repro, termination
 from .gpu import GpuSample, Nvml
 from .progress import BarUpdate, CheckpointSaved, Event, StateSaving, StreamParser, engine_error, format_duration
-from .report import Reporter
+from .report import Reporter, SampleSetSink, StatusSource
 from .resume import AttemptPlan, plan_attempt
 from .runspec import AttemptEnv, RunSpec, RunSpecError
+from .samples import SamplePublisher, SampleWatcher
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,8 @@ class Tracker:
     latest_state: Path | None = None
     latest_state_step: int | None = None
     gpu: GpuSample | None = None
+    history: LossHistory = field(default_factory=LossHistory)
+    latest_sample_step: int | None = None
 
     @property
     def step(self) -> int:
@@ -93,6 +99,8 @@ class Tracker:
         self.bar_n = max(self.bar_n, ev.n)
         if ev.loss is not None:
             self.loss = ev.loss
+            if self.bar_n > 0:  # before its first step the bar shows the loss of micro-batches of the next
+                self.history.add(self.step, ev.loss)
         if ev.seconds_per_step is not None:
             self.seconds_per_step = ev.seconds_per_step
             self.rate = ev.rate
@@ -134,6 +142,8 @@ class Tracker:
             "latestCheckpoint": layout_relative(self.latest_checkpoint) if self.latest_checkpoint else None,
             "latestCheckpointStep": self.latest_checkpoint_step,
             "gpu": self.gpu.to_status() if self.gpu else None,
+            "latestSampleStep": self.latest_sample_step,
+            "lossHistory": self.history.points() or None,
         }
 
 
@@ -221,6 +231,8 @@ class Runtime:
         self._proc: subprocess.Popen[bytes] | None = None
         self._term_sent_at: float | None = None
         self._killed = False
+        self._watcher: SampleWatcher | None = None
+        self._publisher: SamplePublisher | None = None
 
     # -- signals -----------------------------------------------------------------------------
     def request_stop(self, signum: int = int(signal.SIGTERM)) -> None:
@@ -251,6 +263,8 @@ class Runtime:
         if env.resume_checkpoint:
             tracker.latest_state = run.layout.absolute(env.resume_checkpoint)
             tracker.latest_state_step = plan.start_step
+        self._continue_history(tracker)
+        self._start_samples(tracker)
 
         if plan.nothing_to_do:
             self.reporter.update("progress", tracker.progress_status(rel), force=True)
@@ -304,6 +318,56 @@ class Runtime:
         finally:
             for signum, old in old_handlers.items():
                 signal.signal(signum, old)
+
+    # -- the loss curve and the sample images ---------------------------------------------------
+    def _continue_history(self, tracker: Tracker) -> None:
+        """A later attempt continues the run's loss curve up to the step it starts at."""
+        source = self.reporter.sink
+        if (self.env.attempt <= 1 and tracker.plan.start_step == 0) or not isinstance(source, StatusSource):
+            return
+        try:
+            points = (
+                (source.get_status(self.run.run.namespace, self.run.run.name).get("progress") or {}).get("lossHistory")
+            ) or []
+        except Exception as exc:  # the curve restarts; training does not care
+            log.warning("cannot read the run's loss history (the curve restarts here): %s", exc)
+            return
+        tracker.history = LossHistory.resumed(points, tracker.plan.start_step)
+
+    def _start_samples(self, tracker: Tracker) -> None:
+        run, sink = self.run, self.reporter.sink
+        if run.samples is None:
+            return
+        self._watcher = SampleWatcher(
+            Path(tracker.plan.output_dir),
+            run.output_name,
+            attempt=self.env.attempt,
+            global_step=tracker.plan.global_step,
+            relative=run.layout.relative,
+        )
+        if not isinstance(sink, SampleSetSink):
+            log.warning("sample images are kept on the claim but not published (no sample set client)")
+            return
+        self._publisher = SamplePublisher(
+            sink, run.run.namespace, run.run.name, run.samples.prompts, min_interval=self.reporter.min_interval
+        )
+        if self.env.attempt > 1 or tracker.plan.start_step > 0:
+            self._publisher.resume(tracker.plan.start_step)
+            tracker.latest_sample_step = self._publisher.latest_step
+
+    def _scan_samples(self, tracker: Tracker, final: bool = False) -> bool:
+        """Take the engine's new sample images; True when there were any."""
+        if self._watcher is None:
+            return False
+        new = self._watcher.scan()
+        if self._publisher is not None:
+            self._publisher.add(new)
+            if new:
+                tracker.latest_sample_step = self._publisher.latest_step
+            self._publisher.tick(force=final)
+        elif new:
+            tracker.latest_sample_step = max(s["step"] for s in new)
+        return bool(new)
 
     def _supervise(self, tracker: Tracker) -> Outcome:
         proc = self._proc
@@ -362,6 +426,7 @@ class Runtime:
             if force or now - last_book >= self.opts.tick_seconds or open_streams <= 0:
                 last_book = now
                 force = self._scan_states(tracker, known_states) or force
+                force = self._scan_samples(tracker) or force
                 self.reporter.update("progress", tracker.progress_status(rel), force=force)
                 self.reporter.tick()
             if (
@@ -384,6 +449,7 @@ class Runtime:
         for t in readers:
             t.join(timeout=5)
         self._scan_states(tracker, known_states)
+        self._scan_samples(tracker, final=True)
         return self._finish(tracker, rc, list(tail))
 
     def _on_event(self, tracker: Tracker, ev: Event) -> bool:
