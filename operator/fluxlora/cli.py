@@ -52,9 +52,9 @@ def _is_run(data: Any) -> bool:
     if not isinstance(data, dict):
         return True
     kind, version = data.get("kind"), data.get("apiVersion")
-    if kind == api.KIND or kind is None or version is None:
-        return True
-    return isinstance(version, str) and version.split("/")[0] == api.GROUP
+    if not isinstance(kind, str) or not isinstance(version, str) or kind == api.KIND:
+        return True  # validation names the malformed field
+    return version.split("/")[0] == api.GROUP
 
 
 class FileError(click.ClickException):
