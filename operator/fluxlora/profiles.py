@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from fluxlora import samples
+from fluxlora import evaluation, samples
 from fluxlora.api import ENGINE_KEY, FluxLoraRunSpec
 from fluxlora.layout import RunLayout
 from fluxlora.settings import EngineSettings
@@ -217,6 +217,7 @@ def merge(profile: Profile, spec: FluxLoraRunSpec) -> MergedSettings:
         values["network_alpha"] = float(values.get("network_dim", EngineSettings().network_dim))
         origin["network_alpha"] = origin.get("network_dim", "schema default")
     samples.resolve(values, origin)
+    evaluation.resolve(values, origin)
     return MergedSettings(settings=EngineSettings.model_validate(values), origin=origin)
 
 
