@@ -179,7 +179,7 @@ def checkpoint_point(step: int, images: Sequence[ImageScore], threshold: float) 
     counted = scored(images)
     note = None
     if not counted and images:
-        note = f"{len(images)} sample(s) {IDENTICAL_NOTE}"
+        note = f"only dataset images ({len(images)}): not scored"
     elif counted and all(s.note and s.note != "no face" for s in counted):
         note = f"not scored: {counted[0].note}"
     return likeness.point(step, [s.likeness for s in counted], threshold, note)
