@@ -57,8 +57,10 @@ class RuntimeOptions:
     passthrough_err: IO[bytes] | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     install_signal_handlers: bool = True
-    # After the engine exits: how long the likeness of the last checkpoints may still take.
+    # After the engine exits: how long the likeness of the last checkpoints may still take; after
+    # a SIGTERM less (the pod's grace period is 60 s, the engine may have used grace_seconds of it).
     likeness_wait_seconds: float = 300.0
+    likeness_wait_stopped_seconds: float = 10.0
     embedder: Embedder | None = None  # the face scorer (default: a separate process, checkpoint_scorer)
 
 
@@ -590,10 +592,8 @@ class Runtime:
             code = termination.EXIT_ENGINE_FAILED
             msg = f"engine exited with code {rc} at step {step}/{total}: {why}; last complete state {state}"
         if self._scorer is not None:
-            if terminated:
-                self._scorer.stop()  # the grace period is the engine's
-            else:
-                self._scorer.finish(self.opts.likeness_wait_seconds)
+            wait = self.opts.likeness_wait_stopped_seconds if terminated else self.opts.likeness_wait_seconds
+            self._scorer.finish(wait)
             self._report_likeness()
         self.reporter.update("progress", tracker.progress_status(rel))
         self.reporter.flush()
