@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from fluxlora_trainer.checkpoint_scorer import SubprocessEmbedder
 from fluxlora_trainer.gpu import Nvml
 from fluxlora_trainer.prepare import prepare
 from fluxlora_trainer.report import Reporter
-from fluxlora_trainer.runspec import AttemptEnv
+from fluxlora_trainer.runspec import AttemptEnv, RunSpecError, parse_run
 from fluxlora_trainer.runtime import Outcome, Runtime, RuntimeOptions
 
 from face_pictures import blurred, face_crop, flipped, no_face, noised, other_people, rescaled, save, two_faces
@@ -179,3 +180,21 @@ def test_a_scorer_without_its_libraries_is_unavailable_not_fatal(make_run, tmp_p
     status = sink.status["likeness"]
     assert status["state"] == likeness.UNAVAILABLE
     assert "needs the packages dlib-bin and face-recognition-models" in status["message"]
+
+
+@pytest.mark.parametrize(
+    "evaluation,words",
+    [
+        ("yes", "evaluation must be an object or null"),
+        ({"threshold": 0.4}, "missing evaluation.prompts"),
+        ({"prompts": ["0"], "threshold": 0.4}, "evaluation.prompts must be a list of prompt indices"),
+        ({"prompts": [0], "threshold": 1.5}, "evaluation.threshold must be in (0, 1), got 1.5"),
+    ],
+)
+def test_a_bad_evaluation_in_run_json_is_a_configuration_error(  # type: ignore[no-untyped-def]
+    make_run, evaluation: Any, words: str
+) -> None:
+    fx: RunFixture = make_run(sample_prompts=PROMPTS, sample_every=4)
+    fx.data["evaluation"] = evaluation
+    with pytest.raises(RunSpecError, match=re.escape(words)):
+        parse_run(fx.data)

@@ -237,7 +237,7 @@ function likenessChart(container, run) {
       ctx.moveTo(x, u.bbox.top);
       ctx.lineTo(x, u.bbox.top + u.bbox.height);
       ctx.stroke();
-      ctx.fillText("no face", x, u.bbox.top + u.bbox.height / 2);
+      ctx.fillText("no face", x, u.bbox.top + Math.round(14 * devicePixelRatio));
     }
     ctx.restore();
   };
