@@ -143,8 +143,8 @@ def test_a_clean_copy_scores_above_a_heavily_degraded_one(
     clean = rescaled(face_crop(), scale)
     clean = flipped(clean) if flip else clean
     degraded = {
-        "blur": lambda: blurred(clean, 3 + 5 * strength),
-        "noise": lambda: noised(clean, 45 + 40 * strength),
+        "blur": lambda: blurred(clean, 4 + 5 * strength),
+        "noise": lambda: noised(clean, 70 + 40 * strength),
         "jpeg": lambda: jpeg(blurred(clean, 2), 3),
     }[degradation]()
     good = likeness_of(model, reference, clean, tmp_path / "clean.png")
