@@ -14,6 +14,9 @@ import os
 import re
 import stat
 import sys
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,8 @@ import pytest
 from test_trainer_runtime import NoGpu
 
 from fluxlora import likeness
-from fluxlora_trainer.checkpoint_scorer import SubprocessEmbedder
+from fluxlora_trainer.checkpoint_scorer import MAX_BACKLOG, CheckpointScorer, SubprocessEmbedder
+from fluxlora_trainer.faces import DESCRIPTOR_SIZE, Face, ImageFaces
 from fluxlora_trainer.gpu import Nvml
 from fluxlora_trainer.prepare import prepare
 from fluxlora_trainer.report import Reporter
@@ -198,3 +202,44 @@ def test_a_bad_evaluation_in_run_json_is_a_configuration_error(  # type: ignore[
     fx.data["evaluation"] = evaluation
     with pytest.raises(RunSpecError, match=re.escape(words)):
         parse_run(fx.data)
+
+
+class GatedEmbedder:
+    """Answers the reference at once and every step only when the gate opens: a scorer far slower
+    than the engine. Every face is the reference's."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.calls = 0
+
+    def embed(self, paths: Sequence[Path], timeout: float) -> list[ImageFaces]:
+        self.calls += 1
+        if self.calls > 1:
+            self.gate.wait(60)
+        return [ImageFaces(str(p), [Face(1.0, (0, 0, 9, 9), (0.0,) * DESCRIPTOR_SIZE)]) for p in paths]
+
+    def stop(self) -> None:
+        self.gate.set()
+
+
+def test_a_scorer_that_falls_behind_records_later_steps_as_not_scored(make_run) -> None:  # type: ignore[no-untyped-def]
+    fx: RunFixture = make_run(sample_prompts=PROMPTS, sample_every=1, trigger="ohwx", evaluation=EVALUATION)
+    run = fx.spec
+    save(face_crop(), run.layout.dataset_snapshot / "alice.png")
+    embedder = GatedEmbedder()
+    scorer = CheckpointScorer(run, prompts=[0], threshold=0.4, embedder=embedder, idle_seconds=0.05)
+    scorer.start()
+    deadline = time.monotonic() + 30
+    while scorer.state != likeness.SCORING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    image = run.layout.relative(save(flipped(face_crop()), run.layout.checkpoint_dir / "sample.png"))
+    for step in range(1, 21):
+        scorer.add_samples([{"step": step, "prompt": 0, "image": image}])
+    embedder.gate.set()
+    assert scorer.finish(60)
+    points = {p["step"]: p for p in scorer.history}
+    assert sorted(points) == list(range(1, 21))
+    assert all(points[s]["likeness"] == 1.0 for s in range(1, 1 + MAX_BACKLOG))
+    behind = [points[s] for s in range(1 + MAX_BACKLOG, 21)]
+    assert all(p["note"] == f"not scored: the scorer was {MAX_BACKLOG} steps behind" for p in behind)
+    assert all("likeness" not in p for p in behind)

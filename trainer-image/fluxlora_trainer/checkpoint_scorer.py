@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +57,9 @@ REFERENCE_FILE = "likeness_reference.json"
 SCORES_FILE = "likeness.json"
 NICE = 10
 FAILURES_BEFORE_OFF = 3
+# Steps waiting to be scored at most; a step sampled beyond that is recorded as not scored
+# (the scorer cannot keep up: a run sampling at every step of a fast GPU).
+MAX_BACKLOG = 16
 
 
 def reference_timeout(images: int) -> float:
@@ -146,6 +149,12 @@ class _Score:
 
 
 @dataclass(frozen=True)
+class _Skip:
+    step: int
+    images: int
+
+
+@dataclass(frozen=True)
 class _Checkpoint:
     step: int
     path: Path
@@ -166,7 +175,6 @@ class CheckpointScorer:
         embedder: Embedder | None = None,
         dataset_hash: str | None = None,
         idle_seconds: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run = run
         self.prompts = sorted(set(prompts))
@@ -174,13 +182,13 @@ class CheckpointScorer:
         self.embedder: Embedder = embedder or SubprocessEmbedder()
         self.dataset_hash = dataset_hash
         self.idle_seconds = idle_seconds
-        self.clock = clock
         self._lock = threading.Lock()
         self._jobs: queue.Queue[object] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pending: dict[int, dict[int, Path]] = {}
         self._queued_steps: set[int] = set()
+        self._backlog = 0  # score jobs queued, not yet done
         # state (under _lock)
         self.state = likeness.PREPARING
         self.message: str | None = "embedding the faces of the dataset snapshot"
@@ -225,9 +233,13 @@ class CheckpointScorer:
 
     def _queue_step(self, step: int) -> None:
         images = self._pending.pop(step)
-        if step not in self._queued_steps:
-            self._queued_steps.add(step)
-            self._jobs.put(_Score(step, images))
+        if step in self._queued_steps:
+            return
+        self._queued_steps.add(step)
+        with self._lock:
+            behind = self._backlog >= MAX_BACKLOG
+            self._backlog += 0 if behind else 1
+        self._jobs.put(_Skip(step, len(images)) if behind else _Score(step, images))
 
     def checkpoint_saved(self, step: int, path: Path) -> None:
         self._jobs.put(_Checkpoint(step, path))
@@ -238,10 +250,6 @@ class CheckpointScorer:
             if not self._changed:
                 return None
             self._changed = False
-            return self._status()
-
-    def current(self) -> dict[str, Any]:
-        with self._lock:
             return self._status()
 
     def _status(self) -> dict[str, Any]:
@@ -293,8 +301,14 @@ class CheckpointScorer:
                     return
                 if isinstance(job, _Checkpoint):
                     self._on_checkpoint(job)
-                elif isinstance(job, _Score) and self.state == likeness.SCORING:
-                    self._score(job)
+                elif isinstance(job, _Score):
+                    if self.state == likeness.SCORING:
+                        self._score(job)
+                    with self._lock:
+                        self._backlog -= 1
+                elif isinstance(job, _Skip) and self.state == likeness.SCORING:
+                    note = f"not scored: the scorer was {MAX_BACKLOG} steps behind"
+                    self._record(job.step, [ImageScore("", None, 0, note)] * job.images, [])
                 self._copy_best()
         except Exception as exc:  # the thread must never take the runtime down
             log.exception("likeness: scoring stopped")
@@ -399,19 +413,18 @@ class CheckpointScorer:
             images = [ImageScore(str(p), None, 0, f"not scored: {exc}") for p in ordered]
             if isinstance(exc, ScorerUnavailable) or self._failures >= FAILURES_BEFORE_OFF:
                 self._set_state(likeness.UNAVAILABLE, f"the face scorer failed {self._failures} time(s): {exc}")
-        point = checkpoint_point(job.step, images, self.threshold)
+        detail = [s.as_json(self.threshold) | {"image": self.run.layout.relative(s.path)} for s in images]
+        self._record(job.step, images, detail)
+
+    def _record(self, step: int, images: Sequence[ImageScore], detail: list[dict[str, Any]]) -> None:
+        point = checkpoint_point(step, images, self.threshold)
         shown = point.get("likeness", point.get("note"))
-        log.info(
-            "likeness of step %d: %s (%d of %d images with a face)", job.step, shown, point["faces"], point["samples"]
-        )
+        log.info("likeness of step %d: %s (%d of %d images with a face)", step, shown, point["faces"], point["samples"])
         with self._lock:
             keep = self._wanted["step"] if self._wanted else None
             self.points, dropped = likeness.added(self.points, point, keep)
             self.dropped += dropped
-            detail = point | {
-                "images": [s.as_json(self.threshold) | {"image": self.run.layout.relative(s.path)} for s in images]
-            }
-            self.history = [h for h in self.history if h["step"] != job.step] + [detail]
+            self.history = [h for h in self.history if h["step"] != step] + [point | {"images": detail}]
             self.history.sort(key=lambda h: int(h["step"]))
             self._choose_best()
             self._changed = True

@@ -181,7 +181,8 @@ def checkpoint_point(step: int, images: Sequence[ImageScore], threshold: float) 
     if not counted and images:
         note = f"only dataset images ({len(images)}): not scored"
     elif counted and all(s.note and s.note != "no face" for s in counted):
-        note = f"not scored: {counted[0].note}"
+        first = str(counted[0].note)
+        note = first if first.startswith("not scored") else f"not scored: {first}"
     return likeness.point(step, [s.likeness for s in counted], threshold, note)
 
 
