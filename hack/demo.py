@@ -34,6 +34,7 @@ sys.path[:0] = [str(ROOT / "tests" / d) for d in ("cluster", "e2e", "engine", "f
 from test_e2e import OPERATOR_SA, helm, token_kubeconfig  # noqa: E402
 
 from controlplane import ControlPlane, ensure_binaries, session_control_plane  # noqa: E402
+from face_pictures import face_crop, rescaled, save  # noqa: E402
 from podsim import PodSimulator, write_demo_dataset  # noqa: E402
 from realengine import (  # noqa: E402
     CPU_SAMPLES,
@@ -142,11 +143,15 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
             stderr=subprocess.STDOUT,
         )
 
-        say("claims: the tiny FLUX in the model claim, 4 images with captions in the dataset claim")
+        say(
+            "claims: the tiny FLUX in the model claim, 4 images with captions and a photo of a face (the likeness "
+            "reference) in the dataset claim"
+        )
         claims = {c: cluster.bound_claim(namespace, c) for c in ("flux-models", "lora-datasets", "lora-outputs")}
         for name in tiny.files:
             (claims["flux-models"].host_path / name).symlink_to(tiny.directory / name)
         write_demo_dataset(claims["lora-datasets"].host_path / "alice")
+        save(rescaled(face_crop(), 0.5), claims["lora-datasets"].host_path / "alice" / "alice.png")
 
         run = demo_run()
         say(
@@ -209,6 +214,8 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
         status = cluster.kubectl_json("get", "flr", "alice-fast", "-n", namespace)["status"]
         say("what ran, and where the resumable checkpoint is")
         print(json.dumps({k: status.get(k) for k in ("repro", "resume")}, indent=2))
+        say("likeness of each checkpoint (the tiny FLUX draws no face: 'no face', never a number)")
+        print(json.dumps(status.get("likeness"), indent=2))
         output = claims["lora-outputs"].host_path / "alice-fast"
         print(
             "output claim:",

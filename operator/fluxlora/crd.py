@@ -57,6 +57,29 @@ CEL_RULES: dict[str, list[Schema]] = {
             "fieldPath": ".samples.prompts",
             "reason": "FieldValueInvalid",
         },
+        {
+            "rule": "!has(self.evaluation) || !has(self.evaluation.likeness) || !self.evaluation.likeness"
+            " || !has(self.samples) || !has(self.samples.prompts) || size(self.samples.prompts) > 0",
+            "message": "needs sample images: spec.samples.prompts is empty",
+            "fieldPath": ".evaluation.likeness",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "!has(self.evaluation) || !has(self.evaluation.prompts) || !has(self.samples)"
+            " || !has(self.samples.prompts) || size(self.samples.prompts) == 0"
+            " || self.evaluation.prompts.all(i, i < size(self.samples.prompts))",
+            "message": "must name one of spec.samples.prompts",
+            "fieldPath": ".evaluation.prompts",
+            "reason": "FieldValueInvalid",
+        },
+    ],
+    "spec.evaluation": [
+        {
+            "rule": "!has(self.prompts) || self.prompts.all(p, self.prompts.exists_one(q, q == p))",
+            "message": "must not repeat a prompt index",
+            "fieldPath": ".prompts",
+            "reason": "FieldValueInvalid",
+        },
     ],
     "spec.samples": [
         {
@@ -145,6 +168,19 @@ PRINTER_COLUMNS: list[Schema] = [
     },
     {"name": "Loss", "type": "number", "jsonPath": ".status.progress.loss", "description": "Moving average loss."},
     {"name": "ETA", "type": "string", "jsonPath": ".status.progress.eta", "description": "Estimated time left."},
+    {
+        "name": "Best",
+        "type": "integer",
+        "jsonPath": ".status.likeness.best.step",
+        "description": "Step of the checkpoint whose samples look most like the person (spec.evaluation).",
+    },
+    {
+        "name": "Likeness",
+        "type": "number",
+        "jsonPath": ".status.likeness.best.likeness",
+        "priority": 1,
+        "description": "Likeness of the best checkpoint (1 - face distance).",
+    },
     {
         "name": "Checkpoint",
         "type": "string",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fluxlora import layout, manifests, samples, sdscripts
+from fluxlora import evaluation, layout, manifests, samples, sdscripts
 from fluxlora.api import FluxLoraRun
 from fluxlora.policy import Policy
 from fluxlora.profiles import EffectiveConfig
@@ -45,6 +45,7 @@ class RenderedRun:
             "captionExtension": self.config.engine.caption_extension,
             "layout": self.config.layout().as_dict(),
             "samples": samples.run_facts(self.config.engine, layout.SAMPLE_PROMPTS),
+            "evaluation": evaluation.run_facts(self.config.engine),
         }
 
     @property

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from fluxlora import api, document, objectrules, optimizers, samples
+from fluxlora import api, document, evaluation, objectrules, optimizers, samples
 from fluxlora import policy as run_policy
 from fluxlora.api import (
     DNS1123_LABEL,
@@ -343,6 +343,7 @@ def check_settings(merged: MergedSettings) -> list[Finding]:
             Severity.WARNING,
         )
     out.extend(_sample_findings(merged))
+    out.extend(_evaluation_findings(merged))
     return out
 
 
@@ -403,6 +404,58 @@ def _sample_findings(merged: MergedSettings) -> list[Finding]:
             "counts sample steps from there, so samples fall on other steps than in an uninterrupted run",
             Severity.WARNING,
         )
+    return out
+
+
+def _evaluation_findings(merged: MergedSettings) -> list[Finding]:
+    """spec.evaluation: a likeness the run cannot score, prompts that are not there."""
+    s, d, out = merged.settings, merged.field_of, []
+    chosen = s.likeness_prompts or []
+    if len(set(chosen)) != len(chosen):
+        out.append(
+            Finding(
+                d("likeness_prompts"),
+                "must not repeat a prompt index",
+                chosen,
+                origin=merged.origin_note("likeness_prompts"),
+            )
+        )
+    if evaluation.turned_off_without_subject(merged.origin):
+        out.append(
+            Finding(
+                d("likeness"),
+                f"is off: no sample prompt names the trigger word, so no sample shows the subject (list the prompts "
+                f"that do in {d('likeness_prompts')})",
+                severity=Severity.WARNING,
+            )
+        )
+    if not s.likeness:
+        return out
+    if not samples.enabled(s):
+        why = f"{d('sample_prompts')} is empty" if not s.sample_prompts else "the run renders no sample image"
+        out.append(Finding(d("likeness"), f"needs sample images: {why}", True))
+        return out
+    if not chosen:
+        trigger = f' ("{s.class_tokens}")' if s.class_tokens else ""
+        out.append(
+            Finding(
+                d("likeness"),
+                f"needs a sample prompt that shows the subject: none names the trigger word{trigger} (list them in "
+                f"{d('likeness_prompts')})",
+                True,
+            )
+        )
+    count = len(s.sample_prompts)
+    for i, index in enumerate(chosen):
+        if index >= count:
+            out.append(
+                Finding(
+                    f"{d('likeness_prompts')}[{i}]",
+                    f"must name one of {d('sample_prompts')} (the run has {count}: 0-{count - 1})",
+                    index,
+                    origin=merged.origin_note("likeness_prompts"),
+                )
+            )
     return out
 
 

@@ -23,6 +23,7 @@ class Target(StrEnum):
     DATASET = "dataset"  # [[datasets]] of the dataset TOML
     SUBSET = "subset"  # [[datasets.subsets]] of the dataset TOML
     SAMPLES = "samples"  # the sample prompt file and its flags (fluxlora.samples renders them together)
+    EVALUATION = "evaluation"  # read by the trainer, never by the engine (fluxlora.evaluation)
 
 
 def _setting(target: Target, description: str, **bounds: Any) -> Any:
@@ -236,6 +237,35 @@ class EngineSettings(BaseModel):
         float,
         _setting(Target.SAMPLES, "Guidance scale fed to FLUX.1-dev when sampling (3.5 is usual).", ge=0, le=30),
     ] = 3.5
+
+    # Likeness of each checkpoint (the trainer scores the sample images; see fluxlora.evaluation)
+    likeness: Annotated[
+        bool,
+        _setting(
+            Target.EVALUATION,
+            "Score the likeness of every checkpoint: the faces of its sample images against the faces of "
+            "the dataset (identity LoRAs). Needs sample prompts that show the subject.",
+        ),
+    ] = False
+    likeness_prompts: Annotated[
+        list[Annotated[int, Field(ge=0, lt=MAX_SAMPLE_PROMPTS)]] | None,
+        _setting(
+            Target.EVALUATION,
+            "Indices of the sample prompts that show the subject (0 is the first prompt); only their images "
+            "count for likeness. Omitted: every prompt that names the trigger word.",
+            max_length=MAX_SAMPLE_PROMPTS,
+        ),
+    ] = None
+    likeness_threshold: Annotated[
+        float,
+        _setting(
+            Target.EVALUATION,
+            "Likeness (1 - the face distance) under which a sample's face is not the person; 0.4 is the "
+            "face model's own same-person tolerance (distance 0.6).",
+            gt=0,
+            lt=1,
+        ),
+    ] = 0.4
 
     @classmethod
     def target_of(cls, key: str) -> Target:

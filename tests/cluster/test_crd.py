@@ -58,6 +58,13 @@ def test_explain_shows_field_descriptions(crd: ControlPlane) -> None:
     assert "every save_every_n_steps" in every
     history = " ".join(crd.kubectl("explain", "flr.status.progress.lossHistory").stdout.split())
     assert "at most 128 points" in history
+    evaluation = " ".join(crd.kubectl("explain", "fluxloraruns.spec.evaluation").stdout.split())
+    assert "Likeness of every checkpoint to the dataset's faces" in evaluation
+    assert "prompts" in evaluation and "threshold" in evaluation
+    prompts = " ".join(crd.kubectl("explain", "flr.spec.evaluation.prompts").stdout.split())
+    assert "Omitted: every prompt that names the trigger word" in prompts
+    likeness = " ".join(crd.kubectl("explain", "flr.status.likeness.checkpoints.likeness").stdout.split())
+    assert "absent when none has a face (see note), never 0" in likeness
 
 
 def test_a_sample_set_at_its_size_bound_is_stored_and_bounds_are_enforced(crd: ControlPlane, namespace: str) -> None:
@@ -98,11 +105,27 @@ def test_get_prints_the_printer_columns(crd: ControlPlane, namespace: str) -> No
     run = yaml.safe_load((ROOT / "examples" / "run-final.yaml").read_text())
     assert _apply(crd, namespace, run, dry_run=False) == ""
     progress = {"summary": "10/30 (33%)", "loss": 0.407, "eta": "16m08s"}
-    status = json.dumps({"status": {"phase": "Running", "progress": progress}})
+    likeness = {
+        "state": "Scoring",
+        "checkpoints": [{"step": 250, "samples": 4, "faces": 0, "passed": 0, "note": "no face in the 4 samples"}],
+    }
+    status = json.dumps({"status": {"phase": "Running", "progress": progress, "likeness": likeness}})
     crd.kubectl("patch", "flr", "alice-final", "-n", namespace, "--subresource=status", "--type=merge", "-p", status)
     header, row = crd.kubectl("get", "flr", "-n", namespace).stdout.splitlines()
-    assert header.split() == ["NAME", "PROFILE", "PHASE", "PROGRESS", "LOSS", "ETA", "AGE"]
+    assert header.split() == ["NAME", "PROFILE", "PHASE", "PROGRESS", "LOSS", "ETA", "BEST", "AGE"]
     assert row.split()[:7] == ["alice-final", "final", "Running", "10/30", "(33%)", "0.407", "16m08s"]
+    assert len(row.split()) == 8, row  # BEST is blank (then AGE): no checkpoint has a likeness yet
+    best = {
+        "step": 500,
+        "likeness": 0.7123,
+        "checkpoint": "alice-final/checkpoints/alice-final-step00000500.safetensors",
+    }
+    status = json.dumps({"status": {"likeness": {"best": best}}})
+    crd.kubectl("patch", "flr", "alice-final", "-n", namespace, "--subresource=status", "--type=merge", "-p", status)
+    header, row = crd.kubectl("get", "flr", "-n", namespace, "-o", "wide").stdout.splitlines()
+    columns = header.split()
+    assert columns[:8] == ["NAME", "PROFILE", "PHASE", "PROGRESS", "LOSS", "ETA", "BEST", "LIKENESS"]
+    assert row.split()[7:9] == ["500", "0.7123"]
 
 
 @pytest.mark.parametrize("example", ["run-fast.yaml", "run-final.yaml"])

@@ -43,6 +43,7 @@ class RunShape:
     message: str = ""
     warnings: list[str] = field(default_factory=list)
     history_points: int = 60
+    likeness: dict[str, Any] | None = None
 
 
 def run_document(name: str) -> dict[str, Any]:
@@ -75,6 +76,8 @@ def status_of(shape: RunShape, namespace: str) -> dict[str, Any]:
             "engineCommit": ENGINE_COMMIT,
         },
     }
+    if shape.likeness is not None:
+        status["likeness"] = shape.likeness
     if shape.step is not None:
         percent = shape.step * 100 // shape.total
         status["progress"] = {
@@ -206,6 +209,36 @@ class Seeder:
         )
 
 
+# What the trainer reports for alice: the base model is somebody else, step 100 drew no face,
+# likeness peaks at step 300 and falls as the LoRA overfits.
+ALICE_LIKENESS: dict[str, Any] = {
+    "state": "Scoring",
+    "message": "scoring the samples of prompts 0, 1, 2 against 14 reference face(s)",
+    "threshold": 0.4,
+    "prompts": [0, 1, 2],
+    "reference": {"images": 16, "faces": 14, "withoutFace": 1, "severalFaces": 1, "unused": ["beach.png", "party.png"]},
+    "checkpoints": [
+        {"step": 0, "likeness": 0.2113, "samples": 3, "faces": 3, "passed": 0},
+        {"step": 100, "samples": 3, "faces": 0, "passed": 0, "note": "no face in the 3 samples"},
+        {"step": 200, "likeness": 0.6218, "samples": 3, "faces": 3, "passed": 3},
+        {"step": 300, "likeness": 0.7391, "samples": 3, "faces": 3, "passed": 3},
+        {"step": 400, "likeness": 0.6874, "samples": 3, "faces": 2, "passed": 2},
+    ],
+    "best": {
+        "step": 300,
+        "likeness": 0.7391,
+        "checkpoint": "alice-running/checkpoints/attempt-2/alice-running-step00000100.safetensors",
+        "file": "alice-running/checkpoints/alice-running-best.safetensors",
+    },
+}
+SKIPPED_LIKENESS: dict[str, Any] = {
+    "state": "Skipped",
+    "message": "no face in the reference: none of the 12 dataset images has exactly one face (12 without a face)",
+    "threshold": 0.4,
+    "prompts": [0, 1, 2],
+    "reference": {"images": 12, "faces": 0, "withoutFace": 12, "severalFaces": 0},
+}
+
 PHASES = [
     RunShape(
         "alice-running",
@@ -231,8 +264,16 @@ PHASES = [
         ],
         message="attempt 2 running",
         warnings=["spec.training.noiseOffset (0.05, from profile fast) has no effect on FLUX"],
+        likeness=ALICE_LIKENESS,
     ),
-    RunShape("bob-succeeded", "Succeeded", step=1000, sample_steps=[0, 500, 1000], message="attempt 1 completed"),
+    RunShape(
+        "bob-succeeded",
+        "Succeeded",
+        step=1000,
+        sample_steps=[0, 500, 1000],
+        message="attempt 1 completed",
+        likeness=SKIPPED_LIKENESS,
+    ),
     RunShape(
         "carol-failed",
         "Failed",

@@ -106,6 +106,11 @@ def test_runs_in_every_phase_live_in_the_browser(
         assert "no GPU telemetry" in card_text(driver, "erin-no-gpu", ".gpu")
         assert "(last report)" in card_text(driver, "bob-succeeded", ".gpu")
         assert "img001.png is 40x40 px" in card_text(driver, "carol-failed", ".message")
+        assert card_text(driver, "alice-running", ".likeness") == "likeness best step 300 · likeness 0.739"
+        assert card_text(driver, "bob-succeeded", ".likeness").startswith(
+            "likeness not scored: no face in the reference"
+        )
+        assert js(driver, f"return {card('erin-no-gpu', '.likeness')}") is None  # not scored: no line
         assert "Insufficient nvidia.com/gpu" in card_text(driver, "dave-pending", ".message")
         report(f"dashboard list: {full_page_screenshot(driver, 'runs-in-every-phase')}")
 
@@ -132,6 +137,35 @@ def test_runs_in_every_phase_live_in_the_browser(
             " if (d[i]) n++; return n;",
         )
         assert painted > 500, f"the loss chart drew {painted} pixels"
+        # The likeness curve beside it: the best checkpoint marked, "no face" where a step had none.
+        wait_until(driver, "document.querySelector('#likeness-chart canvas')", "the likeness chart")
+        charts = js(
+            driver,
+            "return ['#loss-chart', '#likeness-chart'].map(s => document.querySelector(s).getBoundingClientRect())"
+            ".map(r => [Math.round(r.top), Math.round(r.left)])",
+        )
+        assert charts[0][0] == charts[1][0] and charts[1][1] > charts[0][1], f"not side by side: {charts}"
+        red = js(
+            driver,
+            "const c = document.querySelector('#likeness-chart canvas'); const d = c.getContext('2d')"
+            ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4)"
+            " if (d[i] > 180 && d[i + 1] < 90 && d[i + 2] < 90 && d[i + 3] > 200) n++; return n;",
+        )
+        assert red > 30, f"the best checkpoint's marker drew {red} red pixels"
+        rows = js(
+            driver,
+            "return [...document.querySelectorAll('table.likeness-table tbody tr')]"
+            ".map(r => [...r.cells].map(c => c.textContent))",
+        )
+        assert rows == [
+            ["0", "0.211", "3/3", "0", ""],
+            ["100", "no face in the 3 samples", "0/3", "0", ""],
+            ["200", "0.622", "3/3", "3", ""],
+            ["300", "0.739", "3/3", "3", "★ best"],
+            ["400", "0.687", "2/3", "2", ""],
+        ]
+        best = js(driver, "return document.querySelector('.best-checkpoint').textContent")
+        assert "alice-running/checkpoints/alice-running-best.safetensors (step 300" in best
         steps = js(driver, "return [...document.querySelectorAll('table.grid th.step')].map(t => t.textContent)")
         assert steps == [f"step {s}" for s in (0, 100, 200, 300, 400, 500)]
         rows = js(driver, "return [...document.querySelectorAll('table.grid th.prompt')].map(t => t.textContent)")

@@ -5,7 +5,9 @@ environment, claims and ServiceAccount token.
 
 The preempted run also renders sample images (the one real-engine run that does: on a CPU each
 prompt costs a pass of the 4.9B-parameter T5 at start-up), and the dashboard shows the engine's
-own images, by step, in headless Chromium.
+own images, by step, in headless Chromium. Its dataset holds a real face (scikit-image's
+astronaut), so the run's likeness is scored against it: the tiny FLUX's 64 px samples hold no
+face, and every checkpoint says "no face", never a number.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from fluxlora_trainer.samples import thumbnail
 
 from browser import ARTIFACTS, chromium, dashboard, full_page_screenshot, wait_until
 from controlplane import ControlPlane
+from face_pictures import face_crop, rescaled, save
 from podsim import PodSimulator, write_demo_dataset
 from realengine import CPU_SAMPLES, Engine, TinyFlux, lora_metadata, write_te_caches
 from sample_data import png_bytes
@@ -82,6 +85,13 @@ def engine_images_in_the_browser(
         decoded = "[...document.querySelectorAll('table.grid img')].every(i => i.complete && i.naturalWidth > 0)"
         wait_until(driver, decoded, "the images")
         wait_until(driver, "document.querySelector('#loss-chart canvas')", "the loss chart")
+        # The likeness of each step: "no face" (the tiny FLUX draws none), never a number.
+        rows = driver.execute_script(
+            "return [...document.querySelectorAll('table.likeness-table tbody tr')]"
+            ".map(r => [...r.cells].map(c => c.textContent))"
+        )
+        assert rows == [[str(s), "no face in the 2 samples", "0/2", "0", ""] for s in (0, 2, 4)]
+        wait_until(driver, "document.querySelector('#likeness-chart canvas')", "the likeness chart")
         for sample in sample_set["samples"]:
             src = driver.execute_script(
                 f'return document.querySelector(\'table.grid img[data-step="{sample["step"]}"]'
@@ -112,6 +122,7 @@ def test_preempted_on_the_cluster_resumed_on_the_engine_succeeded_at_max_steps(
     with operator_from_chart(cluster, namespace, tmp_path):
         claims = claims_with_the_tiny_flux(cluster, namespace, tiny_flux)
         write_demo_dataset(claims["lora-datasets"] / "alice", images=2)
+        save(rescaled(face_crop(), 0.5), claims["lora-datasets"] / "alice" / "alice.png")  # a real face, 128 px
         apply(cluster, namespace, tiny_run_document("alice-fast", **COSINE, samples=SAMPLES))
         sim = real_engine_pods(cluster, engine, tiny_flux, sigterm_after_state=2)
         status = run_to_the_end(cluster, namespace, sim, "alice-fast")
@@ -149,6 +160,17 @@ def test_preempted_on_the_cluster_resumed_on_the_engine_succeeded_at_max_steps(
     assert status["progress"]["latestSampleStep"] == 4
     curve = [p["step"] for p in status["progress"]["lossHistory"]]
     assert curve[-1] == 4 and 1 in curve  # attempt 1's steps, continued by attempt 2
+    # Likeness (the profile's default): the dataset's face is the reference; the samples of every
+    # step hold none, so no step has a likeness and there is no best checkpoint, said plainly.
+    scored = status["likeness"]
+    assert scored["state"] == "Scoring" and scored["prompts"] == [0, 1]
+    assert scored["reference"] == {"images": 3, "faces": 1, "withoutFace": 2, "severalFaces": 0,
+                                   "unused": ["img000.png", "img001.png"]}  # fmt: skip
+    assert scored["checkpoints"] == [
+        {"step": step, "samples": 2, "faces": 0, "passed": 0, "note": "no face in the 2 samples"} for step in (0, 2, 4)
+    ]
+    assert "best" not in scored and not (output / "checkpoints" / "alice-fast-best.safetensors").exists()
+    assert not any(c["type"] == "Likeness" for c in status["conditions"])
 
 
 def test_a_dataset_the_engine_cannot_train_fails_once_naming_the_file(

@@ -39,6 +39,9 @@ Environment:
   FAKE_ENGINE_MIX_RATES      "1" (default): alternate s/it and it/s display
   FAKE_ENGINE_RECORD         append JSON lines describing the run to this file
   FAKE_ENGINE_SAMPLE_SECONDS  pause in the middle of writing each sample image (default 0)
+  FAKE_ENGINE_SAMPLE_PICTURES  a JSON file {"<step>": PNG path, "<step>:<prompt>": PNG path}: the
+                             sample image of that engine step (and prompt) is that picture instead of
+                             noise (stands in for what a trained LoRA renders: faces, for likeness)
 """
 
 from __future__ import annotations
@@ -187,6 +190,14 @@ def state_file_bytes(name: str, epoch: int, global_step: int) -> bytes:
     return buffer.getvalue()
 
 
+def lora_bytes(text: str) -> bytes:
+    """A LoRA file as the engine writes it (safetensors), its metadata saying which one it is."""
+    header = json.dumps(
+        {"__metadata__": {"fluxlora_fake": text}, "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
+    ).encode()
+    return struct.pack("<Q", len(header)) + header + b"\0\0\0\0"
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -209,11 +220,20 @@ def sample_images(args: argparse.Namespace, label: str, global_step: int) -> Non
     directory = os.path.join(args.output_dir, "sample")
     os.makedirs(directory, exist_ok=True)
     pause = env_float("FAKE_ENGINE_SAMPLE_SECONDS", 0.0)
+    pictures: dict[str, str] = {}
+    if os.environ.get("FAKE_ENGINE_SAMPLE_PICTURES"):
+        with open(os.environ["FAKE_ENGINE_SAMPLE_PICTURES"], encoding="utf-8") as f:
+            pictures = json.load(f)
     for i, prompt in enumerate(prompts):
         seed = prompt.get("seed")
         stamp = time.strftime("%Y%m%d%H%M%S", time.localtime())
         name = f"{args.output_name}_{label}_{i:02d}_{stamp}{'' if seed is None else f'_{seed}'}.png"
-        data = noise_png(int(prompt.get("width", 512)), int(prompt.get("height", 512)), global_step * 100 + i)
+        picture = pictures.get(f"{global_step}:{i}") or pictures.get(str(global_step))
+        if picture:
+            with open(picture, "rb") as f:
+                data = f.read()
+        else:
+            data = noise_png(int(prompt.get("width", 512)), int(prompt.get("height", 512)), global_step * 100 + i)
         with open(os.path.join(directory, name), "wb") as f:
             f.write(data[: len(data) // 2])
             f.flush()
@@ -347,7 +367,7 @@ def main(argv: list[str]) -> int:
                 if args.save_every_n_steps and global_step % args.save_every_n_steps == 0:
                     ckpt = os.path.join(args.output_dir, f"{name}-step{global_step:08d}.safetensors")
                     print(f"\nsaving checkpoint: {ckpt}", flush=True)
-                    write_file(ckpt, f"lora at engine step {global_step}\n".encode())
+                    write_file(ckpt, lora_bytes(f"lora at engine step {global_step}"))
                     if args.save_state:
                         save_state(
                             os.path.join(args.output_dir, f"{name}-step{global_step:08d}-state"), epoch + 1, global_step
@@ -363,7 +383,7 @@ def main(argv: list[str]) -> int:
         save_state(os.path.join(args.output_dir, f"{name}-state"), epoch + 1, global_step)
     final = os.path.join(args.output_dir, f"{name}.safetensors")
     print(f"\nsaving checkpoint: {final}", flush=True)
-    write_file(final, f"final lora at engine step {global_step}\n".encode())
+    write_file(final, lora_bytes(f"final lora at engine step {global_step}"))
     print("model saved.", flush=True)
     record({"event": "end", "steps_trained": bar.n, "engine_global_end": global_step})
     return 0

@@ -98,6 +98,7 @@ def build_run(
     sample_every: int | None = None,
     sample_at_first: bool = False,
     sample_size: int = 64,
+    evaluation: dict[str, Any] | None = None,
 ) -> RunFixture:
     claim = root / "claim"
     out_dir = claim / "runs" / "demo"
@@ -177,6 +178,7 @@ def build_run(
         "captionExtension": ".txt",
         "layout": layout,
         "samples": samples,
+        "evaluation": evaluation,
     }
     write_images(root / "datasets" / "faces", images, captions=captions)
     fx = RunFixture(

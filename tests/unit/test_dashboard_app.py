@@ -50,6 +50,34 @@ def sample_set(name: str = "alice", namespace: str = "team-a", steps: tuple[int,
 # ----------------------------------------------------------------------------- view
 
 
+def test_likeness_shows_the_best_checkpoint_and_no_face_never_as_zero() -> None:
+    likeness = {
+        "state": "Scoring",
+        "threshold": 0.4,
+        "checkpoints": [
+            {"step": 0, "likeness": 0.2, "samples": 2, "faces": 2, "passed": 0},
+            {"step": 4, "samples": 2, "faces": 0, "passed": 0, "note": "no face in the 2 samples"},
+            {"step": 8, "likeness": 0.8123, "samples": 2, "faces": 2, "passed": 2},
+        ],
+        "best": {"step": 8, "likeness": 0.8123, "checkpoint": "a/c/x-step00000008.safetensors",
+                 "file": "a/c/x-best.safetensors"},
+    }  # fmt: skip
+    summary = view.summary(run(likeness=likeness))
+    assert summary["likeness"]["text"] == "best step 8 · likeness 0.812"
+    assert summary["likeness"]["best"]["file"] == "a/c/x-best.safetensors"
+    detail = view.detail(run(likeness=likeness))
+    assert detail["likenessCurve"] == [[0, 0.2], [4, None], [8, 0.8123]]
+    assert [(r["step"], r["likeness"], r["best"]) for r in detail["likenessRows"]] == [
+        (0, "0.200", False), (4, "no face in the 2 samples", False), (8, "0.812", True),
+    ]  # fmt: skip
+    no_faces = {"state": "Scoring", "checkpoints": [{"step": s, "samples": 2, "faces": 0, "passed": 0} for s in (2, 4)]}
+    assert view.summary(run(likeness=no_faces))["likeness"]["text"] == "no face in the samples of 2 steps"
+    assert [r["likeness"] for r in view.detail(run(likeness=no_faces))["likenessRows"]] == ["no face", "no face"]
+    skipped = {"state": "Skipped", "message": "no face in the reference: ..."}
+    assert view.summary(run(likeness=skipped))["likeness"]["text"] == "not scored: no face in the reference: ..."
+    assert view.summary(run())["likeness"] is None
+
+
 def test_gpu_text_says_what_nvml_said_or_plainly_that_there_is_no_gpu() -> None:
     gpu = {"name": "NVIDIA A100", "utilizationPercent": 88.4, "memoryUsedMiB": 40960, "memoryTotalMiB": 81920}
     assert view.gpu_text("Running", {"gpu": gpu}) == "NVIDIA A100 · 88% busy · 40.0/80.0 GiB (50%)"

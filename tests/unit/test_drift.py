@@ -147,7 +147,9 @@ def _different_value(key: str, current: Any) -> Any:
     if kind is str:
         return ".caption" if key == "caption_extension" else "sks dog"
     if get_origin(kind) is list:
-        return ["a watercolour of [trigger]"] if key == "sample_prompts" else ["weight_decay=0.01"]
+        return {"sample_prompts": ["a watercolour of [trigger]"], "likeness_prompts": [0]}.get(
+            key, ["weight_decay=0.01"]
+        )
     raise AssertionError(f"no alternative value for {key}: {annotation}")
 
 

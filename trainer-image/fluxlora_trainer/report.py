@@ -3,8 +3,8 @@
 Requests: a JSON merge patch on `/apis/fluxlora.dev/v1alpha1/namespaces/NS/fluxloraruns/NAME/status`,
 a GET of it (a resumed attempt continues the loss curve), and a GET and a merge patch of the
 run's FluxLoraSampleSet (same name). The per-run ServiceAccount may get/patch those two objects
-and nothing else. Only the keys `status.progress`, `status.resume` and `status.repro` are
-written; phase, conditions and attempts belong to the operator.
+and nothing else. Only the keys `status.progress`, `status.resume`, `status.repro` and
+`status.likeness` are written; phase, conditions and attempts belong to the operator.
 
 Two small interfaces, `StatusSink` and `SampleSetSink`, are all the runtime uses, so the
 hand-written client below can give way to another Kubernetes client without touching it.
@@ -41,6 +41,8 @@ VERSION = "v1alpha1"
 PLURAL = "fluxloraruns"
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MIN_INTERVAL_SECONDS = 10.0
+# The status keys the trainer writes (the operator's are fluxlora.status.OPERATOR_KEYS).
+TRAINER_KEYS = ("progress", "resume", "repro", "likeness")
 
 
 class ReportError(Exception):
@@ -305,8 +307,8 @@ class Reporter:
         self.last_error: str | None = None
 
     def update(self, key: str, value: dict[str, Any], *, force: bool = False) -> None:
-        """Stage `status.<key>` (progress / resume / repro)."""
-        if key not in ("progress", "resume", "repro"):
+        """Stage `status.<key>` (progress / resume / repro / likeness)."""
+        if key not in TRAINER_KEYS:
             raise ValueError(f"the trainer does not own status.{key}")
         with self._lock:
             if key == "progress":

@@ -57,6 +57,14 @@ class SampleFacts:
 
 
 @dataclass(frozen=True)
+class EvaluationFacts:
+    """spec.evaluation as rendered (fluxlora.evaluation.run_facts): the prompts that count, the threshold."""
+
+    prompts: list[int]
+    threshold: float
+
+
+@dataclass(frozen=True)
 class RunSpec:
     run: RunRef
     profile: str
@@ -71,6 +79,7 @@ class RunSpec:
     caption_extension: str
     layout: Layout
     samples: SampleFacts | None = None
+    evaluation: EvaluationFacts | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -125,6 +134,18 @@ def parse_run(data: Any) -> RunSpec:
         if not all(isinstance(p, str) for p in prompts):
             raise RunSpecError("run.json: samples.prompts must be a list of strings")
         sample_facts = SampleFacts(prompts=list(prompts))
+    evaluation = data.get("evaluation")
+    evaluation_facts = None
+    if evaluation is not None:
+        if not isinstance(evaluation, dict):
+            raise RunSpecError("run.json: evaluation must be an object or null")
+        chosen = _req(evaluation, "prompts", list, "evaluation.")
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in chosen):
+            raise RunSpecError("run.json: evaluation.prompts must be a list of prompt indices")
+        threshold = _req(evaluation, "threshold", (int, float), "evaluation.")
+        if isinstance(threshold, bool) or not 0 < threshold < 1:
+            raise RunSpecError(f"run.json: evaluation.threshold must be in (0, 1), got {threshold!r}")
+        evaluation_facts = EvaluationFacts(prompts=list(chosen), threshold=float(threshold))
 
     return RunSpec(
         run=RunRef(
@@ -151,6 +172,7 @@ def parse_run(data: Any) -> RunSpec:
             dataset_snapshot=lp("datasetSnapshot"),
         ),
         samples=sample_facts,
+        evaluation=evaluation_facts,
         raw=data,
     )
 

@@ -30,6 +30,7 @@ from typing import IO, Any
 from fluxlora.losshistory import LossHistory
 
 from . import checkpoints, engine, repro, termination
+from .checkpoint_scorer import CheckpointScorer, Embedder
 from .gpu import GpuSample, Nvml
 from .progress import BarUpdate, CheckpointSaved, Event, StateSaving, StreamParser, engine_error, format_duration
 from .report import Reporter, SampleSetSink, StatusSource
@@ -56,6 +57,11 @@ class RuntimeOptions:
     passthrough_err: IO[bytes] | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     install_signal_handlers: bool = True
+    # After the engine exits: how long the likeness of the last checkpoints may still take; after
+    # a SIGTERM less (the pod's grace period is 60 s, the engine may have used grace_seconds of it).
+    likeness_wait_seconds: float = 300.0
+    likeness_wait_stopped_seconds: float = 10.0
+    embedder: Embedder | None = None  # the face scorer (default: a separate process, checkpoint_scorer)
 
 
 @dataclass
@@ -233,6 +239,8 @@ class Runtime:
         self._killed = False
         self._watcher: SampleWatcher | None = None
         self._publisher: SamplePublisher | None = None
+        self._scorer: CheckpointScorer | None = None
+        self._earlier: dict[str, Any] | None = None
 
     # -- signals -----------------------------------------------------------------------------
     def request_stop(self, signum: int = int(signal.SIGTERM)) -> None:
@@ -282,6 +290,7 @@ class Runtime:
                 plan,
             )
 
+        self._start_scorer(tracker)
         argv = engine.replace_prefix(plan.argv, self.opts.engine_cmd)
         if self.opts.tokenizer_dir:
             argv = engine.set_flag(argv, "--tokenizer_cache_dir", self.opts.tokenizer_dir)
@@ -320,19 +329,53 @@ class Runtime:
                 signal.signal(signum, old)
 
     # -- the loss curve and the sample images ---------------------------------------------------
-    def _continue_history(self, tracker: Tracker) -> None:
-        """A later attempt continues the run's loss curve up to the step it starts at."""
+    def _earlier_status(self, tracker: Tracker) -> dict[str, Any] | None:
+        """The run's status as earlier attempts left it (read once); None for a fresh start."""
         source = self.reporter.sink
         if (self.env.attempt <= 1 and tracker.plan.start_step == 0) or not isinstance(source, StatusSource):
+            return None
+        if self._earlier is None:
+            try:
+                self._earlier = source.get_status(self.run.run.namespace, self.run.run.name)
+            except Exception as exc:  # the curves restart; training does not care
+                log.warning("cannot read the run's status (the loss curve and likeness restart here): %s", exc)
+                self._earlier = {}
+        return self._earlier
+
+    def _continue_history(self, tracker: Tracker) -> None:
+        """A later attempt continues the run's loss curve up to the step it starts at."""
+        earlier = self._earlier_status(tracker)
+        if earlier is None:
             return
-        try:
-            points = (
-                (source.get_status(self.run.run.namespace, self.run.run.name).get("progress") or {}).get("lossHistory")
-            ) or []
-        except Exception as exc:  # the curve restarts; training does not care
-            log.warning("cannot read the run's loss history (the curve restarts here): %s", exc)
-            return
+        points = (earlier.get("progress") or {}).get("lossHistory") or []
         tracker.history = LossHistory.resumed(points, tracker.plan.start_step)
+
+    def _start_scorer(self, tracker: Tracker) -> None:
+        """Likeness of every checkpoint (spec.evaluation), scored beside the engine, never in its way."""
+        run = self.run
+        if run.evaluation is None or run.samples is None:
+            return
+        scorer = CheckpointScorer(
+            run,
+            prompts=run.evaluation.prompts,
+            threshold=run.evaluation.threshold,
+            embedder=self.opts.embedder,
+            dataset_hash=repro.recorded_dataset_hash(run),
+        )
+        earlier = self._earlier_status(tracker)
+        if earlier:
+            scorer.resume(earlier.get("likeness") or {}, tracker.plan.start_step)
+        scorer.start()
+        self._scorer = scorer
+
+    def _report_likeness(self) -> bool:
+        if self._scorer is None:
+            return False
+        status = self._scorer.status()
+        if status is None:
+            return False
+        self.reporter.update("likeness", status)
+        return True
 
     def _start_samples(self, tracker: Tracker) -> None:
         run, sink = self.run, self.reporter.sink
@@ -360,6 +403,8 @@ class Runtime:
         if self._watcher is None:
             return False
         new = self._watcher.scan()
+        if self._scorer is not None and new:
+            self._scorer.add_samples(new)
         if self._publisher is not None:
             self._publisher.add(new)
             if new:
@@ -427,6 +472,7 @@ class Runtime:
                 last_book = now
                 force = self._scan_states(tracker, known_states) or force
                 force = self._scan_samples(tracker) or force
+                force = self._report_likeness() or force
                 self.reporter.update("progress", tracker.progress_status(rel), force=force)
                 self.reporter.tick()
             if (
@@ -465,6 +511,8 @@ class Runtime:
             # tqdm redraws at most every mininterval: a saved checkpoint proves its step was done.
             tracker.bar_n = max(tracker.bar_n, tracker.latest_checkpoint_step - tracker.plan.start_step)
             log.info("checkpoint at global step %d: %s", tracker.latest_checkpoint_step, path)
+            if self._scorer is not None:
+                self._scorer.checkpoint_saved(tracker.latest_checkpoint_step, path)
             return True
         if isinstance(ev, StateSaving):
             return False
@@ -543,6 +591,10 @@ class Runtime:
         else:
             code = termination.EXIT_ENGINE_FAILED
             msg = f"engine exited with code {rc} at step {step}/{total}: {why}; last complete state {state}"
+        if self._scorer is not None:
+            wait = self.opts.likeness_wait_stopped_seconds if terminated else self.opts.likeness_wait_seconds
+            self._scorer.finish(wait)
+            self._report_likeness()
         self.reporter.update("progress", tracker.progress_status(rel))
         self.reporter.flush()
         return Outcome(
@@ -560,6 +612,8 @@ class Runtime:
 
     def _fail(self, code: int, message: str, tracker: Tracker | None) -> Outcome:
         log.error("%s", message)
+        if self._scorer is not None:
+            self._scorer.stop()
         self.reporter.flush()
         step = tracker.step if tracker else self.env.resume_step
         return Outcome(

@@ -1,8 +1,9 @@
 """What the dashboard shows of a run (pure: the run's and its sample set's JSON in, plain data out).
 
 ``summary`` is one run in the list (updated live); ``detail`` is the run's page: everything in
-the summary plus the exact command, the reproducibility record, conditions, every attempt and
-the whole sample grid (prompt x step).
+the summary plus the exact command, the reproducibility record, conditions, every attempt, the
+whole sample grid (prompt x step) and the likeness of every scored checkpoint (status.likeness:
+a step without a face in its samples is "no face", never 0).
 """
 
 from __future__ import annotations
@@ -62,6 +63,65 @@ def gpu_text(phase: str | None, progress: Mapping[str, Any]) -> str:
         parts.append(f"{gpu['powerWatts']:.0f} W")
     finished = " (last report)" if phase in ("Succeeded", "Failed", "Suspended") else ""
     return " · ".join(parts) + finished
+
+
+def likeness_text(likeness: Mapping[str, Any]) -> str:
+    """One line on a run's likeness (status.likeness): the best checkpoint, or why there is none."""
+    state = likeness.get("state")
+    best = _dict(likeness.get("best"))
+    points = [p for p in _list(likeness.get("checkpoints")) if isinstance(p, Mapping)]
+    if state in ("Skipped", "Unavailable"):
+        return f"not scored: {likeness.get('message') or state}"
+    if best:
+        return f"best step {best.get('step')} · likeness {float(best.get('likeness', 0)):.3f}"
+    if state == "Preparing":
+        return "preparing: embedding the faces of the dataset"
+    if points and all(p.get("likeness") is None for p in points):
+        return f"no face in the samples of {len(points)} step{'s' if len(points) != 1 else ''}"
+    return "no checkpoint scored yet"
+
+
+def likeness_curve(likeness: Mapping[str, Any]) -> list[list[Any]]:
+    """[[step, likeness or None (no face)], ...] oldest first."""
+    points = [
+        p for p in _list(likeness.get("checkpoints")) if isinstance(p, Mapping) and isinstance(p.get("step"), int)
+    ]
+    out = [[p["step"], p.get("likeness") if isinstance(p.get("likeness"), int | float) else None] for p in points]
+    return sorted(out, key=lambda p: int(p[0]))
+
+
+def likeness_rows(likeness: Mapping[str, Any]) -> list[Obj]:
+    """The run page's table: one row per scored step; "no face" said where there is no likeness."""
+    best_step = _dict(likeness.get("best")).get("step")
+    rows = []
+    for p in sorted(
+        (p for p in _list(likeness.get("checkpoints")) if isinstance(p, Mapping)), key=lambda p: int(p.get("step", 0))
+    ):
+        value = p.get("likeness")
+        rows.append(
+            {
+                "step": p.get("step"),
+                "likeness": f"{value:.3f}" if isinstance(value, int | float) else (p.get("note") or "no face"),
+                "noFace": not isinstance(value, int | float),
+                "faces": f"{p.get('faces', 0)}/{p.get('samples', 0)}",
+                "passed": p.get("passed", 0),
+                "best": p.get("step") == best_step,
+            }
+        )
+    return rows
+
+
+def _likeness(status: Mapping[str, Any]) -> Obj | None:
+    likeness = _dict(status.get("likeness"))
+    if not likeness:
+        return None
+    best = _dict(likeness.get("best"))
+    return {
+        "state": likeness.get("state"),
+        "text": likeness_text(likeness),
+        "best": {k: best.get(k) for k in ("step", "likeness", "checkpoint", "file")} if best else None,
+        "threshold": likeness.get("threshold"),
+    }
 
 
 def _latest_samples(sample_set: Mapping[str, Any], namespace: str, name: str) -> Obj | None:
@@ -126,6 +186,7 @@ def summary(run: Mapping[str, Any], sample_set: Mapping[str, Any] | None = None)
         "curve": curve(_list(progress.get("lossHistory")), LIST_CURVE_POINTS),
         "latestSampleStep": progress.get("latestSampleStep"),
         "latestSamples": _latest_samples(sample_set or {}, namespace, name),
+        "likeness": _likeness(status),
     }
 
 
@@ -143,6 +204,8 @@ def detail(run: Mapping[str, Any], sample_set: Mapping[str, Any] | None = None) 
         "conditions": [_dict(c) for c in _list(status.get("conditions"))],
         "attemptList": [_dict(a) for a in _list(status.get("attempts"))],
         "curve": curve(_list(_dict(status.get("progress")).get("lossHistory"))),
+        "likenessCurve": likeness_curve(_dict(status.get("likeness"))),
+        "likenessRows": likeness_rows(_dict(status.get("likeness"))),
         "samples": {
             "prompts": prompts,
             "steps": sorted({int(s.get("step", 0)) for s in samples}),

@@ -2,7 +2,7 @@
 // Every text from the cluster goes in through textContent, never as HTML.
 "use strict";
 
-const state = { runs: new Map(), problems: {}, synced: false, route: null, detail: null, chart: null, renderedOnce: false };
+const state = { runs: new Map(), problems: {}, synced: false, route: null, detail: null, chart: null, likenessChart: null, renderedOnce: false };
 
 function el(tag, props, ...children) {
   const node = document.createElement(tag);
@@ -103,6 +103,11 @@ function resumeLine(run) {
   return el("div", { class: "line resume" }, "resume checkpoint ", el("b", { text: where }));
 }
 
+function likenessLine(run) {
+  if (!run.likeness) return null;
+  return el("div", { class: `line likeness likeness-${run.likeness.state}` }, "likeness ", el("b", { text: run.likeness.text }));
+}
+
 function card(run) {
   return el(
     "article",
@@ -118,6 +123,7 @@ function card(run) {
     facts(run),
     el("div", { class: "line gpu" }, "GPU ", el("b", { text: run.gpuText })),
     resumeLine(run),
+    likenessLine(run),
     run.message ? el("div", { class: "message", text: run.message }) : null,
     warnings(run),
     sparkline(run.curve),
@@ -163,16 +169,12 @@ function renderProblems() {
 // ------------------------------------------------------------------------------------ a run's page
 
 function lossChart(container, curve) {
-  if (state.chart) {
-    state.chart.destroy();
-    state.chart = null;
-  }
   container.replaceChildren();
   if (!curve || curve.length === 0) {
     container.append(el("p", { class: "line", text: "No loss reported yet." }));
     return;
   }
-  const width = Math.max(320, Math.min(900, container.clientWidth || 900));
+  const width = Math.max(300, Math.min(900, container.clientWidth || 440));
   const data = [curve.map((p) => p[0]), curve.map((p) => p[1])];
   state.chart = new uPlot(
     {
@@ -185,6 +187,108 @@ function lossChart(container, curve) {
     data,
     container,
   );
+}
+
+function destroyCharts() {
+  for (const key of ["chart", "likenessChart"]) {
+    if (state[key]) {
+      state[key].destroy();
+      state[key] = null;
+    }
+  }
+}
+
+// The likeness by step (a gap where a step's samples hold no face), the threshold, and the best checkpoint marked.
+function likenessChart(container, run) {
+  container.replaceChildren();
+  const curve = run.likenessCurve || [];
+  if (!run.likeness) {
+    container.append(el("p", { class: "line", text: "Likeness is not scored for this run (spec.evaluation)." }));
+    return;
+  }
+  if (!curve.length) {
+    container.append(el("p", { class: "line likeness-none", text: run.likeness.text }));
+    return;
+  }
+  const best = run.likeness.best;
+  const threshold = run.likeness.threshold;
+  const steps = curve.map((p) => p[0]);
+  const data = [
+    steps,
+    curve.map((p) => p[1]),
+    curve.map((p) => (best && p[0] === best.step ? p[1] : null)),
+    steps.map(() => (typeof threshold === "number" ? threshold : null)),
+  ];
+  const width = Math.max(300, Math.min(900, container.clientWidth || 440));
+  // Legend values: "no face" only for a step whose samples had none (the cursor on it), never 0.
+  const fmt = (u, v, sidx, idx) => (idx == null ? "–" : v == null ? "no face" : v.toFixed(3));
+  const noFace = curve.filter((p) => p[1] == null).map((p) => p[0]);
+  const markNoFace = (u) => {
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.strokeStyle = "#9aa5b1";
+    ctx.fillStyle = "#5d6875";
+    ctx.setLineDash([3, 3]);
+    ctx.font = `${Math.round(11 * devicePixelRatio)}px system-ui, sans-serif`;
+    ctx.textAlign = "center";
+    for (const step of noFace) {
+      const x = Math.round(u.valToPos(step, "x", true));
+      ctx.beginPath();
+      ctx.moveTo(x, u.bbox.top);
+      ctx.lineTo(x, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+      ctx.fillText("no face", x, u.bbox.top + Math.round(14 * devicePixelRatio));
+    }
+    ctx.restore();
+  };
+  state.likenessChart = new uPlot(
+    {
+      width,
+      height: 240,
+      scales: { x: { time: false }, y: { range: [0, 1] } },
+      series: [
+        { label: "step" },
+        { label: "likeness", stroke: "#8a3ffc", width: 2, points: { show: true, size: 7, fill: "#8a3ffc" }, spanGaps: false, value: fmt },
+        { label: "best", stroke: "#d03030", width: 0, points: { show: true, size: 14, fill: "#d03030", stroke: "#fff", width: 2 }, paths: () => null, value: (u, v) => (v == null ? "–" : v.toFixed(3)) },
+        { label: "threshold", stroke: "#9aa5b1", width: 1, dash: [6, 4], points: { show: false }, value: (u, v) => (v == null ? "–" : v.toFixed(2)) },
+      ],
+      axes: [{ label: "global step" }, { label: "likeness (1 − face distance)" }],
+      hooks: { draw: [markNoFace] },
+    },
+    data,
+    container,
+  );
+}
+
+function likenessTable(run) {
+  const rows = run.likenessRows || [];
+  if (!rows.length) return null;
+  return el(
+    "table",
+    { class: "likeness-table" },
+    el("thead", {}, el("tr", {}, ["step", "likeness", "faces", "passed", ""].map((c) => el("th", { text: c })))),
+    el(
+      "tbody",
+      {},
+      rows.map((r) =>
+        el(
+          "tr",
+          { class: r.best ? "best" : r.noFace ? "no-face" : null, "data-step": r.step },
+          el("td", { text: r.step }),
+          el("td", { class: "value", text: r.likeness }),
+          el("td", { text: r.faces }),
+          el("td", { text: r.passed }),
+          el("td", { class: "mark", text: r.best ? "★ best" : "" }),
+        ),
+      ),
+    ),
+  );
+}
+
+function bestLine(run) {
+  const best = run.likeness && run.likeness.best;
+  if (!best) return null;
+  return el("p", { class: "line best-checkpoint" }, "best checkpoint ", el("b", { text: best.file || best.checkpoint }), ` (step ${best.step}, from ${best.checkpoint})`);
 }
 
 function sampleGrid(samples) {
@@ -240,6 +344,7 @@ function table(name, columns, rows) {
 function renderRun(run) {
   const page = document.getElementById("run");
   const chart = el("div", { class: "chart", id: "loss-chart" });
+  const likeness = el("div", { class: "chart", id: "likeness-chart" });
   page.replaceChildren(
     el("p", {}, el("a", { href: "#/", text: "← all runs" })),
     el("h1", { "data-key": run.key }, el("span", { text: run.name }), el("span", { class: "ns", text: `${run.namespace} · ${run.profile || ""}` }), el("span", { class: `phase phase-${run.phase}`, text: run.phase })),
@@ -250,11 +355,16 @@ function renderRun(run) {
       facts(run),
       el("div", { class: "line gpu" }, "GPU ", el("b", { text: run.gpuText })),
       resumeLine(run),
+      likenessLine(run),
       run.message ? el("div", { class: "message", text: run.message }) : null,
       warnings(run),
     ),
-    el("h3", { text: "Loss" }),
-    el("div", { class: "panel" }, chart),
+    el(
+      "div",
+      { class: "charts" },
+      el("section", {}, el("h3", { text: "Loss" }), el("div", { class: "panel" }, chart)),
+      el("section", {}, el("h3", { text: "Likeness" }), el("div", { class: "panel" }, likeness, bestLine(run), likenessTable(run))),
+    ),
     el("h3", { text: "Samples (prompt × step)" }),
     el("div", { class: "panel samples" }, sampleGrid(run.samples)),
     el("h3", { text: "Command" }),
@@ -266,7 +376,9 @@ function renderRun(run) {
     el("h3", { text: "Conditions" }),
     el("div", { class: "panel" }, table("conditions", ["type", "status", "reason", "message", "lastTransitionTime"], run.conditions)),
   );
+  destroyCharts();
   lossChart(chart, run.curve);
+  likenessChart(likeness, run);
 }
 
 let refetchTimer = null;
@@ -295,10 +407,7 @@ function route() {
     loadRun(state.route.namespace, state.route.name);
   } else {
     state.route = null;
-    if (state.chart) {
-      state.chart.destroy();
-      state.chart = null;
-    }
+    destroyCharts();
     page.hidden = true;
     list.hidden = false;
     renderList();
