@@ -45,7 +45,8 @@ test: lint typecheck tools engine
 
 crd: venv  ## regenerate crds/, the chart CRD and docs/reference.md
 	fluxlora crd > crds/fluxlora.dev_fluxloraruns.yaml
-	cp crds/fluxlora.dev_fluxloraruns.yaml charts/fluxlora/crds/
+	fluxlora crd --kind FluxLoraSampleSet > crds/fluxlora.dev_fluxlorasamplesets.yaml
+	cp crds/fluxlora.dev_fluxloraruns.yaml crds/fluxlora.dev_fluxlorasamplesets.yaml charts/fluxlora/crds/
 	fluxlora reference > docs/reference.md
 
 examples: venv

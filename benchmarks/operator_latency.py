@@ -71,11 +71,11 @@ from fluxlora.rules import evaluate  # noqa: E402
 
 from controlplane import ControlPlane, session_control_plane  # noqa: E402
 
-CRD_FILE = ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml"
+CRD_DIR = ROOT / "crds"  # FluxLoraRun and FluxLoraSampleSet
 POLICY_FILE = ROOT / "tests" / "operator" / "policy.yaml"
 TRAINER_IMAGE = "registry.example/fluxlora-trainer:bench"
 CLAIMS = ("flux-models", "datasets", "outputs")
-CHILD_RESOURCES = ("serviceaccounts", "roles", "rolebindings", "configmaps", "jobs")
+CHILD_RESOURCES = ("serviceaccounts", "roles", "rolebindings", "configmaps", "fluxlorasamplesets", "jobs")
 MUTATING = {"POST", "PATCH", "PUT", "DELETE", "APPLY"}
 MANAGED = f"{manifests.MANAGED_BY_LABEL}=fluxlora-operator"
 COLLECTIONS = {
@@ -85,6 +85,7 @@ COLLECTIONS = {
     "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{}/rolebindings",
     "Job": "/apis/batch/v1/namespaces/{}/jobs",
     "FluxLoraRun": "/apis/fluxlora.dev/v1alpha1/namespaces/{}/fluxloraruns",
+    "FluxLoraSampleSet": "/apis/fluxlora.dev/v1alpha1/namespaces/{}/fluxlorasamplesets",
 }
 
 # Targets of issue 12 (this machine, measured here).
@@ -661,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         tag = secrets.token_hex(3)
         ns, raw_ns = f"bench-{tag}", f"bench-raw-{tag}"
         nodes = cp.gpu_nodes(count=args.gpu_nodes, gpus=args.gpus_per_node, prefix=f"bench-{tag}-node")
-        cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+        cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
         setup_namespace(cp, ns)
         setup_namespace(cp, raw_ns)
         creator = Creator(cp, args.concurrency)

@@ -2,7 +2,8 @@
 
 A real control plane (built once, then cached), the Helm chart, the operator
 running as the chart's ServiceAccount, `kubectl apply` of the fast example, and
-`kubectl get flr -w`-style output until Succeeded. The trainer pod's containers
+`kubectl get flr -w`-style output until Succeeded, and the dashboard (`fluxlora dashboard`)
+with the run's progress, loss curve and the engine's sample images. The trainer pod's containers
 run as local processes (tests/e2e/podsim.py) with the real engine, kohya-ss
 sd-scripts at the pinned commit (`make engine`), training a tiny FLUX-shaped
 model on the CPU. SIMULATED, said plainly: the GPU node is a kwok fake; the
@@ -13,8 +14,10 @@ of tests/engine/realengine.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -31,8 +34,17 @@ sys.path[:0] = [str(ROOT / "tests" / d) for d in ("cluster", "e2e", "engine", "f
 from test_e2e import OPERATOR_SA, helm, token_kubeconfig  # noqa: E402
 
 from controlplane import ControlPlane, ensure_binaries, session_control_plane  # noqa: E402
+from face_pictures import face_crop, rescaled, save  # noqa: E402
 from podsim import PodSimulator, write_demo_dataset  # noqa: E402
-from realengine import CPU_TRAINING, Engine, TinyFlux, ensure_engine, ensure_tiny_flux, write_te_caches  # noqa: E402
+from realengine import (  # noqa: E402
+    CPU_SAMPLES,
+    CPU_TRAINING,
+    Engine,
+    TinyFlux,
+    ensure_engine,
+    ensure_tiny_flux,
+    write_te_caches,
+)
 
 STEPS = 6
 SAVE_EVERY = 3
@@ -58,8 +70,40 @@ def demo_run() -> dict[str, Any]:
     length = {"maxTrainSteps": STEPS, "saveEveryNSteps": SAVE_EVERY, "lrWarmupSteps": 2}
     run["spec"]["training"] = {**CPU_TRAINING, **length}
     run["spec"]["dataset"]["repeats"] = 1
+    # Sample images at the start and at every checkpoint, small enough for a CPU.
+    run["spec"]["samples"] = {
+        **CPU_SAMPLES,
+        "prompts": ["a photo of [trigger], portrait", "[trigger] smiling, outdoors"],
+        "everyNSteps": SAVE_EVERY,
+        "atStart": True,
+    }
     run["spec"]["pod"] = {"labels": {"fluxlora.dev/fake-hold": "true"}}  # kwok holds it; podsim runs it
     return run
+
+
+def start_dashboard(cluster: ControlPlane, namespace: str, workdir: Path) -> tuple[subprocess.Popen[str], str]:
+    """`fluxlora dashboard` on a free port, reading this namespace; its process and URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fluxlora.cli", "dashboard", "--port", "0", "--namespace", namespace,
+         "--kubeconfig", cluster.kubeconfig],
+        stdout=subprocess.PIPE,
+        stderr=open(workdir / "dashboard.log", "wb"),  # noqa: SIM115 - lives as long as the process
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    found = re.search(r"(http://\S+/)", proc.stdout.readline())
+    if not found:
+        proc.terminate()
+        raise RuntimeError(f"the dashboard did not start; see {workdir / 'dashboard.log'}")
+    return proc, found.group(1)
+
+
+def serve_until_done() -> None:
+    if sys.stdin.isatty():
+        with contextlib.suppress(EOFError, KeyboardInterrupt):
+            input()
+        return
+    time.sleep(float(os.environ.get("FLUXLORA_DEMO_SERVE_SECONDS", "0") or 0))
 
 
 def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
@@ -72,6 +116,7 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
         lambda: cluster.kubectl("get", "sa", "default", "-n", namespace, check=False).returncode == 0,
     )
     operator = None
+    dashboard = None
     try:
         say(f"helm install fluxlora charts/fluxlora -n {namespace}")
         installed = helm(
@@ -98,19 +143,28 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
             stderr=subprocess.STDOUT,
         )
 
-        say("claims: the tiny FLUX in the model claim, 4 images with captions in the dataset claim")
+        say(
+            "claims: the tiny FLUX in the model claim, 4 images with captions and a photo of a face (the likeness "
+            "reference) in the dataset claim"
+        )
         claims = {c: cluster.bound_claim(namespace, c) for c in ("flux-models", "lora-datasets", "lora-outputs")}
         for name in tiny.files:
             (claims["flux-models"].host_path / name).symlink_to(tiny.directory / name)
         write_demo_dataset(claims["lora-datasets"].host_path / "alice")
+        save(rescaled(face_crop(), 0.5), claims["lora-datasets"].host_path / "alice" / "alice.png")
 
         run = demo_run()
         say(
-            f"kubectl apply -f examples/run-fast.yaml with maxTrainSteps {STEPS} and the CPU settings "
-            f"{json.dumps(CPU_TRAINING)}\n   [SIMULATED: the kwok GPU node. REAL: sd-scripts training the tiny FLUX "
-            "on this CPU, about 10 s a step]"
+            f"kubectl apply -f examples/run-fast.yaml with maxTrainSteps {STEPS}, the CPU settings "
+            f"{json.dumps(CPU_TRAINING)} and samples {json.dumps(run['spec']['samples'])}\n"
+            "   [SIMULATED: the kwok GPU node. REAL: sd-scripts training the tiny FLUX on this CPU, about 10 s "
+            "a step; at start-up it encodes the sample prompts with T5, which reads the tiny FLUX's 9.8 GB "
+            "sparse T5 file (page cache), some 10 s a prompt]"
         )
         print(cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run)).stdout)
+        dashboard, url = start_dashboard(cluster, namespace, workdir)
+        run_page = f"{url}#/runs/{namespace}/alice-fast"
+        say(f"dashboard (live while it trains): {run_page}")
 
         sim = PodSimulator(
             cluster.kubectl,
@@ -160,15 +214,30 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
         status = cluster.kubectl_json("get", "flr", "alice-fast", "-n", namespace)["status"]
         say("what ran, and where the resumable checkpoint is")
         print(json.dumps({k: status.get(k) for k in ("repro", "resume")}, indent=2))
+        say("likeness of each checkpoint (the tiny FLUX draws no face: 'no face', never a number)")
+        print(json.dumps(status.get("likeness"), indent=2))
         output = claims["lora-outputs"].host_path / "alice-fast"
         print(
             "output claim:",
             *sorted(str(p.relative_to(output)) for p in output.glob("*/*") if p.is_file())[:12],
             sep="\n  ",
         )
+        samples = cluster.kubectl("get", "fluxlorasamplesets", "-n", namespace).stdout
+        say(f"sample thumbnails (kubectl get fluxlorasamplesets; originals beside the checkpoints):\n{samples}")
         say(f"phase: {phase}")
+        hint = (
+            "press Enter or Ctrl-C to stop it and the demo"
+            if sys.stdin.isatty()
+            else "FLUXLORA_DEMO_SERVE_SECONDS keeps it up when not in a terminal"
+        )
+        say(f"the dashboard, with the demo run and the engine's samples ({hint}):")
+        print(run_page, flush=True)
+        serve_until_done()
         return 0 if phase == "Succeeded" else 1
     finally:
+        if dashboard is not None:
+            dashboard.terminate()
+            dashboard.wait(timeout=30)
         if operator is not None:
             operator.terminate()
             operator.wait(timeout=30)

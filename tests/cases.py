@@ -286,6 +286,82 @@ CASES: list[InvalidCase] = [
         "must be at most 52 characters",
         example=False,
     ),
+    # Sample images (spec.samples)
+    InvalidCase(
+        "sample-prompt-trigger-without-word",
+        {"spec": {"dataset": {"triggerWord": None}, "samples": {"prompts": ["a photo of [trigger]"]}}},
+        "spec.samples.prompts[0]",
+        'spec.samples.prompts[0] ("a photo of [trigger]") uses [trigger], but spec.dataset.triggerWord is not set',
+        "use [trigger], but spec.dataset.triggerWord is not set",
+        why="the prompt would be rendered without the trigger word, so the samples would not show what is trained",
+    ),
+    InvalidCase(
+        "sample-width-not-multiple-of-16",
+        {"spec": {"samples": {"width": 500}}},
+        "spec.samples.width",
+        "spec.samples.width (500) must be a multiple of 16 (the engine would round it down to 496)",
+        "must be a multiple of 16",
+        why="the engine silently rounds sample sizes down to a multiple of 16",
+    ),
+    InvalidCase(
+        "sample-every-zero-steps",
+        {"spec": {"samples": {"everyNSteps": 0}}},
+        "spec.samples.everyNSteps",
+        "spec.samples.everyNSteps (0) must be >= 1",
+        "should be greater than or equal to 1",
+        why="the engine turns sampling off for 0 without a word; an empty prompt list says that plainly",
+    ),
+    # Likeness (spec.evaluation)
+    InvalidCase(
+        "likeness-without-sample-prompts",
+        {"spec": {"samples": {"prompts": []}, "evaluation": {"likeness": True}}},
+        "spec.evaluation.likeness",
+        "spec.evaluation.likeness (true) needs sample images: spec.samples.prompts is empty",
+        "needs sample images: spec.samples.prompts is empty",
+        why="likeness is measured on the sample images of each checkpoint; without them there is nothing to score",
+    ),
+    InvalidCase(
+        "likeness-prompt-out-of-range",
+        {"spec": {"samples": {"prompts": ["a photo of [trigger]"]}, "evaluation": {"prompts": [2]}}},
+        "spec.evaluation.prompts[0]",
+        "spec.evaluation.prompts[0] (2) must name one of spec.samples.prompts (the run has 1: 0-0)",
+        "must name one of spec.samples.prompts",
+        why="the index names a prompt the run does not render",
+    ),
+    InvalidCase(
+        "likeness-prompt-repeated",
+        {"spec": {"evaluation": {"prompts": [0, 0]}}},
+        "spec.evaluation.prompts",
+        "spec.evaluation.prompts ([0, 0]) must not repeat a prompt index",
+        "must not repeat a prompt index",
+        example=False,
+    ),
+    InvalidCase(
+        "likeness-threshold-out-of-range",
+        {"spec": {"evaluation": {"threshold": 1.0}}},
+        "spec.evaluation.threshold",
+        "spec.evaluation.threshold (1) must be < 1",
+        "should be less than 1",
+        example=False,
+    ),
+    InvalidCase(
+        "likeness-without-a-subject-prompt",
+        {"spec": {"samples": {"prompts": ["a mountain lake at dawn"]}, "evaluation": {"likeness": True}}},
+        "spec.evaluation.likeness",
+        "spec.evaluation.likeness (true) needs a sample prompt that shows the subject: none names the trigger word "
+        '("ohwx woman")',
+        None,
+        example=False,
+        why="which prompt shows the person is read from the trigger word, which CEL does not compare with prompts",
+    ),
+    InvalidCase(
+        "too-many-sample-prompts",
+        {"spec": {"samples": {"prompts": [f"[trigger], view {i}" for i in range(17)]}}},
+        "spec.samples.prompts",
+        "spec.samples.prompts",
+        "must have at most 16 items",
+        example=False,
+    ),
 ]
 
 

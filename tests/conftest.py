@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -77,3 +77,14 @@ def namespace(cluster: ControlPlane, request: pytest.FixtureRequest) -> Iterator
             "--ignore-not-found",
             check=False,
         )
+
+
+@pytest.fixture
+def report(capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """Print to the terminal even under `pytest -q` (numbers and artifact paths a person wants)."""
+
+    def say(text: str) -> None:
+        with capsys.disabled():
+            print(text, flush=True)
+
+    return say

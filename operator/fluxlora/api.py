@@ -17,11 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
 from fluxlora.settings import (
+    MAX_SAMPLE_PROMPTS,
     EngineSettings,
     LrScheduler,
     MixedPrecision,
     ModelPredictionType,
     Optimizer,
+    SamplePrompt,
     SavePrecision,
     TimestepSampling,
 )
@@ -33,6 +35,11 @@ KIND: Final = "FluxLoraRun"
 PLURAL = "fluxloraruns"
 SINGULAR = "fluxlorarun"
 SHORT_NAMES = ["flr"]
+# The per-run sample thumbnails (fluxlora.sampleset): one object per run, of the run's name.
+SAMPLESET_KIND: Final = "FluxLoraSampleSet"
+SAMPLESET_PLURAL = "fluxlorasamplesets"
+SAMPLESET_SINGULAR = "fluxlorasampleset"
+SAMPLESET_SHORT_NAMES = ["flrsamples"]
 
 ENGINE_KEY = "x-fluxlora-engine-key"
 # DNS-1123 label: what Kubernetes accepts as a PersistentVolumeClaim name here.
@@ -245,6 +252,41 @@ LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
 MAX_ANNOTATIONS_BYTES = 256 * 1024  # what the API server allows for an object's annotations
 
 
+class SamplesSpec(ApiModel):
+    """Sample images the engine renders while it trains, to judge each checkpoint by its pictures."""
+
+    prompts: list[SamplePrompt] | None = override(
+        "sample_prompts",
+        "Prompts of the sample images; `[trigger]` is replaced by spec.dataset.triggerWord. An empty list "
+        "turns sampling off.",
+    )
+    every_n_steps: int | None = override("sample_every_n_steps")
+    at_start: bool | None = override("sample_at_first")
+    seed: int | None = override("sample_seed")
+    width: int | None = override("sample_width")
+    height: int | None = override("sample_height")
+    sampler_steps: int | None = override("sample_steps")
+    guidance_scale: float | None = override("sample_guidance_scale")
+
+
+class EvaluationSpec(ApiModel):
+    """How each checkpoint is judged: the likeness of the faces in its sample images to the dataset's."""
+
+    likeness: bool | None = override(
+        "likeness",
+        "Score every checkpoint's likeness: the faces in its sample images against the faces of the dataset "
+        "snapshot (images with exactly one face), and name the best checkpoint (status.likeness.best, copied to "
+        "<output>/checkpoints/<name>-best.safetensors). Needs sample prompts that show the subject.",
+    )
+    prompts: list[Annotated[int, Field(ge=0, lt=MAX_SAMPLE_PROMPTS)]] | None = override(
+        "likeness_prompts",
+        "Indices of the sample prompts that show the subject (0 is the first of spec.samples.prompts or the "
+        "profile's); only their images count, each index at most once. Omitted: every prompt that names the "
+        "trigger word.",
+    )
+    threshold: float | None = override("likeness_threshold")
+
+
 class Toleration(ApiModel):
     """A pod toleration, as in core/v1."""
 
@@ -360,6 +402,13 @@ class FluxLoraRunSpec(ApiModel):
     training: TrainingSpec | None = Field(
         default=None, description="Training settings; omitted fields from the profile."
     )
+    samples: SamplesSpec | None = Field(
+        default=None, description="Sample images while training; omitted fields from the profile."
+    )
+    evaluation: EvaluationSpec | None = Field(
+        default=None,
+        description="Likeness of every checkpoint to the dataset's faces; omitted fields from the profile.",
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPU and placement.")
     resume: ResumeSpec = Field(default_factory=ResumeSpec, description="Retries and resume.")
     pod: PodMetadata | None = Field(default=None, description="Extra metadata for the trainer pod.")
@@ -459,6 +508,16 @@ class GpuSummary(ApiModel):
     power_watts: float | None = Field(default=None, description="Power draw (W).")
 
 
+LOSS_HISTORY_MAX_POINTS = 128
+
+
+class LossPoint(ApiModel):
+    """One point of the loss curve."""
+
+    step: int = Field(description="Global optimizer step.")
+    loss: float = Field(description="Moving average loss (avr_loss) at that step.")
+
+
 class Progress(ApiModel):
     """Training progress, reported by the trainer pod of the current attempt."""
 
@@ -476,8 +535,82 @@ class Progress(ApiModel):
         default=None, description="Latest LoRA checkpoint, relative to the output claim."
     )
     latest_checkpoint_step: int | None = Field(default=None, description="Global step of latestCheckpoint.")
-    gpu: GpuSummary | None = Field(default=None, description="GPU telemetry.")
+    gpu: GpuSummary | None = Field(
+        default=None, description="GPU telemetry (NVML); absent when the trainer sees no NVIDIA GPU."
+    )
+    latest_sample_step: int | None = Field(
+        default=None, description="Global step of the latest sample images (FluxLoraSampleSet of the same name)."
+    )
+    loss_history: list[LossPoint] | None = Field(
+        default=None,
+        description="Loss curve, downsampled to at most 128 points spread over the run (the latest step included).",
+        max_length=LOSS_HISTORY_MAX_POINTS,
+    )
     updated_at: str | None = Field(default=None, description="When the trainer last reported (RFC 3339).")
+
+
+LIKENESS_MAX_POINTS = 48
+
+
+class LikenessPoint(ApiModel):
+    """The likeness of one checkpoint (or of the base model at step 0), from its sample images."""
+
+    step: int = Field(description="Global step of the sample images (0: the base model, before the first step).")
+    likeness: float | None = Field(
+        default=None,
+        description="Mean likeness (1 - face distance, floored at 0) of the images with a face; absent when "
+        "none has a face (see note), never 0 for that.",
+    )
+    samples: int = Field(description="Sample images scored (of the prompts that show the subject).")
+    faces: int = Field(description="Of them, images with a face.")
+    passed: int = Field(description="Of them, images whose face is the person (likeness >= the threshold).")
+    note: str | None = Field(default=None, description="Why there is no likeness, e.g. 'no face in the 3 samples'.")
+
+
+class LikenessBest(ApiModel):
+    """The checkpoint whose samples look most like the person."""
+
+    step: int = Field(description="Global step of the checkpoint.")
+    likeness: float = Field(description="Its likeness.")
+    checkpoint: str = Field(description="The checkpoint's LoRA file, relative to the output claim.")
+    file: str | None = Field(
+        default=None,
+        description="Its copy, <output>/checkpoints/<name>-best.safetensors (relative to the output claim).",
+    )
+
+
+class LikenessReference(ApiModel):
+    """The reference faces: the dataset snapshot's images with exactly one face."""
+
+    images: int = Field(description="Images in the dataset snapshot.")
+    faces: int = Field(description="Images used: exactly one face.")
+    without_face: int = Field(description="Images without a face (not used).")
+    several_faces: int = Field(description="Images with several faces (not used: which one is the person?).")
+    unused: list[Annotated[str, Field(max_length=60)]] | None = Field(
+        default=None, description="Some of the images not used (at most 8 names).", max_length=8
+    )
+
+
+class LikenessStatus(ApiModel):
+    """Likeness of every checkpoint, reported by the trainer (spec.evaluation)."""
+
+    state: Literal["Preparing", "Scoring", "Skipped", "Unavailable"] = Field(
+        description="Preparing (embedding the reference faces), Scoring, Skipped (no face in the reference) or "
+        "Unavailable (the face scorer could not run); training goes on in every case."
+    )
+    message: str | None = Field(default=None, description="One line on the state.")
+    threshold: float | None = Field(default=None, description="Likeness under which a face is not the person.")
+    prompts: list[int] | None = Field(default=None, description="The sample prompts that count.")
+    reference: LikenessReference | None = Field(default=None, description="The reference faces.")
+    checkpoints: list[LikenessPoint] | None = Field(
+        default=None,
+        description=f"Likeness by step, at most {LIKENESS_MAX_POINTS} (the first, the best and the latest kept).",
+        max_length=LIKENESS_MAX_POINTS,
+    )
+    dropped_steps: int | None = Field(
+        default=None, description="Scored steps left out of checkpoints (all are in <output>/repro/likeness.json)."
+    )
+    best: LikenessBest | None = Field(default=None, description="The best checkpoint so far.")
 
 
 class Repro(ApiModel):
@@ -538,6 +671,9 @@ class FluxLoraRunStatus(ApiModel):
     repro: Repro | None = Field(default=None, description="Reproducibility record.")
     resume: ResumePoint | None = Field(default=None, description="Where the next attempt resumes.")
     warnings: list[Warning_] | None = Field(default=None, description="Settings accepted with a warning.")
+    likeness: LikenessStatus | None = Field(
+        default=None, description="Likeness of every checkpoint and the best one (from the trainer)."
+    )
     command: list[str] | None = Field(default=None, description="The rendered engine argv (first attempt).")
 
 

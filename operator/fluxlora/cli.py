@@ -52,9 +52,9 @@ def _is_run(data: Any) -> bool:
     if not isinstance(data, dict):
         return True
     kind, version = data.get("kind"), data.get("apiVersion")
-    if kind == api.KIND or kind is None or version is None:
-        return True
-    return isinstance(version, str) and version.split("/")[0] == api.GROUP
+    if not isinstance(kind, str) or not isinstance(version, str) or kind == api.KIND:
+        return True  # validation names the malformed field
+    return version.split("/")[0] == api.GROUP
 
 
 class FileError(click.ClickException):
@@ -208,9 +208,16 @@ def validate_command(
 
 
 @main.command("crd")
-def crd_command() -> None:
-    """Print the FluxLoraRun CustomResourceDefinition generated from the models."""
-    click.echo(crd_module.crd_yaml(), nl=False)
+@click.option(
+    "--kind",
+    type=click.Choice(["FluxLoraRun", "FluxLoraSampleSet"]),
+    default="FluxLoraRun",
+    show_default=True,
+    help="Which of the two CRDs to print.",
+)
+def crd_command(kind: str) -> None:
+    """Print a CustomResourceDefinition generated from the models."""
+    click.echo(crd_module.crd_yaml() if kind == "FluxLoraRun" else crd_module.sampleset_crd_yaml(), nl=False)
 
 
 @main.command("reference")
@@ -274,6 +281,44 @@ def operator_command(
         namespaces=list(namespaces),
         liveness_endpoint=liveness or None,
     )
+
+
+@main.command("dashboard")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port (0: any free).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 in a pod).")
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Namespace whose runs to show (repeatable). Default: every namespace (needs cluster-wide read access).",
+)
+@click.option("--kubeconfig", default=None, help="Kubeconfig file. Default: in-cluster, else $KUBECONFIG or ~/.kube.")
+@click.option("--context", default=None, help="Kubeconfig context. Default: the current one.")
+@click.option("--verbose", is_flag=True, help="Debug logging.")
+def dashboard_command(
+    port: int, host: str, namespaces: tuple[str, ...], kubeconfig: str | None, context: str | None, verbose: bool
+) -> None:
+    """Serve a read-only web page of the runs: progress, loss curve, GPU, samples (live, from watches)."""
+    import logging
+    import threading
+
+    from fluxlora.dashboard import app, watch
+    from fluxlora.dashboard.store import Store
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="fluxlora-dashboard %(message)s")
+    try:
+        client = watch.load_client(kubeconfig, context)
+    except Exception as exc:
+        raise click.ClickException(f"cannot reach a cluster: {exc}") from exc
+    store = Store()
+    watch.start(client, list(namespaces) or None, store, threading.Event())
+    scope = ", ".join(namespaces) if namespaces else "every namespace"
+
+    def announce(url: str) -> None:
+        click.echo(f"fluxlora dashboard: {url} (runs in {scope}; read-only)", err=False)
+        sys.stdout.flush()
+
+    app.serve(store, host, port, announce)
 
 
 if __name__ == "__main__":

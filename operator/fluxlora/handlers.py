@@ -185,6 +185,7 @@ _COLLECTIONS = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "Job": ("/apis/batch/v1", "jobs"),
+    api.SAMPLESET_KIND: (f"/apis/{api.GROUP}/{api.VERSION}", api.SAMPLESET_PLURAL),
 }
 
 
@@ -336,6 +337,22 @@ def _ensure_all(k: Kube, objs: list[tuple[Obj, str | None]], ref: manifests.RunR
         future.result()
 
 
+def _ensure_sample_set(k: Kube, rendered: RenderedRun) -> None:
+    """The run's FluxLoraSampleSet. Without its CRD (`helm upgrade` installs no new CRD) the run
+    still trains; its samples stay on the output claim and the dashboard shows none."""
+    try:
+        ensure(k, rendered.sample_set(), rendered.ref)
+    except ChildRejected as exc:
+        if not (isinstance(exc.__cause__, ApiError) and exc.__cause__.status == 404):
+            raise
+        log.warning(
+            "%s/%s: the FluxLoraSampleSet CRD is not installed (kubectl apply -f crds/): sample thumbnails "
+            "are not published",
+            rendered.ref.namespace,
+            rendered.ref.name,
+        )
+
+
 def _create_attempt(k: Kube, rendered: RenderedRun, action: run_status.CreateAttempt) -> None:
     ref = rendered.ref
     if action.first:
@@ -349,7 +366,10 @@ def _create_attempt(k: Kube, rendered: RenderedRun, action: run_status.CreateAtt
             ],
             ref,
         )
+        # The sample set needs nothing before it: it goes with the RoleBinding's round-trip.
+        sample_set = _REQUESTS.submit(_ensure_sample_set, k, rendered)
         ensure(k, manifests.role_binding(ref, profile), ref)
+        sample_set.result()
         failpoint("after-rbac")
     created = ensure(k, rendered.job(action.number, action.resume), ref)
     log.info(

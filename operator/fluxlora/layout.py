@@ -19,6 +19,7 @@ TMP_MOUNT = "/tmp"  # noqa: S108 - a writable emptyDir in the pod
 
 RUN_FILE = f"{RUN_MOUNT}/run.json"
 DATASET_CONFIG = f"{RUN_MOUNT}/dataset.toml"
+SAMPLE_PROMPTS = f"{RUN_MOUNT}/sample_prompts.json"  # the engine picks the format by the extension
 
 # Inside the trainer image (trainer-image/Dockerfile).
 SD_SCRIPTS_DIR = "/opt/sd-scripts"
@@ -27,6 +28,7 @@ TOKENIZER_CACHE_DIR = "/opt/fluxlora/tokenizers"
 # Keys of the run ConfigMap.
 RUN_JSON_KEY = "run.json"
 DATASET_TOML_KEY = "dataset.toml"
+SAMPLE_PROMPTS_KEY = "sample_prompts.json"
 
 
 def _join(root: str, relative: str) -> str:

@@ -1,8 +1,10 @@
 """Kubernetes objects of a run, built from its spec and rendered run (pure: dicts in, dicts out).
 
 Children are owned by the FluxLoraRun (deleting it deletes them):
-ServiceAccount/Role/RoleBinding that may only get/patch this run's status,
-the ConfigMap with the rendered run, and one Job per attempt.
+ServiceAccount/Role/RoleBinding that may only get/patch this run's status and
+its own FluxLoraSampleSet, the ConfigMap with the rendered run, the
+FluxLoraSampleSet (sample thumbnails, filled in by the trainer), and one Job
+per attempt.
 """
 
 from __future__ import annotations
@@ -96,7 +98,10 @@ def service_account(run: RunRef, profile: str) -> Obj:
 
 
 def role(run: RunRef, profile: str) -> Obj:
-    """The trainer may read and patch its own run's status, and nothing else."""
+    """The trainer may read and patch its own run's status and its own sample set, and nothing else.
+
+    Objects are named (resourceNames): a Role cannot limit `create` by name, so the operator
+    creates the sample set and the trainer only updates it."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -107,7 +112,13 @@ def role(run: RunRef, profile: str) -> Obj:
                 "resources": [f"{api.PLURAL}/status"],
                 "resourceNames": [run.name],
                 "verbs": ["get", "patch"],
-            }
+            },
+            {
+                "apiGroups": [api.GROUP],
+                "resources": [api.SAMPLESET_PLURAL],
+                "resourceNames": [sample_set_name(run)],
+                "verbs": ["get", "patch"],
+            },
         ],
     }
 
@@ -123,17 +134,39 @@ def role_binding(run: RunRef, profile: str) -> Obj:
     }
 
 
-def run_configmap(run: RunRef, profile: str, run_json: Obj, dataset_toml: str, config_hash: str) -> Obj:
+def run_configmap(
+    run: RunRef,
+    profile: str,
+    run_json: Obj,
+    dataset_toml: str,
+    config_hash: str,
+    sample_prompts: str | None = None,
+) -> Obj:
     meta = _metadata(run, configmap_name(run), run_labels(run, profile))
     meta["annotations"] = {CONFIG_HASH_ANNOTATION: config_hash}
+    data = {
+        layout.RUN_JSON_KEY: json.dumps(run_json, indent=2, sort_keys=True) + "\n",
+        layout.DATASET_TOML_KEY: dataset_toml,
+    }
+    if sample_prompts is not None:
+        data[layout.SAMPLE_PROMPTS_KEY] = sample_prompts
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+
+def sample_set_name(run: RunRef) -> str:
+    """The run's FluxLoraSampleSet has the run's name."""
+    return run.name
+
+
+def sample_set(run: RunRef, profile: str, prompts: list[str]) -> Obj:
+    """The run's FluxLoraSampleSet, before any image: the prompts, no samples yet."""
     return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": meta,
-        "data": {
-            layout.RUN_JSON_KEY: json.dumps(run_json, indent=2, sort_keys=True) + "\n",
-            layout.DATASET_TOML_KEY: dataset_toml,
-        },
+        "apiVersion": api.API_VERSION,
+        "kind": api.SAMPLESET_KIND,
+        "metadata": _metadata(run, sample_set_name(run), run_labels(run, profile)),
+        "run": run.name,
+        "prompts": list(prompts),
+        "samples": [],
     }
 
 

@@ -20,9 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from fluxlora import evaluation, samples
 from fluxlora.api import ENGINE_KEY, FluxLoraRunSpec
 from fluxlora.layout import RunLayout
-from fluxlora.settings import EngineSettings
+from fluxlora.settings import EngineSettings, Target
 
 PROFILE_PREFIX = "flux_"
 PROFILE_SUFFIX = ".toml"
@@ -215,6 +216,8 @@ def merge(profile: Profile, spec: FluxLoraRunSpec) -> MergedSettings:
     if values.get("network_alpha") is None:
         values["network_alpha"] = float(values.get("network_dim", EngineSettings().network_dim))
         origin["network_alpha"] = origin.get("network_dim", "schema default")
+    samples.resolve(values, origin)
+    evaluation.resolve(values, origin)
     return MergedSettings(settings=EngineSettings.model_validate(values), origin=origin)
 
 
@@ -257,8 +260,10 @@ class EffectiveConfig(BaseModel):
         return RunLayout.of(self.output.path, self.dataset.path)
 
     def canonical_json(self) -> str:
-        # Output location is excluded: the same recipe written elsewhere trains the same weights.
-        return json.dumps(self.model_dump(mode="json", exclude={"output"}), sort_keys=True, separators=(",", ":"))
+        # Output location and how checkpoints are judged (spec.evaluation) are excluded: the same
+        # recipe written elsewhere, or scored otherwise, trains the same weights.
+        exclude: dict[str, Any] = {"output": True, "engine": set(EngineSettings.keys(Target.EVALUATION))}
+        return json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
 
     def config_hash(self) -> str:
         return "sha256:" + hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fluxlora import manifests, sdscripts
+from fluxlora import evaluation, layout, manifests, samples, sdscripts
 from fluxlora.api import FluxLoraRun
 from fluxlora.policy import Policy
 from fluxlora.profiles import EffectiveConfig
@@ -44,12 +44,29 @@ class RenderedRun:
             "triggerWord": self.config.engine.class_tokens,
             "captionExtension": self.config.engine.caption_extension,
             "layout": self.config.layout().as_dict(),
+            "samples": samples.run_facts(self.config.engine, layout.SAMPLE_PROMPTS),
+            "evaluation": evaluation.run_facts(self.config.engine),
         }
+
+    @property
+    def sample_prompts_file(self) -> str | None:
+        """The engine's --sample_prompts file (JSON), None when the run does not sample."""
+        return samples.prompt_file(self.config.engine)
 
     def configmap(self) -> dict[str, Any]:
         return manifests.run_configmap(
-            self.ref, self.config.profile, self.run_json(), self.dataset_toml, self.config_hash
+            self.ref,
+            self.config.profile,
+            self.run_json(),
+            self.dataset_toml,
+            self.config_hash,
+            self.sample_prompts_file,
         )
+
+    def sample_set(self) -> dict[str, Any]:
+        """The run's FluxLoraSampleSet, empty: the trainer fills in the images it renders."""
+        prompts = samples.prompts(self.config.engine) if samples.enabled(self.config.engine) else []
+        return manifests.sample_set(self.ref, self.config.profile, prompts)
 
     def job(self, attempt: int, resume: manifests.ResumeFrom | None = None) -> dict[str, Any]:
         return manifests.job(
@@ -71,6 +88,7 @@ class RenderedRun:
             manifests.role(self.ref, profile),
             manifests.role_binding(self.ref, profile),
             self.configmap(),
+            self.sample_set(),
             self.job(attempt, resume),
         ]
 

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from fluxlora import api, document, objectrules, optimizers
+from fluxlora import api, document, evaluation, objectrules, optimizers, samples
 from fluxlora import policy as run_policy
 from fluxlora.api import (
     DNS1123_LABEL,
@@ -342,6 +342,120 @@ def check_settings(merged: MergedSettings) -> list[Finding]:
             "differs from 1.0, the value sd-scripts documents for training on FLUX.1-dev",
             Severity.WARNING,
         )
+    out.extend(_sample_findings(merged))
+    out.extend(_evaluation_findings(merged))
+    return out
+
+
+SAMPLE_SIDE_MULTIPLE = 16  # the engine rounds sample sizes down to it (flux_train_utils.sample_image_inference)
+
+
+def _sample_findings(merged: MergedSettings) -> list[Finding]:
+    """Sample images: what the engine would do differently from what the spec says."""
+    s, d, out = merged.settings, merged.field_of, []
+
+    def finding(key: str, rule: str, severity: Severity = Severity.ERROR, value: Any = _UNSET) -> None:
+        shown = getattr(s, key) if value is _UNSET else value
+        out.append(Finding(d(key), rule, shown, severity, merged.origin_note(key)))
+
+    if samples.turned_off(merged.origin):
+        out.append(
+            Finding(
+                d("sample_prompts"),
+                f"are off: the profile's prompts use {samples.TRIGGER} and {d('class_tokens')} is not set "
+                f"(set it, or write {d('sample_prompts')})",
+                severity=Severity.WARNING,
+            )
+        )
+    if not s.sample_prompts:
+        return out
+    if not s.class_tokens:
+        for index, prompt in enumerate(s.sample_prompts):
+            if samples.TRIGGER in prompt:
+                out.append(
+                    Finding(
+                        f"{d('sample_prompts')}[{index}]",
+                        f"uses {samples.TRIGGER}, but {d('class_tokens')} is not set",
+                        prompt,
+                        origin=merged.origin_note("sample_prompts"),
+                    )
+                )
+    for key in ("sample_width", "sample_height"):
+        side = getattr(s, key)
+        if side % SAMPLE_SIDE_MULTIPLE:
+            finding(
+                key,
+                f"must be a multiple of {SAMPLE_SIDE_MULTIPLE} (the engine would round it down to "
+                f"{side - side % SAMPLE_SIDE_MULTIPLE})",
+            )
+    every = s.sample_every_n_steps
+    if not s.sample_at_first and (every is None or every > s.max_train_steps):
+        why = "is not set" if every is None else f"is more than {d('max_train_steps')} ({s.max_train_steps})"
+        finding(
+            "sample_every_n_steps",
+            f"{why}: the run renders no sample image (set it, or {d('sample_at_first')})",
+            Severity.WARNING,
+        )
+    save = s.save_every_n_steps
+    if every is not None and save is not None and save % every != 0:
+        finding(
+            "sample_every_n_steps",
+            f"does not divide {d('save_every_n_steps')} ({save}): after a resume at a saved step the engine "
+            "counts sample steps from there, so samples fall on other steps than in an uninterrupted run",
+            Severity.WARNING,
+        )
+    return out
+
+
+def _evaluation_findings(merged: MergedSettings) -> list[Finding]:
+    """spec.evaluation: a likeness the run cannot score, prompts that are not there."""
+    s, d, out = merged.settings, merged.field_of, []
+    chosen = s.likeness_prompts or []
+    if len(set(chosen)) != len(chosen):
+        out.append(
+            Finding(
+                d("likeness_prompts"),
+                "must not repeat a prompt index",
+                chosen,
+                origin=merged.origin_note("likeness_prompts"),
+            )
+        )
+    if evaluation.turned_off_without_subject(merged.origin):
+        out.append(
+            Finding(
+                d("likeness"),
+                f"is off: no sample prompt names the trigger word, so no sample shows the subject (list the prompts "
+                f"that do in {d('likeness_prompts')})",
+                severity=Severity.WARNING,
+            )
+        )
+    if not s.likeness:
+        return out
+    if not samples.enabled(s):
+        why = f"{d('sample_prompts')} is empty" if not s.sample_prompts else "the run renders no sample image"
+        out.append(Finding(d("likeness"), f"needs sample images: {why}", True))
+        return out
+    if not chosen:
+        trigger = f' ("{s.class_tokens}")' if s.class_tokens else ""
+        out.append(
+            Finding(
+                d("likeness"),
+                f"needs a sample prompt that shows the subject: none names the trigger word{trigger} (list them in "
+                f"{d('likeness_prompts')})",
+                True,
+            )
+        )
+    count = len(s.sample_prompts)
+    for i, index in enumerate(chosen):
+        if index >= count:
+            out.append(
+                Finding(
+                    f"{d('likeness_prompts')}[{i}]",
+                    f"must name one of {d('sample_prompts')} (the run has {count}: 0-{count - 1})",
+                    index,
+                    origin=merged.origin_note("likeness_prompts"),
+                )
+            )
     return out
 
 

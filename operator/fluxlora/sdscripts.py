@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fluxlora import layout
+from fluxlora import layout, samples
 from fluxlora.profiles import EffectiveConfig
 from fluxlora.settings import EngineSettings, Target
 
@@ -109,6 +109,7 @@ FLAGS: Mapping[str, Flag] = {
     "log_with": Flag(_STR, ("tensorboard", "wandb", "all")),
     "sample_prompts": Flag(_STR),
     "sample_every_n_steps": Flag(_INT),
+    "sample_at_first": _TRUE,
 }
 
 # Flags the operator sets itself; a profile or spec never does.
@@ -193,6 +194,7 @@ def render_argv(config: EffectiveConfig) -> list[str]:
         f"{layout.SD_SCRIPTS_DIR}/{ENGINE_SCRIPT}",
         *run_flags,
         *engine_flags(config.engine),
+        *samples.flags(config.engine, layout.SAMPLE_PROMPTS),
     ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class Target(StrEnum):
@@ -22,6 +22,8 @@ class Target(StrEnum):
     GENERAL = "general"  # [general] of the dataset TOML
     DATASET = "dataset"  # [[datasets]] of the dataset TOML
     SUBSET = "subset"  # [[datasets.subsets]] of the dataset TOML
+    SAMPLES = "samples"  # the sample prompt file and its flags (fluxlora.samples renders them together)
+    EVALUATION = "evaluation"  # read by the trainer, never by the engine (fluxlora.evaluation)
 
 
 def _setting(target: Target, description: str, **bounds: Any) -> Any:
@@ -54,6 +56,9 @@ LrScheduler = Literal[
 ]
 
 F = Target.FLAG
+# One sample prompt: what a user writes, `[trigger]` standing for the trigger word.
+SamplePrompt = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+MAX_SAMPLE_PROMPTS = 16
 
 
 class EngineSettings(BaseModel):
@@ -189,6 +194,78 @@ class EngineSettings(BaseModel):
     class_tokens: Annotated[
         str | None, _setting(Target.SUBSET, "Trigger word used when an image has no caption.", max_length=200)
     ] = None
+
+    # Sample images (the engine's --sample_prompts file and flags; see fluxlora.samples)
+    sample_prompts: Annotated[
+        list[SamplePrompt],
+        _setting(
+            Target.SAMPLES,
+            "Prompts of the sample images; `[trigger]` is replaced by the trigger word. Empty: no samples.",
+            max_length=MAX_SAMPLE_PROMPTS,
+        ),
+    ] = Field(default_factory=list)
+    sample_every_n_steps: Annotated[
+        int | None,
+        _setting(
+            Target.SAMPLES,
+            "Sample images every N optimizer steps (omitted: every save_every_n_steps, so each checkpoint has "
+            "samples).",
+            ge=1,
+            le=1_000_000,
+        ),
+    ] = None
+    sample_at_first: Annotated[
+        bool, _setting(Target.SAMPLES, "Also sample before the first step (the base model, to compare with).")
+    ] = False
+    sample_seed: Annotated[
+        int,
+        _setting(
+            Target.SAMPLES,
+            "Seed of every sample image: the same noise at every step, so images differ only by the training.",
+            ge=0,
+            le=2**32 - 1,
+        ),
+    ] = 42
+    sample_width: Annotated[
+        int, _setting(Target.SAMPLES, "Width of the sample images (px, a multiple of 16).", ge=64, le=2048)
+    ] = 512
+    sample_height: Annotated[
+        int, _setting(Target.SAMPLES, "Height of the sample images (px, a multiple of 16).", ge=64, le=2048)
+    ] = 512
+    sample_steps: Annotated[int, _setting(Target.SAMPLES, "Sampler (denoising) steps per image.", ge=1, le=100)] = 20
+    sample_guidance_scale: Annotated[
+        float,
+        _setting(Target.SAMPLES, "Guidance scale fed to FLUX.1-dev when sampling (3.5 is usual).", ge=0, le=30),
+    ] = 3.5
+
+    # Likeness of each checkpoint (the trainer scores the sample images; see fluxlora.evaluation)
+    likeness: Annotated[
+        bool,
+        _setting(
+            Target.EVALUATION,
+            "Score the likeness of every checkpoint: the faces of its sample images against the faces of "
+            "the dataset (identity LoRAs). Needs sample prompts that show the subject.",
+        ),
+    ] = False
+    likeness_prompts: Annotated[
+        list[Annotated[int, Field(ge=0, lt=MAX_SAMPLE_PROMPTS)]] | None,
+        _setting(
+            Target.EVALUATION,
+            "Indices of the sample prompts that show the subject (0 is the first prompt); only their images "
+            "count for likeness. Omitted: every prompt that names the trigger word.",
+            max_length=MAX_SAMPLE_PROMPTS,
+        ),
+    ] = None
+    likeness_threshold: Annotated[
+        float,
+        _setting(
+            Target.EVALUATION,
+            "Likeness (1 - the face distance) under which a sample's face is not the person; 0.4 is the "
+            "face model's own same-person tolerance (distance 0.6).",
+            gt=0,
+            lt=1,
+        ),
+    ] = 0.4
 
     @classmethod
     def target_of(cls, key: str) -> Target:

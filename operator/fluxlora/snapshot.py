@@ -21,7 +21,7 @@ from fluxlora import status as run_status
 Obj = dict[str, Any]
 
 # Status keys the operator reads: its own (status.OPERATOR_KEYS), the trainer's resume point
-# (where a retry starts) and repro (the dry run's config hash). Progress and telemetry are the
+# (where a retry starts), repro (the dry run's config hash) and likeness (LIKENESS_KEYS). Progress and telemetry are the
 # trainer's and the dashboard's: never read by the operator, so never kept.
 RUN_STATUS_KEYS = (
     "phase",
@@ -34,6 +34,9 @@ RUN_STATUS_KEYS = (
     "resume",
     "repro",
 )
+# Of the trainer's status.likeness, what the Likeness condition and its event read (not the
+# per-checkpoint scores).
+LIKENESS_KEYS = ("state", "message", "best")
 # Annotations that repeat the whole object (client-side apply, kopf's diff base): never read.
 _BULKY_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 _BULKY_ANNOTATION_PREFIXES = ("kopf.fluxlora.dev/",)
@@ -96,6 +99,9 @@ def slim_run(body: Mapping[str, Any]) -> Obj:
     if "spec" in body:
         out["spec"] = body["spec"]
     status = _pick(body.get("status"), RUN_STATUS_KEYS)
+    likeness = _pick((body.get("status") or {}).get("likeness"), LIKENESS_KEYS)
+    if likeness:
+        status["likeness"] = likeness
     if status:
         out["status"] = status
     return out

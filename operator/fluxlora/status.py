@@ -18,7 +18,8 @@ two trainers never write the same output directory.
 
 Owned status keys: phase, message, conditions, attempts, observedGeneration,
 warnings, command (and resume only when seeding from spec.resume.from). The
-trainer owns progress, resume and repro; they are read here, never written.
+trainer owns progress, resume, repro and likeness; they are read here, never
+written (the Likeness condition and its events are derived from likeness).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxlora import exitcodes, manifests
+from fluxlora import exitcodes, likeness, manifests
 
 Obj = dict[str, Any]
 
@@ -394,6 +395,20 @@ def _valid_condition(facts: RunFacts, status: Obj, now: str) -> None:
         )
 
 
+def _likeness_condition(old: Mapping[str, Any], status: Obj, events: list[Event], now: str, gen: int | None) -> None:
+    """The Likeness condition from the trainer's status.likeness: an event when the best checkpoint
+    changes (Normal) or scoring is skipped or cannot run (Warning), once each."""
+    wanted = likeness.condition(old.get("likeness"))
+    if wanted is None:
+        return
+    value, reason, message = wanted
+    for c in status["conditions"]:
+        if c.get("type") == likeness.CONDITION and (c.get("status"), c.get("reason"), c.get("message")) == wanted:
+            return
+    status["conditions"] = set_condition(status["conditions"], likeness.CONDITION, value, reason, message, now, gen)
+    events.append(Event("Normal" if value == "True" else "Warning", reason, message))
+
+
 def _phase_events(old: Mapping[str, Any], status: Obj, events: list[Event]) -> None:
     old_phase, new_phase = old.get("phase"), status.get("phase")
     if old_phase != new_phase:
@@ -416,6 +431,7 @@ def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapp
     def finish(phase: str, message: str) -> Plan:
         status["phase"] = phase
         status["message"] = message
+        _likeness_condition(old, status, events, now, gen)
         _phase_events(old, status, events)
         out = Plan({k: v for k, v in status.items() if v is not None or old.get(k) is not None}, actions, events)
         return out

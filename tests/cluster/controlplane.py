@@ -270,15 +270,21 @@ def _proc_cmdline(pid: int) -> str:
         return ""
 
 
-def _alive(pid: int, binary: str) -> bool:
-    """pid exists, is not a zombie, and still runs `binary` (guards against pid reuse)."""
+def _alive(pid: int, binary: str, state_dir: Path | None = None) -> bool:
+    """pid exists, is not a zombie, and still runs `binary` of this state dir.
+
+    Guards against pid reuse: pids wrap at 32768 here, so a dead component's pid can come back
+    as the same binary of another control plane (every component's argv names its state dir)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
     if stat.rsplit(")", 1)[-1].split()[0] == "Z":
         return False
-    return binary in _proc_cmdline(pid)
+    cmdline = _proc_cmdline(pid)
+    if binary not in cmdline:
+        return False
+    return state_dir is None or any(str(d) in cmdline for d in (state_dir, Path(os.path.realpath(state_dir))))
 
 
 def _rss_kib(pid: int) -> int:
@@ -362,7 +368,7 @@ class ControlPlane:
             return None
         for name in COMPONENTS:
             pid = state["pids"].get(name)
-            if pid is None or not _alive(pid, name):
+            if pid is None or not _alive(pid, name, state_dir):
                 return None
         try:
             _get(state["server"], "/readyz", state_dir / "pki" / "ca.crt", state["admin_token"], timeout=3)
@@ -571,7 +577,7 @@ class ControlPlane:
     def _wait_component(self, name: str, check: Callable[[], bool], timeout: float) -> None:
         def alive_check() -> bool:
             pid = self._state["pids"][name]
-            if not _alive(pid, name):
+            if not _alive(pid, name, self.state_dir):
                 raise ControlPlaneError(f"{name} exited during startup; log:\n{self._log_tail(name)}")
             return check()
 
@@ -837,7 +843,7 @@ def stop_state_dir(state_dir: Path, grace: float = 5.0) -> list[str]:
     an apiserver whose etcd vanished first hangs in its graceful shutdown.
     """
     pids = _pids_of(state_dir)
-    live = {name: pid for name, pid in pids.items() if _alive(pid, name)}
+    live = {name: pid for name, pid in pids.items() if _alive(pid, name, state_dir)}
     for phase in ([n for n in reversed(COMPONENTS) if n != "etcd"], ["etcd"]):
         group = {n: live[n] for n in phase if n in live}
         for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -845,10 +851,10 @@ def stop_state_dir(state_dir: Path, grace: float = 5.0) -> list[str]:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, sig)
             deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and any(_alive(pid, n) for n, pid in group.items()):
+            while time.monotonic() < deadline and any(_alive(pid, n, state_dir) for n, pid in group.items()):
                 _reap()
                 time.sleep(0.02)
-            if not any(_alive(pid, n) for n, pid in group.items()):
+            if not any(_alive(pid, n, state_dir) for n, pid in group.items()):
                 break
     _reap()
     for name in COMPONENTS:

@@ -33,13 +33,21 @@ def _template(helm: str, *args: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out) if d]
 
 
-def test_chart_crd_is_the_generated_crd() -> None:
-    assert (CHART / "crds" / "fluxlora.dev_fluxloraruns.yaml").read_text() == (
-        ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml"
-    ).read_text(), "charts/fluxlora/crds drifted: copy crds/fluxlora.dev_fluxloraruns.yaml"
+@pytest.mark.parametrize("name", ["fluxlora.dev_fluxloraruns.yaml", "fluxlora.dev_fluxlorasamplesets.yaml"])
+def test_chart_crd_is_the_generated_crd(name: str) -> None:
+    assert (CHART / "crds" / name).read_text() == (ROOT / "crds" / name).read_text(), (
+        f"charts/fluxlora/crds drifted: copy crds/{name} (make crd)"
+    )
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted(p.name for p in (ROOT / "crds").iterdir())
 
 
-@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={team-a,team-b}"]])
+DASHBOARD_ON = ["--set", "dashboard.enabled=true"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], ["--set", "watchNamespaces={team-a,team-b}"], DASHBOARD_ON, [*DASHBOARD_ON, "--set", "watchNamespaces={a}"]],
+)
 def test_helm_lint_is_clean(helm: str, values: list[str]) -> None:
     result = subprocess.run([helm, "lint", "--strict", str(CHART), *values], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -51,6 +59,8 @@ EXPECTED_RULES = [
     {"apiGroups": ["fluxlora.dev"], "resources": ["fluxloraruns"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["fluxlora.dev"], "resources": ["fluxloraruns/status"], "verbs": ["get", "patch"]},
     {"apiGroups": ["fluxlora.dev"], "resources": ["fluxloraruns/finalizers"], "verbs": ["update"]},
+    # create the run's thumbnail set; get to check an existing one is this run's; patch only to grant it
+    {"apiGroups": ["fluxlora.dev"], "resources": ["fluxlorasamplesets"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["configmaps", "serviceaccounts"], "verbs": ["get", "create"]},
@@ -147,6 +157,50 @@ def test_extra_profiles_become_a_configmap_the_operator_mounts(helm: str) -> Non
     assert "network_dim = 8" in configmap["data"]["flux_tiny.toml"]
 
 
+def test_the_dashboard_is_off_by_default(helm: str) -> None:
+    assert not [d for d in _template(helm) if d["metadata"]["name"].endswith("-dashboard")]
+
+
+def _dashboard(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and "dashboard" in d["metadata"]["name"]]
+
+
+def test_the_dashboard_reads_runs_and_sample_sets_and_nothing_else(helm: str) -> None:
+    docs = _template(helm, *DASHBOARD_ON)
+    (role,) = _dashboard(docs, "ClusterRole")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["fluxlora.dev"],
+            "resources": ["fluxloraruns", "fluxlorasamplesets"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    (binding,) = _dashboard(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "fluxlora-operator-dashboard", "namespace": "fluxlora-system"}
+    ]
+    (deployment,) = _dashboard(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["serviceAccountName"] == "fluxlora-operator-dashboard"
+    assert container["command"] == ["fluxlora", "dashboard"]  # not the image's `fluxlora operator`
+    assert container["args"] == ["--host=0.0.0.0", "--port=8080"]  # every namespace
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    (service,) = _dashboard(docs, "Service")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
+
+
+def test_a_namespaced_dashboard_has_a_read_only_role_per_namespace(helm: str) -> None:
+    docs = _template(helm, *DASHBOARD_ON, "--set", "dashboard.namespaces={team-a,team-b}")
+    roles = _dashboard(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(r["rules"][0]["verbs"] == ["get", "list", "watch"] for r in roles)
+    assert not _dashboard(docs, "ClusterRole")
+    args = _dashboard(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+
+
 def test_values_schema_rejects_unknown_values(helm: str) -> None:
     result = subprocess.run(
         [helm, "template", "rel", str(CHART), "--kube-version", "1.36.3", "--set", "replicas=3"],
@@ -157,7 +211,9 @@ def test_values_schema_rejects_unknown_values(helm: str) -> None:
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("values", [[], ["--set", "watchNamespaces={NAMESPACE}"]])
+@pytest.mark.parametrize(
+    "values", [[], ["--set", "watchNamespaces={NAMESPACE}"], [*DASHBOARD_ON, "--set", "watchNamespaces={NAMESPACE}"]]
+)
 def test_rendered_chart_is_accepted_by_the_api_servers_own_schemas(
     cluster: ControlPlane, namespace: str, values: list[str]
 ) -> None:

@@ -49,6 +49,9 @@ def e2e_run(name: str, steps: int) -> dict[str, Any]:
     run: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "run-fast.yaml").read_text())
     run["metadata"]["name"] = name
     run["spec"]["training"] = {"maxTrainSteps": steps, "saveEveryNSteps": 10, "lrWarmupSteps": 2}
+    # The fast profile's prompts, every save step and before the first; small images (the
+    # stand-in's samples are noise of this size).
+    run["spec"]["samples"] = {"width": 64, "height": 64}
     # kwok holds the pod Running; podsim runs its containers and ends it.
     run["spec"]["pod"] = {"labels": {"fluxlora.dev/fake-hold": "true"}}
     return run
@@ -125,6 +128,21 @@ def test_helm_install_apply_run_to_succeeded_and_uninstall(
         assert status["resume"]["checkpoint"].startswith("alice-fast/checkpoints/")
         output = claims["lora-outputs"].host_path / "alice-fast"
         assert (output / "checkpoints" / "alice-fast.safetensors").exists()
+        # Sample thumbnails, published by the trainer with the run's own token (its Role names the
+        # run's FluxLoraSampleSet), for every save step and the start: 3 prompts each.
+        samples = cluster.kubectl_json("get", "fluxlorasamplesets", "alice-fast", "-n", namespace)
+        assert {(s["step"], s["prompt"]) for s in samples["samples"]} == {
+            (step, p) for step in (0, 10, 20, 30, 40) for p in range(3)
+        }
+        assert samples["prompts"][0] == "a photo of ohwx woman, portrait, natural light"
+        assert (output / "checkpoints" / "alice-fast-step00000040-sample02.png").is_file()
+        assert status["progress"]["latestSampleStep"] == 40
+        listed = cluster.kubectl("get", "flrsamples", "-n", namespace).stdout.splitlines()
+        assert listed[0].split() == ["NAME", "RUN", "LATEST", "AGE"] and listed[1].split()[:3] == [
+            "alice-fast",
+            "alice-fast",
+            "40",
+        ]
         assert (output / "repro" / "command.txt").read_text().startswith("accelerate launch")
         described = cluster.kubectl("describe", "flr", "alice-fast", "-n", namespace).stdout
         assert "Events:" in described and "noiseOffset" in described  # the warning reached the user

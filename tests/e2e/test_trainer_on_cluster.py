@@ -28,9 +28,9 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture
 def operator(cluster: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds/fluxlora.dev_fluxloraruns.yaml")
-    )
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    for crd in ("fluxloraruns.fluxlora.dev", "fluxlorasamplesets.fluxlora.dev"):
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     with open(tmp_path / "operator.log", "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fluxlora.cli", "operator", "--namespace", namespace, "--liveness", ""],

@@ -2,8 +2,9 @@
 
     <engine>/venv/bin/python tests/engine/contract_probe.py <sd-scripts dir>
 
-Each request line is ``{"argv": [flags after flux_train_network.py], "dataset_toml": "..."}``;
-each reply line is ``{"ok": bool, "stage": "...", "error": "...", "warnings": [...]}``.
+Each request line is ``{"argv": [flags after flux_train_network.py], "dataset_toml": "...",
+"sample_prompts": "..." or null}``; each reply line is ``{"ok": bool, "stage": "...", "error": "...",
+"warnings": [...], "samples": {...}}``.
 
 For every request it does what ``flux_train_network.py`` does before it loads a model, with the
 engine's own code: ``setup_parser().parse_args``, ``verify_command_line_training_args``,
@@ -13,6 +14,11 @@ engine's own code: ``setup_parser().parse_args``, ``verify_command_line_training
 the "No data found" and latent-cache checks, and the FLUX trainer's ``assert_extra_args``; then
 ``get_optimizer`` and ``get_scheduler_fix`` on one dummy parameter. Every WARNING the engine
 logs on the way is returned, so a test can hold fluxlora's warnings against the engine's.
+
+With ``sample_prompts`` (the text of the run's prompt file), the file is written where
+``--sample_prompts`` points (under a temporary name with the same extension: the engine picks
+the format by it) and read back with the engine's own ``train_util.load_prompts``; the reply's
+``samples`` holds the prompt dicts the engine got and the sample flags as it parsed them.
 """
 
 from __future__ import annotations
@@ -60,6 +66,13 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
         with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as toml:
             toml.write(request["dataset_toml"])
         argv = [*request["argv"], "--dataset_config", toml.name]
+        prompts_text = request.get("sample_prompts")
+        if prompts_text is not None:
+            where = argv.index("--sample_prompts") + 1
+            suffix = os.path.splitext(argv[where])[1]
+            with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False, encoding="utf-8") as prompts_file:
+                prompts_file.write(prompts_text)
+            argv[where] = prompts_file.name
         parser = flux_train_network.setup_parser()
         err = io.StringIO()
         try:
@@ -91,7 +104,16 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
         stage = "optimizer"
         _, _, optimizer = train_util.get_optimizer(args, trainable_params=[torch.nn.Parameter(torch.zeros(1))])
         train_util.get_scheduler_fix(args, optimizer, 1)
-        return {"ok": True, "stage": "done", "warnings": collect.messages}
+        samples = None
+        if args.sample_prompts is not None:
+            stage = "sample_prompts"
+            samples = {
+                "prompts": train_util.load_prompts(args.sample_prompts),
+                "every_n_steps": args.sample_every_n_steps,
+                "every_n_epochs": args.sample_every_n_epochs,
+                "at_first": args.sample_at_first,
+            }
+        return {"ok": True, "stage": "done", "warnings": collect.messages, "samples": samples}
     except BaseException as exc:  # the engine's own failure is the answer, whatever it is
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return {"ok": False, "stage": stage, "error": last, "warnings": collect.messages}
@@ -99,6 +121,8 @@ def check(request: dict[str, Any]) -> dict[str, Any]:
         logging.getLogger().removeHandler(collect)
         with contextlib.suppress(NameError, OSError):
             os.unlink(toml.name)
+        with contextlib.suppress(NameError, OSError):
+            os.unlink(prompts_file.name)
 
 
 def main() -> int:

@@ -6,7 +6,8 @@ environment with trainer-image/engine-requirements.txt (the same file the traine
 installs), cached under ``~/.cache/fluxlora/engine-<commit>-<key>`` where the key hashes the
 commit, the requirements and the Python version. The source comes from
 ``../shared/engines/sd-scripts-<commit>.tar.gz`` when that archive is here (checked against its
-SHA256SUMS), otherwise from a shallow git fetch of the commit, as a user's machine would do.
+SHA256SUMS; FLUXLORA_ENGINE_ARCHIVES names another directory), otherwise from a shallow git fetch
+of the commit, as a user's machine would do.
 
 The engine names its own commit in every LoRA's metadata by running ``git rev-parse HEAD`` in its
 tree; an archive has no ``.git``, so a minimal one whose HEAD is the pinned commit is written.
@@ -34,7 +35,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "trainer-image" / "engine-requirements.txt"
-ENGINE_ARCHIVES = ROOT.parent / "shared" / "engines"
+# Where an archive of the engine may be (these machines reach no git host): $FLUXLORA_ENGINE_ARCHIVES,
+# then `shared/engines` beside this checkout or above it, then the workplace's own.
+ARCHIVE_DIRS = [
+    *([Path(os.environ["FLUXLORA_ENGINE_ARCHIVES"])] if os.environ.get("FLUXLORA_ENGINE_ARCHIVES") else []),
+    *(parent / "shared" / "engines" for parent in ROOT.parents),
+    Path("/work/shared/engines"),
+]
 ENGINE_REPO = "https://github.com/kohya-ss/sd-scripts.git"
 ENGINE_SCRIPT = "flux_train_network.py"
 HEARTBEAT_SECONDS = 20.0
@@ -147,8 +154,11 @@ def build(directory: Path, commit: str) -> None:
     source = directory / "sd-scripts"
     if not (source / ENGINE_SCRIPT).is_file():
         shutil.rmtree(source, ignore_errors=True)
-        archive = ENGINE_ARCHIVES / f"sd-scripts-{commit}.tar.gz"
-        if archive.is_file():
+        archive = next(
+            (d / f"sd-scripts-{commit}.tar.gz" for d in ARCHIVE_DIRS if (d / f"sd-scripts-{commit}.tar.gz").is_file()),
+            None,
+        )
+        if archive is not None:
             say(f"engine source from {archive}")
             source_from_archive(archive, commit, source)
         else:

@@ -9,6 +9,11 @@
 * ``CPU_TRAINING``: the spec.training overrides that make a built-in profile run on a CPU. The
   profiles are for GPUs: fp8 base weights and AdamW8bit need CUDA, and a 512-token T5 context
   costs 11 s a step on 2 cores where 16 tokens cost about 2.
+* ``CPU_SAMPLES``: the spec.samples overrides that make sample images affordable on a CPU (64 px,
+  2 sampler steps). The engine encodes every sample prompt (and an empty negative prompt) with
+  T5 at start-up, which reads the tiny FLUX's sparse T5 file in full: about 10 GB of zero pages,
+  file-backed page cache that the kernel can take back (the engine's anonymous memory stays
+  about 1 GB), and seconds per prompt (benchmarks/engine_sampling.py prints the numbers).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ CPU_TRAINING: dict[str, Any] = {
     "persistentDataLoaderWorkers": False,
     "t5xxlMaxTokenLength": T5_TOKENS,
 }
+
+CPU_SAMPLES: dict[str, Any] = {"width": 64, "height": 64, "samplerSteps": 2}
 
 
 @dataclass(frozen=True)
@@ -141,9 +148,10 @@ class Probe:
             env={**os.environ, **engine.env()},
         )
 
-    def check(self, argv: list[str], dataset_toml: str) -> dict[str, Any]:
+    def check(self, argv: list[str], dataset_toml: str, sample_prompts: str | None = None) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"argv": argv, "dataset_toml": dataset_toml}) + "\n")
+        request = {"argv": argv, "dataset_toml": dataset_toml, "sample_prompts": sample_prompts}
+        self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         assert line, f"the engine probe died (exit {self.proc.poll()}); see its log"
@@ -164,7 +172,14 @@ class LocalPod:
     run_json: dict[str, Any]
 
     @classmethod
-    def create(cls, root: Path, run_json: Mapping[str, Any], tiny: TinyFlux, dataset_toml: str) -> LocalPod:
+    def create(
+        cls,
+        root: Path,
+        run_json: Mapping[str, Any],
+        tiny: TinyFlux,
+        dataset_toml: str,
+        sample_prompts: str | None = None,
+    ) -> LocalPod:
         (root / "run").mkdir(parents=True, exist_ok=True)
         (root / "output").mkdir(exist_ok=True)
         models = root / "models"
@@ -176,6 +191,8 @@ class LocalPod:
         text = IN_POD_ROOT.sub(f"{root}/", json.dumps(run_json))
         (root / "run" / "run.json").write_text(text, encoding="utf-8")
         (root / "run" / "dataset.toml").write_text(IN_POD_ROOT.sub(f"{root}/", dataset_toml), encoding="utf-8")
+        if sample_prompts is not None:  # the ConfigMap's key, as the pod mounts it
+            (root / "run" / "sample_prompts.json").write_text(sample_prompts, encoding="utf-8")
         return cls(root, json.loads(text))
 
     @property

@@ -72,6 +72,17 @@ ENGINE_RULES = {
     "min-bucket-above-max": "min_bucket_reso must be equal or less than resolution",
 }
 
+# A prompt the engine's .txt format would misread (" --w", " --s" are options there), and quotes.
+SAMPLES_CUSTOM = {
+    "prompts": ["[trigger] --w 9 --s 1000 \"quoted\" 'single'", "a watercolour of [trigger], ünïcødé"],
+    "everyNSteps": 25,
+    "atStart": False,
+    "width": 768,
+    "height": 512,
+    "samplerSteps": 28,
+    "guidanceScale": 4.5,
+    "seed": 1234,
+}
 OPTIMIZERS = ["AdamW", "AdamW8bit", "PagedAdamW8bit", "Lion", "Lion8bit", "Adafactor", "Prodigy", "SGDNesterov"]
 SCHEDULERS = ["constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"]
 
@@ -86,15 +97,16 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def engine_request(run: RenderedRun, images: Path, tiny: TinyFlux) -> tuple[list[str], str]:
-    """The run's engine flags and dataset TOML, with the pod's paths pointed at local files."""
+def engine_request(run: RenderedRun, images: Path, tiny: TinyFlux) -> tuple[list[str], str, str | None]:
+    """The run's engine flags, dataset TOML and sample prompt file, with the pod's paths pointed at
+    local files."""
     argv = run.argv[argv_tools.script_index(run.argv) + 1 :]
     for flag, name in zip(("--pretrained_model_name_or_path", "--clip_l", "--t5xxl", "--ae"), tiny.files, strict=True):
         argv = argv_tools.set_flag(argv, flag, str(tiny.directory / name))
     argv = argv_tools.set_flag(argv, "--tokenizer_cache_dir", str(tiny.tokenizers))
     toml = run.dataset_toml.replace(json.dumps(run.config.layout().dataset_snapshot), json.dumps(str(images)))
     assert str(images) in toml
-    return argv, toml
+    return argv, toml, run.sample_prompts_file
 
 
 def render_anyway(evaluation: Evaluation) -> RenderedRun:
@@ -127,6 +139,8 @@ def valid_documents() -> dict[str, dict[str, Any]]:
             training={"optimizer": "Adafactor", "optimizerArgs": ["relative_step=False", "scale_parameter=False"]}
         ),
         "adafactor": minimal_run(training={"optimizer": "Adafactor", "lrWarmupSteps": 0}),
+        "samples-off": minimal_run(samples={"prompts": []}),
+        "samples-custom": minimal_run(samples=SAMPLES_CUSTOM),
     }
     for optimizer in OPTIMIZERS:
         documents[f"optimizer-{optimizer}"] = minimal_run(training={"optimizer": optimizer, "lrWarmupSteps": 0})
@@ -137,6 +151,35 @@ def valid_documents() -> dict[str, dict[str, Any]]:
 
 
 VALID = valid_documents()
+
+# ----------------------------------------------------------------------------- sample images
+
+
+@pytest.mark.parametrize("name", ["example-fast", "example-final", "samples-custom"])
+def test_the_engine_reads_our_sample_prompts_as_written(
+    name: str, probe: Probe, tiny_flux: TinyFlux, images: Path
+) -> None:
+    evaluation = evaluated(VALID[name])
+    run = render_anyway(evaluation)
+    reply = probe.check(*engine_request(run, images, tiny_flux))
+    assert reply["ok"], reply
+    engine_got = reply["samples"]
+    settings = run.config.engine
+    assert engine_got["every_n_steps"] == settings.sample_every_n_steps and engine_got["every_n_epochs"] is None
+    assert engine_got["at_first"] is settings.sample_at_first
+    # load_prompts' dicts, with the keys flux_train_utils.sample_image_inference reads
+    assert engine_got["prompts"] == [
+        {
+            "prompt": text,
+            "width": settings.sample_width,
+            "height": settings.sample_height,
+            "seed": settings.sample_seed,
+            "sample_steps": settings.sample_steps,
+            "guidance_scale": settings.sample_guidance_scale,
+            "enum": i,
+        }
+        for i, text in enumerate(run.run_json()["samples"]["prompts"])
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(VALID))

@@ -154,7 +154,9 @@ def test_the_stand_in_behaves_like_the_engine_on_the_same_run(
             "total": {p["totalSteps"] for p in progress},
             "checkpoints": sorted(p.name for p in attempt_pod.glob("*.safetensors")),
             "states": [s.path.name for s in find_states(attempt_pod, "cosine") if s.complete],
-            "resume_steps": [r["step"] for r in sink.of("resume")],
+            # the same step twice is the step-N state and then the final state (both at N): whether
+            # one scan or two see them depends on timing, not on the engine
+            "resume_steps": sorted({r["step"] for r in sink.of("resume")}),
             "checkpoint_steps": sorted({p["latestCheckpointStep"] for p in progress if p["latestCheckpointStep"]}),
             "final_state": engine_facts.final_state_name("cosine") in outcome.latest_state,
         }

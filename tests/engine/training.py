@@ -34,9 +34,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_run_document(
-    name: str, *, scheduler: str, accumulation: int, steps: int = 4, save_every: int = 2, warmup: int = 1
+    name: str,
+    *,
+    scheduler: str,
+    accumulation: int,
+    steps: int = 4,
+    save_every: int = 2,
+    warmup: int = 1,
+    samples: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The fast example, made to train the tiny FLUX on a CPU in a few steps."""
+    """The fast example, made to train the tiny FLUX on a CPU in a few steps. No sample images
+    unless `samples` (spec.samples) says so: sampling on a CPU costs a T5 pass per prompt."""
     document: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "run-fast.yaml").read_text())
     document["metadata"]["name"] = name
     document["spec"]["network"] = {"dim": 4}
@@ -49,6 +57,7 @@ def tiny_run_document(
         "lrWarmupSteps": warmup,
         "gradientAccumulationSteps": accumulation,
     }
+    document["spec"]["samples"] = samples if samples is not None else {"prompts": []}
     return document
 
 
@@ -137,7 +146,7 @@ def lr_by_global_step(engine: Engine, logging_dir: Path, starts: list[int]) -> d
 def new_pod(root: Path, engine: Engine, tiny: TinyFlux, document: dict[str, Any], images: int = 2) -> LocalPod:
     """A pod for `document` with a dataset of small images and the text-encoder caches in place."""
     rendered = render_document(document)
-    pod = LocalPod.create(root, rendered.run_json(), tiny, rendered.dataset_toml)
+    pod = LocalPod.create(root, rendered.run_json(), tiny, rendered.dataset_toml, rendered.sample_prompts_file)
     write_dataset(pod.dataset_source, images)
     write_te_caches(engine, pod.dataset_source, out=pod.snapshot)
     return pod

@@ -11,6 +11,12 @@ runtime can see it, quirks included (see trainer-image/fluxlora_trainer/resume.p
 * files: `<name>-step%08d.safetensors`, `<name>-step%08d-state/` with train_state.json written
   FIRST, then model.safetensors, optimizer.bin, scheduler.bin, random_states_0.pkl; final
   `<name>-state/` and `<name>.safetensors`.
+* samples (flux_train_utils.sample_images): with `--sample_prompts FILE.json`, one PNG per prompt
+  in `<output_dir>/sample/<name>_<step:06d>_<prompt:02d>_<YYYYmmddHHMMSS>_<seed>.png` after every
+  `--sample_every_n_steps` engine step (before that step's checkpoint), and `<name>_e000000_...`
+  before the first step with `--sample_at_first`; the file is written in place (a reader can see
+  it half-written). The pixels are seeded noise of the prompt's width x height: the worst case
+  for anything that compresses them.
 * resume: `--resume DIR` must be a complete state (else exit 1); `--initial_step` beats the
   stored step; without `--skip_until_initial_step` only epochs are skipped and global_step
   restarts at 0; with it global_step starts at the within-epoch remainder; the loop ends when
@@ -32,6 +38,10 @@ Environment:
   FAKE_ENGINE_STEPS_PER_EPOCH  override the steps per epoch
   FAKE_ENGINE_MIX_RATES      "1" (default): alternate s/it and it/s display
   FAKE_ENGINE_RECORD         append JSON lines describing the run to this file
+  FAKE_ENGINE_SAMPLE_SECONDS  pause in the middle of writing each sample image (default 0)
+  FAKE_ENGINE_SAMPLE_PICTURES  a JSON file {"<step>": PNG path, "<step>:<prompt>": PNG path}: the
+                             sample image of that engine step (and prompt) is that picture instead of
+                             noise (stands in for what a trained LoRA renders: faces, for likeness)
 """
 
 from __future__ import annotations
@@ -41,10 +51,12 @@ import io
 import json
 import math
 import os
+import random
 import struct
 import sys
 import time
 import zipfile
+import zlib
 
 try:
     import tomllib
@@ -86,6 +98,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip_until_initial_step", action="store_true")
     p.add_argument("--dataset_config", default=None)
     p.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    p.add_argument("--sample_prompts", default=None)
+    p.add_argument("--sample_every_n_steps", type=int, default=None)
+    p.add_argument("--sample_at_first", action="store_true")
     args, unknown = p.parse_known_args(argv)
     args.unknown = unknown
     return args
@@ -173,6 +188,59 @@ def state_file_bytes(name: str, epoch: int, global_step: int) -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:  # torch.save writes a zip archive
         archive.writestr("archive/data.pkl", f"{name} at engine step {global_step}\n")
     return buffer.getvalue()
+
+
+def lora_bytes(text: str) -> bytes:
+    """A LoRA file as the engine writes it (safetensors), its metadata saying which one it is."""
+    header = json.dumps(
+        {"__metadata__": {"fluxlora_fake": text}, "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}
+    ).encode()
+    return struct.pack("<Q", len(header)) + header + b"\0\0\0\0"
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def noise_png(width: int, height: int, seed: int) -> bytes:
+    rng = random.Random(seed)
+    rows = b"".join(b"\0" + rng.randbytes(width * 3) for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + _png_chunk(b"IDAT", zlib.compress(rows, 1))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def sample_images(args: argparse.Namespace, label: str, global_step: int) -> None:
+    """One PNG per prompt, named as the engine names them; label is `%06d` of the step or `e000000`."""
+    with open(args.sample_prompts, encoding="utf-8") as f:
+        prompts = json.load(f)
+    directory = os.path.join(args.output_dir, "sample")
+    os.makedirs(directory, exist_ok=True)
+    pause = env_float("FAKE_ENGINE_SAMPLE_SECONDS", 0.0)
+    pictures: dict[str, str] = {}
+    if os.environ.get("FAKE_ENGINE_SAMPLE_PICTURES"):
+        with open(os.environ["FAKE_ENGINE_SAMPLE_PICTURES"], encoding="utf-8") as f:
+            pictures = json.load(f)
+    for i, prompt in enumerate(prompts):
+        seed = prompt.get("seed")
+        stamp = time.strftime("%Y%m%d%H%M%S", time.localtime())
+        name = f"{args.output_name}_{label}_{i:02d}_{stamp}{'' if seed is None else f'_{seed}'}.png"
+        picture = pictures.get(f"{global_step}:{i}") or pictures.get(str(global_step))
+        if picture:
+            with open(picture, "rb") as f:
+                data = f.read()
+        else:
+            data = noise_png(int(prompt.get("width", 512)), int(prompt.get("height", 512)), global_step * 100 + i)
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            if pause:
+                time.sleep(pause)
+            f.write(data[len(data) // 2 :])
+    record({"event": "samples", "label": label, "prompts": len(prompts)})
 
 
 def save_state(state_dir: str, epoch: int, global_step: int) -> None:
@@ -273,6 +341,8 @@ def main(argv: list[str]) -> int:
     )
     os.makedirs(args.output_dir, exist_ok=True)
     name = args.output_name
+    if args.sample_prompts and args.sample_at_first:
+        sample_images(args, "e000000", 0)
     loss_sum, loss_n = 0.0, 0
     epoch = epoch_to_start
     for epoch in range(epoch_to_start, num_epochs):
@@ -291,10 +361,13 @@ def main(argv: list[str]) -> int:
                     sys.stderr.flush()
                     record({"event": "died", "bar_n": bar.n, "engine_global": global_step})
                     return 1
+                every = args.sample_every_n_steps
+                if args.sample_prompts and every and global_step % every == 0:
+                    sample_images(args, f"{global_step:06d}", global_step)
                 if args.save_every_n_steps and global_step % args.save_every_n_steps == 0:
                     ckpt = os.path.join(args.output_dir, f"{name}-step{global_step:08d}.safetensors")
                     print(f"\nsaving checkpoint: {ckpt}", flush=True)
-                    write_file(ckpt, f"lora at engine step {global_step}\n".encode())
+                    write_file(ckpt, lora_bytes(f"lora at engine step {global_step}"))
                     if args.save_state:
                         save_state(
                             os.path.join(args.output_dir, f"{name}-step{global_step:08d}-state"), epoch + 1, global_step
@@ -310,7 +383,7 @@ def main(argv: list[str]) -> int:
         save_state(os.path.join(args.output_dir, f"{name}-state"), epoch + 1, global_step)
     final = os.path.join(args.output_dir, f"{name}.safetensors")
     print(f"\nsaving checkpoint: {final}", flush=True)
-    write_file(final, f"final lora at engine step {global_step}\n".encode())
+    write_file(final, lora_bytes(f"final lora at engine step {global_step}"))
     print("model saved.", flush=True)
     record({"event": "end", "steps_trained": bar.n, "engine_global_end": global_step})
     return 0

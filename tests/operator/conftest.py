@@ -8,26 +8,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_helpers import CRD_FILE, Operator, Runs
+from operator_helpers import CRD_DIR, CRD_NAMES, Operator, Runs
 
 
 @pytest.fixture(scope="session")
 def crd(cluster: Any) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.wait_for(
-        "FluxLoraRun CRD established",
-        lambda: (
-            cluster.kubectl(
-                "get",
-                "crd",
-                "fluxloraruns.fluxlora.dev",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
-            ).stdout
-            == "True"
-        ),
-        timeout=30,
-    )
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+    for name in CRD_NAMES:
+        cluster.wait_for(
+            f"{name} established",
+            lambda name=name: (
+                cluster.kubectl(
+                    "get", "crd", name, "-o", "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+                ).stdout
+                == "True"
+            ),
+            timeout=30,
+        )
 
 
 @pytest.fixture

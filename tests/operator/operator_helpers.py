@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_FILE = ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml"
+CRD_DIR = ROOT / "crds"  # FluxLoraRun and FluxLoraSampleSet
+CRD_NAMES = ("fluxloraruns.fluxlora.dev", "fluxlorasamplesets.fluxlora.dev")
 POLICY_FILE = Path(__file__).with_name("policy.yaml")
 TRAINER_IMAGE = "registry.example/fluxlora-trainer:test"
 FAKE = "fluxlora.dev/fake-"

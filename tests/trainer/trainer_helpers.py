@@ -22,17 +22,43 @@ COMMIT = "48d368fa557731ad0488c07304dfeba8c07910eb"
 
 @dataclass
 class RecordingSink:
-    """A StatusSink that keeps every patch (and can be told to fail)."""
+    """A stand-in for the trainer's API client (report.RunApi): keeps every status patch and the
+    run's sample set as the API server would (merge patches), and can be told to fail."""
 
     patches: list[dict[str, Any]] = field(default_factory=list)
     fail: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    status: dict[str, Any] = field(default_factory=dict)  # what get_status answers
+    sample_set: dict[str, Any] | None = None  # the object (None: the operator has not created it)
+    sample_patches: list[dict[str, Any]] = field(default_factory=list)
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         if self.fail:
             raise ConnectionError("API server unreachable (test)")
         with self.lock:
-            self.patches.append(json.loads(json.dumps(patch)))
+            recorded = json.loads(json.dumps(patch, allow_nan=False))
+            self.patches.append(recorded)
+            self.status.update(recorded["status"])
+
+    def get_status(self, namespace: str, name: str) -> dict[str, Any]:
+        if self.fail:
+            raise ConnectionError("API server unreachable (test)")
+        return json.loads(json.dumps(self.status))
+
+    def get_sample_set(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.fail:
+            raise ConnectionError("API server unreachable (test)")
+        return json.loads(json.dumps(self.sample_set)) if self.sample_set is not None else None
+
+    def patch_sample_set(self, namespace: str, name: str, fields: dict[str, Any]) -> None:
+        if self.fail:
+            raise ConnectionError("API server unreachable (test)")
+        if self.sample_set is None:
+            raise LookupError(f"fluxlorasamplesets {name!r} not found")
+        with self.lock:
+            recorded = json.loads(json.dumps(fields, allow_nan=False))
+            self.sample_patches.append(recorded)
+            self.sample_set.update(recorded)
 
     def of(self, key: str) -> list[dict[str, Any]]:
         return [p["status"][key] for p in self.patches if key in p["status"]]
@@ -68,6 +94,11 @@ def build_run(
     trigger: str | None = None,
     captions: bool = True,
     extra_args: list[str] | None = None,
+    sample_prompts: list[str] | None = None,
+    sample_every: int | None = None,
+    sample_at_first: bool = False,
+    sample_size: int = 64,
+    evaluation: dict[str, Any] | None = None,
 ) -> RunFixture:
     claim = root / "claim"
     out_dir = claim / "runs" / "demo"
@@ -87,6 +118,16 @@ def build_run(
         + (f'  class_tokens = "{trigger}"\n' if trigger else "")
     )
     (root / "run" / "dataset.toml").write_text(dataset_toml, encoding="utf-8")
+    sample_flags: list[str] = []
+    samples = None
+    if sample_prompts:
+        prompt_file = root / "run" / "sample_prompts.json"
+        entries = [{"prompt": p, "width": sample_size, "height": sample_size, "seed": 42} for p in sample_prompts]
+        prompt_file.write_text(json.dumps(entries), encoding="utf-8")
+        sample_flags = ["--sample_prompts", str(prompt_file)]
+        sample_flags += ["--sample_every_n_steps", str(sample_every)] if sample_every else []
+        sample_flags += ["--sample_at_first"] if sample_at_first else []
+        samples = {"promptFile": str(prompt_file), "prompts": list(sample_prompts), "everyNSteps": sample_every}
     argv = [
         "accelerate",
         "launch",
@@ -120,6 +161,7 @@ def build_run(
         "--save_every_n_steps",
         str(save_every),
         "--save_state",
+        *sample_flags,
         *(extra_args or []),
     ]
     data = {
@@ -135,6 +177,8 @@ def build_run(
         "triggerWord": trigger,
         "captionExtension": ".txt",
         "layout": layout,
+        "samples": samples,
+        "evaluation": evaluation,
     }
     write_images(root / "datasets" / "faces", images, captions=captions)
     fx = RunFixture(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from fluxlora import cli, document
@@ -61,3 +65,18 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(monkeypatch: pytest.M
     result = CliRunner().invoke(cli.main, ["validate", str(EXAMPLES / "run-fast.yaml")])
     assert result.exit_code == 2
     assert result.output == "fluxlora: internal error: RuntimeError: something broke\n"
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind"), [([], []), ("v1", 3), (None, {"a": 1}), ("fluxlora.dev/v1alpha1", ["FluxLoraRun"])]
+)
+def test_a_malformed_kind_or_api_version_is_named_not_skipped(tmp_path: Path, api_version: Any, kind: Any) -> None:
+    # Found by the fuzz test: a list where a string belongs made the document look like "something else".
+    run = yaml.safe_load((EXAMPLES / "run-fast.yaml").read_text())
+    run["apiVersion"], run["kind"] = api_version, kind
+    path = tmp_path / "run.yaml"
+    path.write_text(json.dumps(run))
+    result = CliRunner().invoke(cli.main, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}: error: kind (" in result.output
+    assert "no FluxLoraRun document" not in result.output

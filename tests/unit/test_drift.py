@@ -134,15 +134,22 @@ def _different_value(key: str, current: Any) -> Any:
     if kind is bool:
         return not current
     if kind is int:
-        return {"bucket_reso_steps": 128, "resolution": 768, "min_bucket_reso": 320, "max_bucket_reso": 2048}.get(
-            key, (current or 0) + 1
-        )
+        return {
+            "bucket_reso_steps": 128,
+            "resolution": 768,
+            "min_bucket_reso": 320,
+            "max_bucket_reso": 2048,
+            "sample_width": 768,
+            "sample_height": 768,
+        }.get(key, (current or 0) + 1)
     if kind is float:
         return round((current or 0.0) / 2 + 0.01, 4)
     if kind is str:
         return ".caption" if key == "caption_extension" else "sks dog"
     if get_origin(kind) is list:
-        return ["weight_decay=0.01"]
+        return {"sample_prompts": ["a watercolour of [trigger]"], "likeness_prompts": [0]}.get(
+            key, ["weight_decay=0.01"]
+        )
     raise AssertionError(f"no alternative value for {key}: {annotation}")
 
 

@@ -31,7 +31,7 @@ def test_every_child_is_owned_by_the_run() -> None:
         assert child["metadata"]["labels"][manifests.RUN_LABEL] == "run-1"
 
 
-def test_trainer_role_only_patches_its_own_run_status() -> None:
+def test_trainer_role_only_patches_its_own_run_status_and_sample_set() -> None:
     role = rendered(minimal_run()).children()[1]
     assert role["rules"] == [
         {
@@ -39,8 +39,21 @@ def test_trainer_role_only_patches_its_own_run_status() -> None:
             "resources": ["fluxloraruns/status"],
             "resourceNames": ["run-1"],
             "verbs": ["get", "patch"],
-        }
+        },
+        {
+            "apiGroups": ["fluxlora.dev"],
+            "resources": ["fluxlorasamplesets"],
+            "resourceNames": ["run-1"],
+            "verbs": ["get", "patch"],
+        },
     ]
+
+
+def test_the_sample_set_is_created_empty_with_the_prompts_the_engine_gets() -> None:
+    sample_set = rendered(minimal_run(samples={"prompts": ["[trigger] on a bike"]})).sample_set()
+    assert sample_set["kind"] == "FluxLoraSampleSet" and sample_set["metadata"]["name"] == "run-1"
+    assert sample_set["run"] == "run-1"
+    assert sample_set["prompts"] == ["ohwx woman on a bike"] and sample_set["samples"] == []
 
 
 def test_job_requests_gpus_and_owns_no_retries() -> None:
@@ -129,8 +142,9 @@ def test_spec_resume_from_seeds_the_first_attempt() -> None:
 def test_configmap_holds_the_rendered_run() -> None:
     run = rendered(minimal_run())
     configmap = run.configmap()
-    assert set(configmap["data"]) == {"run.json", "dataset.toml"}
+    assert set(configmap["data"]) == {"run.json", "dataset.toml", "sample_prompts.json"}
     assert configmap["data"]["dataset.toml"] == run.dataset_toml
+    assert configmap["data"]["sample_prompts.json"] == run.sample_prompts_file
     assert configmap["metadata"]["annotations"][manifests.CONFIG_HASH_ANNOTATION] == run.config_hash
 
 
@@ -176,3 +190,9 @@ def test_an_existing_child_is_ours_only_with_this_runs_controller_uid_and_conten
     tampered = copy.deepcopy(wanted)
     tampered["data"]["run.json"] = '{"argv": ["sh", "-c", "id"]}'
     assert manifests.ownership(tampered, wanted, run.ref).kind == "foreign"
+
+
+def test_a_run_without_sample_prompts_has_no_prompt_file() -> None:
+    run = rendered(minimal_run(samples={"prompts": []}))
+    assert set(run.configmap()["data"]) == {"run.json", "dataset.toml"}
+    assert run.sample_set()["prompts"] == []

@@ -28,7 +28,12 @@ UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 @pytest.mark.parametrize("example", ["run-fast", "run-final"])
 def test_examples_render_to_reviewed_golden_files(example: str) -> None:
     run = rendered(load_example(f"{example}.yaml"))
-    actual = {"argv": run.argv, "datasetConfig": run.dataset_toml, "configHash": run.config_hash}
+    actual = {
+        "argv": run.argv,
+        "datasetConfig": run.dataset_toml,
+        "samplePrompts": run.sample_prompts_file,
+        "configHash": run.config_hash,
+    }
     golden = GOLDEN / f"{example}.json"
     if UPDATE:
         golden.write_text(json.dumps(actual, indent=2) + "\n")
@@ -117,7 +122,8 @@ def test_cli_render_json_has_the_documented_keys() -> None:
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert set(out) == {"argv", "datasetConfig", "manifests", "effectiveConfig", "configHash", "warnings"}
-    assert [m["kind"] for m in out["manifests"]] == ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job"]
+    kinds = [m["kind"] for m in out["manifests"]]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "FluxLoraSampleSet", "Job"]
     assert {w["field"] for w in out["warnings"]} == {"spec.training.minSnrGamma", "spec.training.noiseOffset"}
     assert out["effectiveConfig"]["engine"]["network_alpha"] == 64
 
@@ -144,7 +150,12 @@ def test_cli_crd_matches_the_committed_file() -> None:
     result = _cli("crd")
     assert result.returncode == 0
     assert result.stdout == (ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml").read_text(), (
-        "crds/ drifted: run `fluxlora crd > crds/fluxlora.dev_fluxloraruns.yaml`"
+        "crds/ drifted: run `make crd`"
+    )
+    samplesets = _cli("crd", "--kind", "FluxLoraSampleSet")
+    assert samplesets.returncode == 0
+    assert samplesets.stdout == (ROOT / "crds" / "fluxlora.dev_fluxlorasamplesets.yaml").read_text(), (
+        "crds/ drifted: run `make crd`"
     )
 
 

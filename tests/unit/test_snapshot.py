@@ -162,6 +162,24 @@ SCENARIOS: dict[str, tuple[Obj, list[Obj], list[Obj]]] = {
         [full_pod(1, "Running", deleting=True)],
     ),
     "an earlier run's pod": ({}, [], [full_pod(7, "Running")]),
+    "a new best checkpoint": (
+        {
+            "phase": "Running",
+            "attempts": [attempt(1)],
+            "likeness": {
+                "state": "Scoring",
+                "best": {"step": 40, "checkpoint": "checkpoints/r-step00000040.safetensors", "likeness": 0.81},
+                "checkpoints": [{"step": 20, "likeness": 0.7}, {"step": 40, "likeness": 0.81}],
+            },
+        },
+        [full_job(1)],
+        [full_pod(1, "Running")],
+    ),
+    "likeness skipped": (
+        {"phase": "Running", "attempts": [attempt(1)], "likeness": {"state": "Skipped", "message": "no face"}},
+        [full_job(1)],
+        [full_pod(1, "Running")],
+    ),
 }
 
 

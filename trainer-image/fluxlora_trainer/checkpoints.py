@@ -51,6 +51,11 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
+def lora_problem(path: Path) -> str | None:
+    """Why a LoRA file (.safetensors) is not whole yet, or None when it is."""
+    return _safetensors_problem(path)
+
+
 def _zip_problem(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:

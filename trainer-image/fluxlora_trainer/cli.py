@@ -7,17 +7,26 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
+from fluxlora.settings import EngineSettings
+
 from . import termination
 from .dataset import DatasetError
+from .faces import FaceModelUnavailable
 from .gpu import Nvml
 from .prepare import prepare as do_prepare
-from .report import Reporter, StatusSink, connect
+from .report import Reporter, RunApi, connect
 from .runspec import DEFAULT_RUN_FILE, AttemptEnv, RunSpec, RunSpecError, attempt_env, load_run
 from .runtime import Runtime, RuntimeOptions
+from .scoring import report_text, score_folders
+
+EXIT_NO_REFERENCE_FACE = 3
+EXIT_SCORER_UNAVAILABLE = 4
+DEFAULT_THRESHOLD = float(EngineSettings.model_fields["likeness_threshold"].default)
 
 log = logging.getLogger("fluxlora_trainer")
 
@@ -81,7 +90,7 @@ def _load(run_file: str, tlog: str | None) -> tuple[RunSpec, AttemptEnv]:
 
 
 def _reporter(run: RunSpec, interval: float, **conn: Any) -> Reporter:
-    sink: StatusSink = connect(**conn)
+    sink: RunApi = connect(**conn)
     return Reporter(sink, run.run.namespace, run.run.name, min_interval=interval)
 
 
@@ -214,6 +223,43 @@ def run(
     log.info("%s", outcome.message)
     termination.write_termination(outcome.message, tlog)
     sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.option(
+    "--reference",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Images of the person (a dataset): those with exactly one face are the reference.",
+)
+@click.option(
+    "--samples",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Images to score (a checkpoint's samples).",
+)
+@click.option(
+    "--threshold",
+    default=DEFAULT_THRESHOLD,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Likeness under which a face is not the person.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def likeness(reference: Path, samples: Path, threshold: float, as_json: bool) -> None:
+    """Likeness of the faces in --samples to the faces in --reference: the scorer a run uses at each checkpoint.
+
+    Exit 0 with a score (or "no face" when no sample has one); 3 when no reference image has exactly
+    one face; 4 when the face scorer cannot run (dlib-bin or face-recognition-models missing).
+    """
+    try:
+        report = score_folders(reference, samples, threshold)
+    except FaceModelUnavailable as exc:
+        click.echo(f"fluxlora-trainer likeness: {exc}", err=True)
+        sys.exit(EXIT_SCORER_UNAVAILABLE)
+    click.echo(json.dumps(report, indent=1) if as_json else report_text(report), nl=as_json)
+    if report["reference"]["problem"]:
+        sys.exit(EXIT_NO_REFERENCE_FACE)
 
 
 if __name__ == "__main__":  # pragma: no cover

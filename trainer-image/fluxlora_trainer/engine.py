@@ -42,6 +42,11 @@ def step_checkpoint_name(output_name: str, step: int) -> str:
     return f"{output_name}-step{step:08d}.safetensors"
 
 
+def best_checkpoint_name(output_name: str) -> str:
+    """`<name>-best.safetensors`: the copy of the checkpoint with the best likeness (not an engine name)."""
+    return f"{output_name}-best.safetensors"
+
+
 def step_state_name(output_name: str, step: int) -> str:
     return f"{output_name}-step{step:08d}-state"
 

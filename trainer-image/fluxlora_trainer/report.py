@@ -1,10 +1,13 @@
-"""Report to the run's status subresource: a small API client and a rate-limited reporter.
+"""Report to the run's status subresource and its sample set: a small API client and a rate-limited reporter.
 
-Only one request is ever made: a JSON merge patch on
-`/apis/fluxlora.dev/v1alpha1/namespaces/NS/fluxloraruns/NAME/status` (the per-run
-ServiceAccount may get/patch its own run's status and nothing else). Only the keys
-`status.progress`, `status.resume` and `status.repro` are written; phase, conditions and
-attempts belong to the operator.
+Requests: a JSON merge patch on `/apis/fluxlora.dev/v1alpha1/namespaces/NS/fluxloraruns/NAME/status`,
+a GET of it (a resumed attempt continues the loss curve), and a GET and a merge patch of the
+run's FluxLoraSampleSet (same name). The per-run ServiceAccount may get/patch those two objects
+and nothing else. Only the keys `status.progress`, `status.resume`, `status.repro` and
+`status.likeness` are written; phase, conditions and attempts belong to the operator.
+
+Two small interfaces, `StatusSink` and `SampleSetSink`, are all the runtime uses, so the
+hand-written client below can give way to another Kubernetes client without touching it.
 
 A reporter failure never stops training: errors are logged and the patch is retried on a
 later tick.
@@ -27,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import yaml
 
@@ -38,15 +41,25 @@ VERSION = "v1alpha1"
 PLURAL = "fluxloraruns"
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MIN_INTERVAL_SECONDS = 10.0
+# The status keys the trainer writes (the operator's are fluxlora.status.OPERATOR_KEYS).
+TRAINER_KEYS = ("progress", "resume", "repro", "likeness")
 
 
 class ReportError(Exception):
     pass
 
 
+SAMPLESET_PLURAL = "fluxlorasamplesets"
+
+
 def status_path(namespace: str, name: str) -> str:
     q = urllib.parse.quote
     return f"/apis/{GROUP}/{VERSION}/namespaces/{q(namespace, safe='')}/{PLURAL}/{q(name, safe='')}/status"
+
+
+def sample_set_path(namespace: str, name: str) -> str:
+    q = urllib.parse.quote
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{q(namespace, safe='')}/{SAMPLESET_PLURAL}/{q(name, safe='')}"
 
 
 def rfc3339(ts: float) -> str:
@@ -127,6 +140,28 @@ class StatusSink(Protocol):
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
 
 
+@runtime_checkable
+class StatusSource(Protocol):
+    def get_status(self, namespace: str, name: str) -> dict[str, Any]:
+        """The run's current status ({} when it has none)."""
+        ...
+
+
+@runtime_checkable
+class SampleSetSink(Protocol):
+    """The run's FluxLoraSampleSet (created by the operator; the trainer only reads and patches it)."""
+
+    def get_sample_set(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def patch_sample_set(self, namespace: str, name: str, fields: dict[str, Any]) -> None:
+        """Merge-patch these top-level fields (lists are replaced whole)."""
+        ...
+
+
+class RunApi(StatusSink, StatusSource, SampleSetSink, Protocol):
+    """All the trainer asks of the API server, about its own run."""
+
+
 class StatusClient:
     """PATCHes the status subresource with application/merge-patch+json."""
 
@@ -145,13 +180,14 @@ class StatusClient:
                 )
             self._ctx = ctx
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        body = json.dumps(patch, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    def _request(self, method: str, path: str, what: str, body: Any = None) -> Any:
+        data = None
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
+            headers["Content-Type"] = "application/merge-patch+json"
         req = urllib.request.Request(  # noqa: S310 - the server URL is configuration, https or http
-            self.conn.server.rstrip("/") + status_path(namespace, name),
-            data=body,
-            method="PATCH",
-            headers={"Content-Type": "application/merge-patch+json", "Accept": "application/json"},
+            self.conn.server.rstrip("/") + path, data=data, method=method, headers=headers
         )
         try:
             token = self.conn.bearer()
@@ -161,12 +197,31 @@ class StatusClient:
             req.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout, context=self._ctx) as resp:  # noqa: S310
-                resp.read()
+                raw = resp.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read()[:300].decode("utf-8", "replace")
-            raise ReportError(f"PATCH status: HTTP {exc.code}: {detail}") from exc
+            raise ReportError(f"{method} {what}: HTTP {exc.code}: {detail}") from exc
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            raise ReportError(f"PATCH status: {exc}") from exc
+            raise ReportError(f"{method} {what}: {exc}") from exc
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError as exc:
+            raise ReportError(f"{method} {what}: not JSON: {exc}") from exc
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self._request("PATCH", status_path(namespace, name), "status", patch)
+
+    def get_status(self, namespace: str, name: str) -> dict[str, Any]:
+        run = self._request("GET", status_path(namespace, name), "status")
+        status = run.get("status") if isinstance(run, dict) else None
+        return status if isinstance(status, dict) else {}
+
+    def get_sample_set(self, namespace: str, name: str) -> dict[str, Any] | None:
+        body = self._request("GET", sample_set_path(namespace, name), "sample set")
+        return body if isinstance(body, dict) else None
+
+    def patch_sample_set(self, namespace: str, name: str, fields: dict[str, Any]) -> None:
+        self._request("PATCH", sample_set_path(namespace, name), "sample set", fields)
 
 
 class NullSink:
@@ -174,6 +229,15 @@ class NullSink:
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         log.debug("status patch (not sent): %s", patch)
+
+    def get_status(self, namespace: str, name: str) -> dict[str, Any]:
+        return {}
+
+    def get_sample_set(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
+
+    def patch_sample_set(self, namespace: str, name: str, fields: dict[str, Any]) -> None:
+        log.debug("sample set patch (not sent): %d samples", len(fields.get("samples") or []))
 
 
 def connect(
@@ -184,7 +248,7 @@ def connect(
     ca_file: str | None = None,
     insecure: bool = False,
     environ: Mapping[str, str] | None = None,
-) -> StatusSink:
+) -> RunApi:
     """Explicit server, else kubeconfig, else in-cluster, else a NullSink (logged)."""
     env = os.environ if environ is None else environ
     try:
@@ -243,8 +307,8 @@ class Reporter:
         self.last_error: str | None = None
 
     def update(self, key: str, value: dict[str, Any], *, force: bool = False) -> None:
-        """Stage `status.<key>` (progress / resume / repro)."""
-        if key not in ("progress", "resume", "repro"):
+        """Stage `status.<key>` (progress / resume / repro / likeness)."""
+        if key not in TRAINER_KEYS:
             raise ValueError(f"the trainer does not own status.{key}")
         with self._lock:
             if key == "progress":

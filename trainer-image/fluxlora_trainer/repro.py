@@ -3,7 +3,9 @@
 Files: command.txt (the exact engine command, shell-quoted for humans), effective_config.json,
 repro.json (image, engine commit, config hash, dataset hash, GPU facts, Python/torch/accelerate
 versions, start time), pip_freeze.txt, dataset_hash.txt. Later attempts add
-`attempt-<k>.json` and `command-attempt-<k>.txt` and never rewrite the first record.
+`attempt-<k>.json` and `command-attempt-<k>.txt` and never rewrite the first record, except for
+its "likeness" key: the checkpoint with the best likeness so far (fluxlora_trainer.checkpoint_scorer,
+which also writes likeness.json, every checkpoint's score, and likeness_reference.json).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,14 @@ def write_repro(
     _write(d / "dataset_hash.txt", dataset_hash + "\n")
     _write(d / "repro.json", json.dumps(record, indent=2, sort_keys=True) + "\n")  # last: marks completion
     return d
+
+
+def record_best(run: RunSpec, best: Mapping[str, Any], threshold: float, scores_file: str) -> None:
+    """Name the checkpoint with the best likeness in repro.json (key "likeness"; the rest is kept)."""
+    path = run.layout.repro_dir / "repro.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    record["likeness"] = {"best": dict(best), "threshold": threshold, "scores": scores_file}
+    _write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def recorded_dataset_hash(run: RunSpec) -> str | None:

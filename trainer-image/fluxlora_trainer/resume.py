@@ -136,6 +136,9 @@ def plan_attempt(
 
     # --network_weights would load weights only (fresh optimizer); --resume restores everything.
     argv = engine.remove_flag(argv, "--network_weights", takes_value=True)
+    # --sample_at_first means the run's start: the engine would sample again at every resume (its
+    # step 0), and the samples of a saved step were rendered before its state was saved.
+    argv = engine.remove_flag(argv, "--sample_at_first", takes_value=False)
     schedule = pinned_schedule(argv, max_train_steps)
     argv = engine.set_flag(argv, "--resume", resume_state)
     argv = engine.set_flag(argv, "--initial_step", "0")

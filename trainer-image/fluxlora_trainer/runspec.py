@@ -50,6 +50,21 @@ class Layout:
 
 
 @dataclass(frozen=True)
+class SampleFacts:
+    """The run's sample images (fluxlora.samples.run_facts): the prompts as the engine gets them."""
+
+    prompts: list[str]
+
+
+@dataclass(frozen=True)
+class EvaluationFacts:
+    """spec.evaluation as rendered (fluxlora.evaluation.run_facts): the prompts that count, the threshold."""
+
+    prompts: list[int]
+    threshold: float
+
+
+@dataclass(frozen=True)
 class RunSpec:
     run: RunRef
     profile: str
@@ -63,6 +78,8 @@ class RunSpec:
     trigger_word: str | None
     caption_extension: str
     layout: Layout
+    samples: SampleFacts | None = None
+    evaluation: EvaluationFacts | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -108,6 +125,28 @@ def parse_run(data: Any) -> RunSpec:
     def lp(key: str) -> Path:
         return Path(_req(layout, key, str, "layout."))
 
+    samples = data.get("samples")
+    sample_facts = None
+    if samples is not None:
+        if not isinstance(samples, dict):
+            raise RunSpecError("run.json: samples must be an object or null")
+        prompts = _req(samples, "prompts", list, "samples.")
+        if not all(isinstance(p, str) for p in prompts):
+            raise RunSpecError("run.json: samples.prompts must be a list of strings")
+        sample_facts = SampleFacts(prompts=list(prompts))
+    evaluation = data.get("evaluation")
+    evaluation_facts = None
+    if evaluation is not None:
+        if not isinstance(evaluation, dict):
+            raise RunSpecError("run.json: evaluation must be an object or null")
+        chosen = _req(evaluation, "prompts", list, "evaluation.")
+        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in chosen):
+            raise RunSpecError("run.json: evaluation.prompts must be a list of prompt indices")
+        threshold = _req(evaluation, "threshold", (int, float), "evaluation.")
+        if isinstance(threshold, bool) or not 0 < threshold < 1:
+            raise RunSpecError(f"run.json: evaluation.threshold must be in (0, 1), got {threshold!r}")
+        evaluation_facts = EvaluationFacts(prompts=list(chosen), threshold=float(threshold))
+
     return RunSpec(
         run=RunRef(
             name=_req(run, "name", str, "run."),
@@ -132,6 +171,8 @@ def parse_run(data: Any) -> RunSpec:
             dataset_source=lp("datasetSource"),
             dataset_snapshot=lp("datasetSnapshot"),
         ),
+        samples=sample_facts,
+        evaluation=evaluation_facts,
         raw=data,
     )
 

@@ -2,7 +2,8 @@
 
 Threads: one reader per engine stream (stdout, stderr) copies bytes through to the pod log and
 feeds a `StreamParser`; parsed events go through a queue to the main loop, which owns all the
-state, samples the GPU, scans for complete state directories and drives the `Reporter`.
+state, samples the GPU, scans for complete state directories and sample images, and drives the
+`Reporter` (status) and the `SamplePublisher` (the run's FluxLoraSampleSet).
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from fluxlora.losshistory import LossHistory
+
 from . import checkpoints, engine, repro, termination
+from .checkpoint_scorer import CheckpointScorer, Embedder
 from .gpu import GpuSample, Nvml
 from .progress import BarUpdate, CheckpointSaved, Event, StateSaving, StreamParser, engine_error, format_duration
-from .report import Reporter
+from .report import Reporter, SampleSetSink, StatusSource
 from .resume import AttemptPlan, plan_attempt
 from .runspec import AttemptEnv, RunSpec, RunSpecError
+from .samples import SamplePublisher, SampleWatcher
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,11 @@ class RuntimeOptions:
     passthrough_err: IO[bytes] | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     install_signal_handlers: bool = True
+    # After the engine exits: how long the likeness of the last checkpoints may still take; after
+    # a SIGTERM less (the pod's grace period is 60 s, the engine may have used grace_seconds of it).
+    likeness_wait_seconds: float = 300.0
+    likeness_wait_stopped_seconds: float = 10.0
+    embedder: Embedder | None = None  # the face scorer (default: a separate process, checkpoint_scorer)
 
 
 @dataclass
@@ -84,6 +94,8 @@ class Tracker:
     latest_state: Path | None = None
     latest_state_step: int | None = None
     gpu: GpuSample | None = None
+    history: LossHistory = field(default_factory=LossHistory)
+    latest_sample_step: int | None = None
 
     @property
     def step(self) -> int:
@@ -93,6 +105,8 @@ class Tracker:
         self.bar_n = max(self.bar_n, ev.n)
         if ev.loss is not None:
             self.loss = ev.loss
+            if self.bar_n > 0:  # before its first step the bar shows the loss of micro-batches of the next
+                self.history.add(self.step, ev.loss)
         if ev.seconds_per_step is not None:
             self.seconds_per_step = ev.seconds_per_step
             self.rate = ev.rate
@@ -134,6 +148,8 @@ class Tracker:
             "latestCheckpoint": layout_relative(self.latest_checkpoint) if self.latest_checkpoint else None,
             "latestCheckpointStep": self.latest_checkpoint_step,
             "gpu": self.gpu.to_status() if self.gpu else None,
+            "latestSampleStep": self.latest_sample_step,
+            "lossHistory": self.history.points() or None,
         }
 
 
@@ -221,6 +237,10 @@ class Runtime:
         self._proc: subprocess.Popen[bytes] | None = None
         self._term_sent_at: float | None = None
         self._killed = False
+        self._watcher: SampleWatcher | None = None
+        self._publisher: SamplePublisher | None = None
+        self._scorer: CheckpointScorer | None = None
+        self._earlier: dict[str, Any] | None = None
 
     # -- signals -----------------------------------------------------------------------------
     def request_stop(self, signum: int = int(signal.SIGTERM)) -> None:
@@ -251,6 +271,8 @@ class Runtime:
         if env.resume_checkpoint:
             tracker.latest_state = run.layout.absolute(env.resume_checkpoint)
             tracker.latest_state_step = plan.start_step
+        self._continue_history(tracker)
+        self._start_samples(tracker)
 
         if plan.nothing_to_do:
             self.reporter.update("progress", tracker.progress_status(rel), force=True)
@@ -268,6 +290,7 @@ class Runtime:
                 plan,
             )
 
+        self._start_scorer(tracker)
         argv = engine.replace_prefix(plan.argv, self.opts.engine_cmd)
         if self.opts.tokenizer_dir:
             argv = engine.set_flag(argv, "--tokenizer_cache_dir", self.opts.tokenizer_dir)
@@ -304,6 +327,92 @@ class Runtime:
         finally:
             for signum, old in old_handlers.items():
                 signal.signal(signum, old)
+
+    # -- the loss curve and the sample images ---------------------------------------------------
+    def _earlier_status(self, tracker: Tracker) -> dict[str, Any] | None:
+        """The run's status as earlier attempts left it (read once); None for a fresh start."""
+        source = self.reporter.sink
+        if (self.env.attempt <= 1 and tracker.plan.start_step == 0) or not isinstance(source, StatusSource):
+            return None
+        if self._earlier is None:
+            try:
+                self._earlier = source.get_status(self.run.run.namespace, self.run.run.name)
+            except Exception as exc:  # the curves restart; training does not care
+                log.warning("cannot read the run's status (the loss curve and likeness restart here): %s", exc)
+                self._earlier = {}
+        return self._earlier
+
+    def _continue_history(self, tracker: Tracker) -> None:
+        """A later attempt continues the run's loss curve up to the step it starts at."""
+        earlier = self._earlier_status(tracker)
+        if earlier is None:
+            return
+        points = (earlier.get("progress") or {}).get("lossHistory") or []
+        tracker.history = LossHistory.resumed(points, tracker.plan.start_step)
+
+    def _start_scorer(self, tracker: Tracker) -> None:
+        """Likeness of every checkpoint (spec.evaluation), scored beside the engine, never in its way."""
+        run = self.run
+        if run.evaluation is None or run.samples is None:
+            return
+        scorer = CheckpointScorer(
+            run,
+            prompts=run.evaluation.prompts,
+            threshold=run.evaluation.threshold,
+            embedder=self.opts.embedder,
+            dataset_hash=repro.recorded_dataset_hash(run),
+        )
+        earlier = self._earlier_status(tracker)
+        if earlier:
+            scorer.resume(earlier.get("likeness") or {}, tracker.plan.start_step)
+        scorer.start()
+        self._scorer = scorer
+
+    def _report_likeness(self) -> bool:
+        if self._scorer is None:
+            return False
+        status = self._scorer.status()
+        if status is None:
+            return False
+        self.reporter.update("likeness", status)
+        return True
+
+    def _start_samples(self, tracker: Tracker) -> None:
+        run, sink = self.run, self.reporter.sink
+        if run.samples is None:
+            return
+        self._watcher = SampleWatcher(
+            Path(tracker.plan.output_dir),
+            run.output_name,
+            attempt=self.env.attempt,
+            global_step=tracker.plan.global_step,
+            relative=run.layout.relative,
+        )
+        if not isinstance(sink, SampleSetSink):
+            log.warning("sample images are kept on the claim but not published (no sample set client)")
+            return
+        self._publisher = SamplePublisher(
+            sink, run.run.namespace, run.run.name, run.samples.prompts, min_interval=self.reporter.min_interval
+        )
+        if self.env.attempt > 1 or tracker.plan.start_step > 0:
+            self._publisher.resume(tracker.plan.start_step)
+            tracker.latest_sample_step = self._publisher.latest_step
+
+    def _scan_samples(self, tracker: Tracker, final: bool = False) -> bool:
+        """Take the engine's new sample images; True when there were any."""
+        if self._watcher is None:
+            return False
+        new = self._watcher.scan()
+        if self._scorer is not None and new:
+            self._scorer.add_samples(new)
+        if self._publisher is not None:
+            self._publisher.add(new)
+            if new:
+                tracker.latest_sample_step = self._publisher.latest_step
+            self._publisher.tick(force=final)
+        elif new:
+            tracker.latest_sample_step = max(s["step"] for s in new)
+        return bool(new)
 
     def _supervise(self, tracker: Tracker) -> Outcome:
         proc = self._proc
@@ -362,6 +471,8 @@ class Runtime:
             if force or now - last_book >= self.opts.tick_seconds or open_streams <= 0:
                 last_book = now
                 force = self._scan_states(tracker, known_states) or force
+                force = self._scan_samples(tracker) or force
+                force = self._report_likeness() or force
                 self.reporter.update("progress", tracker.progress_status(rel), force=force)
                 self.reporter.tick()
             if (
@@ -384,6 +495,7 @@ class Runtime:
         for t in readers:
             t.join(timeout=5)
         self._scan_states(tracker, known_states)
+        self._scan_samples(tracker, final=True)
         return self._finish(tracker, rc, list(tail))
 
     def _on_event(self, tracker: Tracker, ev: Event) -> bool:
@@ -399,6 +511,8 @@ class Runtime:
             # tqdm redraws at most every mininterval: a saved checkpoint proves its step was done.
             tracker.bar_n = max(tracker.bar_n, tracker.latest_checkpoint_step - tracker.plan.start_step)
             log.info("checkpoint at global step %d: %s", tracker.latest_checkpoint_step, path)
+            if self._scorer is not None:
+                self._scorer.checkpoint_saved(tracker.latest_checkpoint_step, path)
             return True
         if isinstance(ev, StateSaving):
             return False
@@ -477,6 +591,10 @@ class Runtime:
         else:
             code = termination.EXIT_ENGINE_FAILED
             msg = f"engine exited with code {rc} at step {step}/{total}: {why}; last complete state {state}"
+        if self._scorer is not None:
+            wait = self.opts.likeness_wait_stopped_seconds if terminated else self.opts.likeness_wait_seconds
+            self._scorer.finish(wait)
+            self._report_likeness()
         self.reporter.update("progress", tracker.progress_status(rel))
         self.reporter.flush()
         return Outcome(
@@ -494,6 +612,8 @@ class Runtime:
 
     def _fail(self, code: int, message: str, tracker: Tracker | None) -> Outcome:
         log.error("%s", message)
+        if self._scorer is not None:
+            self._scorer.stop()
         self.reporter.flush()
         step = tracker.step if tracker else self.env.resume_step
         return Outcome(

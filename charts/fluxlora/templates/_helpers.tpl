@@ -26,6 +26,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
      runs/status: the operator patches it; "get" only because it creates per-run
        Roles granting get/patch on it (RBAC: one may only grant what one holds);
      runs/finalizers: children carry blockOwnerDeletion (OwnerReferencesPermissionEnforcement);
+     samplesets: create (the run's thumbnails), get (is an existing one this run's?), and
+       patch only because per-run Roles grant it to the trainer on its own set;
      jobs: list/watch (the watch; a list when the status names a Job the watch has
        not shown), create, get (is an existing one this run's?), delete (suspend);
      pods: list/watch only;
@@ -42,6 +44,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["fluxlora.dev"]
   resources: ["fluxloraruns/finalizers"]
   verbs: ["update"]
+- apiGroups: ["fluxlora.dev"]
+  resources: ["fluxlorasamplesets"]
+  verbs: ["get", "create", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
@@ -57,4 +62,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- end -}}
+
+{{- define "fluxlora.dashboardLabels" -}}
+app.kubernetes.io/name: fluxlora
+app.kubernetes.io/component: dashboard
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "fluxlora.dashboardSelectorLabels" -}}
+app.kubernetes.io/name: fluxlora
+app.kubernetes.io/component: dashboard
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* The dashboard reads runs and their sample thumbnails; nothing else, and it writes nothing. */}}
+{{- define "fluxlora.dashboardRules" -}}
+- apiGroups: ["fluxlora.dev"]
+  resources: ["fluxloraruns", "fluxlorasamplesets"]
+  verbs: ["get", "list", "watch"]
 {{- end -}}

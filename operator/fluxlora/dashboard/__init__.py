@@ -1,0 +1,1 @@
+"""The read-only web dashboard: `fluxlora dashboard` (see app.py)."""
