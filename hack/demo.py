@@ -137,7 +137,18 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
         token = cluster.create_token(namespace, OPERATOR_SA)
         kubeconfig = token_kubeconfig(workdir / "operator.kubeconfig", cluster.server, str(cluster.ca_file), token)
         operator = subprocess.Popen(
-            [sys.executable, "-m", "fluxlora.cli", "operator", "--namespace", namespace, "--liveness", ""],
+            [
+                sys.executable,
+                "-m",
+                "fluxlora.cli",
+                "operator",
+                "--namespace",
+                namespace,
+                "--liveness",
+                "",
+                "--metrics-address",
+                "",
+            ],
             env={**os.environ, "KUBECONFIG": str(kubeconfig)},
             stdout=open(workdir / "operator.log", "wb"),  # noqa: SIM115 - lives as long as the process
             stderr=subprocess.STDOUT,

@@ -17,7 +17,7 @@ from typing import Any
 import click
 import yaml
 
-from fluxlora import api, document, sdscripts
+from fluxlora import api, document, logs, sdscripts
 from fluxlora import crd as crd_module
 from fluxlora.policy import Policy, PolicyError
 from fluxlora.profiles import ProfileError, ProfileSet
@@ -253,6 +253,19 @@ def profiles_command(profiles_dir: Path | None) -> None:
     show_default=True,
     help="Seconds between re-reads of unfinished runs (safety net for missed events); 0 disables.",
 )
+@click.option(
+    "--metrics-address",
+    default="0.0.0.0:9090",
+    show_default=True,
+    help="HOST:PORT to serve Prometheus /metrics on; empty to disable.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object a line, with namespace, run and attempt where a line is about one.",
+)
 @click.option("--verbose", is_flag=True, help="Debug logging.")
 def operator_command(
     namespaces: tuple[str, ...],
@@ -262,6 +275,8 @@ def operator_command(
     policy_file: Path | None,
     liveness: str,
     resync_interval: float,
+    metrics_address: str,
+    log_format: str,
     verbose: bool,
 ) -> None:
     """Run the operator (kopf): reconcile FluxLoraRuns into GPU Jobs. Kubeconfig or in-cluster login."""
@@ -272,9 +287,25 @@ def operator_command(
     from fluxlora import handlers
 
     handlers.configure(
-        _profiles(profiles_dir), trainer_image, list(namespaces) or None, resync_interval, _policy(policy_file)
+        _profiles(profiles_dir),
+        trainer_image,
+        list(namespaces) or None,
+        resync_interval,
+        _policy(policy_file),
+        log_format,
     )
     kopf.configure(verbose=verbose)
+    if log_format == "json":
+        logs.use_json()
+    if metrics_address:
+        from fluxlora import metrics
+
+        try:
+            metrics.serve(metrics_address)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(
+                f"cannot serve metrics on {metrics_address!r} (--metrics-address): {exc}"
+            ) from exc
     kopf.run(
         standalone=True,
         clusterwide=all_namespaces,

@@ -141,6 +141,15 @@ class Controller:
             self.kept[uid] = fingerprint
         self.queue.add(key, CHILD_EVENT_DELAY)
 
+    def runs_now(self) -> list[Obj]:
+        """The latest watched version of every run (for metrics)."""
+        out = []
+        for key in list(self.runs):
+            versions = list(self.runs[key])
+            if versions:
+                out.append(versions[-1])
+        return out
+
     # ------------------------------------------------------------------ the workers
 
     def observe(self, key: Key) -> Observed | None:

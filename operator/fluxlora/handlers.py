@@ -22,6 +22,8 @@ safety net (not a kopf timer: that would put a finalizer on every run).
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
+import dataclasses
 import datetime
 import json
 import logging
@@ -33,7 +35,7 @@ from urllib.parse import quote
 
 import kopf
 
-from fluxlora import api, manifests, snapshot
+from fluxlora import api, logs, manifests, metrics, snapshot
 from fluxlora import events as run_events
 from fluxlora import status as run_status
 from fluxlora.controller import Controller, Observed, Outcome
@@ -70,6 +72,7 @@ class OperatorConfig:
     namespaces: list[str] | None = None  # None: every namespace
     resync_interval: float = RESYNC_INTERVAL
     policy: Policy = field(default_factory=Policy)
+    log_format: str = "text"  # the operator's and its trainers' (text or json)
 
 
 _config: OperatorConfig | None = None
@@ -82,9 +85,12 @@ def configure(
     namespaces: list[str] | None = None,
     resync_interval: float = RESYNC_INTERVAL,
     policy: Policy | None = None,
+    log_format: str = "text",
 ) -> None:
     global _config
-    _config = OperatorConfig(profiles, trainer_image, namespaces or None, resync_interval, policy or Policy())
+    _config = OperatorConfig(
+        profiles, trainer_image, namespaces or None, resync_interval, policy or Policy(), log_format
+    )
 
 
 def _settings() -> OperatorConfig:
@@ -331,7 +337,7 @@ def _ensure_all(k: Kube, objs: list[tuple[Obj, str | None]], ref: manifests.RunR
             failpoint(point)
         return created
 
-    futures = [_REQUESTS.submit(one, obj, point) for obj, point in objs]
+    futures = [_REQUESTS.submit(contextvars.copy_context().run, one, obj, point) for obj, point in objs]
     concurrent.futures.wait(futures)
     for future in futures:
         future.result()
@@ -367,18 +373,21 @@ def _create_attempt(k: Kube, rendered: RenderedRun, action: run_status.CreateAtt
             ref,
         )
         # The sample set needs nothing before it: it goes with the RoleBinding's round-trip.
-        sample_set = _REQUESTS.submit(_ensure_sample_set, k, rendered)
+        sample_set = _REQUESTS.submit(contextvars.copy_context().run, _ensure_sample_set, k, rendered)
         ensure(k, manifests.role_binding(ref, profile), ref)
         sample_set.result()
         failpoint("after-rbac")
     created = ensure(k, rendered.job(action.number, action.resume), ref)
-    log.info(
-        "attempt %d of %s/%s: Job %s",
-        action.number,
-        rendered.ref.namespace,
-        rendered.ref.name,
-        "created" if created else "already there",
-    )
+    if created and action.number == 1:
+        metrics.first_job_created(rendered.run.metadata.creation_timestamp, datetime.datetime.now(datetime.UTC))
+    with logs.about(attempt=action.number):
+        log.info(
+            "attempt %d of %s/%s: Job %s",
+            action.number,
+            rendered.ref.namespace,
+            rendered.ref.name,
+            "created" if created else "already there",
+        )
     failpoint("after-job", f"after-job-a{action.number}")
 
 
@@ -496,6 +505,8 @@ def reconcile_once(k: Kube, namespace: str, name: str, observed: Observed) -> Pa
     if (body.get("metadata") or {}).get("deletionTimestamp"):
         return Pass(True)
     facts, rendered = facts_of(body, cfg.profiles, cfg.trainer_image, cfg.policy)
+    if rendered is not None and cfg.log_format != rendered.log_format:
+        rendered = dataclasses.replace(rendered, log_format=cfg.log_format)
     current = body.get("status") or {}
     if rendered is None or facts.dry_run:
         jobs, pods = [], []
@@ -524,6 +535,8 @@ def reconcile_once(k: Kube, namespace: str, name: str, observed: Observed) -> Pa
                 return Pass(True)
             raise
         failpoint("after-status")
+        gpus = rendered.resources.gpus if rendered is not None else 0
+        metrics.status_written(namespace, gpus, current, patched.get("status") or {})
     event = run_events.coalesce(plan.events)
     if event is not None:  # off the pass's path: the worker takes the next run meanwhile
         _EVENTS.submit(_post_event, k, body, event)
@@ -533,7 +546,8 @@ def reconcile_once(k: Kube, namespace: str, name: str, observed: Observed) -> Pa
 def reconcile(namespace: str, name: str, observed: Observed) -> Outcome:
     """Reconcile until the status patch lands: first from the watches, then, after a conflict, from reads."""
     for _ in range(10):
-        result = reconcile_once(kube(), namespace, name, observed)
+        with metrics.RECONCILE_SECONDS.time(), logs.about(namespace=namespace, run=name):
+            result = reconcile_once(kube(), namespace, name, observed)
         if result.done:
             return Outcome(result.retry_in, result.settled, result.run)
         observed = Observed(None, [], [], observed.gone)
@@ -596,6 +610,7 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     indexes = kwargs["run_index"], kwargs["job_index"], kwargs["pod_index"]  # kopf.Index of each index below
     _controller = Controller(reconcile, *indexes, workers=PASS_WORKERS, is_live=is_live)
     _controller.start(cfg.resync_interval)
+    metrics.watch_runs(_controller.runs_now)
 
 
 @kopf.on.cleanup()

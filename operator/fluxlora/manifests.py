@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from fluxlora import api, layout
+from fluxlora import api, layout, logs
 
 Obj = dict[str, Any]
 
@@ -228,8 +228,8 @@ def _resources(spec: api.FluxLoraRunSpec, asked: TrainerResources) -> Obj:
     return {"requests": requests, "limits": limits}
 
 
-def _env(attempt: int, resume: ResumeFrom | None, image: str) -> list[Obj]:
-    return [
+def _env(attempt: int, resume: ResumeFrom | None, image: str, log_format: str) -> list[Obj]:
+    env = [
         {"name": ENV_ATTEMPT, "value": str(attempt)},
         {"name": ENV_RESUME_CHECKPOINT, "value": resume.checkpoint if resume else ""},
         {"name": ENV_RESUME_STEP, "value": str(resume.step) if resume else "0"},
@@ -237,6 +237,9 @@ def _env(attempt: int, resume: ResumeFrom | None, image: str) -> list[Obj]:
         {"name": "HOME", "value": layout.TMP_MOUNT},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
+    if log_format != "text":
+        env.append({"name": logs.LOG_FORMAT_ENV, "value": log_format})
+    return env
 
 
 def _container(name: str, image: str, command: str, env: list[Obj], resources: Obj | None) -> Obj:
@@ -266,6 +269,7 @@ def job(
     resume: ResumeFrom | None = None,
     *,
     asked: TrainerResources,
+    log_format: str = "text",
 ) -> Obj:
     """The Job of one attempt: GPU request, claims, restricted security, no retries of its own."""
     labels = run_labels(run, profile) | {ATTEMPT_LABEL: str(attempt)}
@@ -274,7 +278,7 @@ def job(
         job_labels[KUEUE_QUEUE_LABEL] = spec.queue_name
     pod_labels = dict((spec.pod.labels if spec.pod else None) or {}) | labels
     pod_annotations = dict((spec.pod.annotations if spec.pod else None) or {}) | {CONFIG_HASH_ANNOTATION: config_hash}
-    env = _env(attempt, resume, image)
+    env = _env(attempt, resume, image, log_format)
     pod_spec: Obj = {
         "serviceAccountName": trainer_account_name(run),
         "automountServiceAccountToken": True,

@@ -28,6 +28,7 @@ class RenderedRun:
     warnings: list[Finding]
     image: str
     resources: manifests.TrainerResources
+    log_format: str = "text"  # the trainer's (the operator's --log-format)
 
     def run_json(self) -> dict[str, Any]:
         """The trainer's contract (mounted as run.json from the run's ConfigMap)."""
@@ -78,6 +79,7 @@ class RenderedRun:
             self.config_hash,
             resume,
             asked=self.resources,
+            log_format=self.log_format,
         )
 
     def children(self, attempt: int = 1, resume: manifests.ResumeFrom | None = None) -> list[dict[str, Any]]:

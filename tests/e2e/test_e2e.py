@@ -11,15 +11,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from controlplane import ControlPlane
 from podsim import PodSimulator, write_demo_dataset
@@ -30,6 +34,12 @@ RELEASE = "fluxlora"
 OPERATOR_SA = "fluxlora-operator"
 
 pytestmark = pytest.mark.cluster
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def token_kubeconfig(path: Path, server: str, ca_file: str, token: str) -> Path:
@@ -67,10 +77,27 @@ def helm(cluster: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@dataclass(frozen=True)
+class ChartOperator:
+    notes: str  # helm install's output
+    metrics_url: str  # the operator's /metrics
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The operator's /metrics: (sample name, labels) -> value."""
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our own http://127.0.0.1 URL
+        text = response.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
 @contextlib.contextmanager
-def operator_from_chart(cluster: ControlPlane, namespace: str, workdir: Path) -> Iterator[str]:
+def operator_from_chart(cluster: ControlPlane, namespace: str, workdir: Path) -> Iterator[ChartOperator]:
     """`helm install` of the chart into `namespace`, and the operator running as the chart's
-    ServiceAccount (so the chart's RBAC is what is tested). Yields helm's output."""
+    ServiceAccount (so the chart's RBAC is what is tested)."""
     installed = helm(
         cluster, "install", RELEASE, str(CHART), "-n", namespace,
         "--set", f"watchNamespaces={{{namespace}}}", "--set", "trainerImage=fluxlora/trainer:e2e",
@@ -78,16 +105,17 @@ def operator_from_chart(cluster: ControlPlane, namespace: str, workdir: Path) ->
     assert installed.returncode == 0, installed.stderr
     token = cluster.create_token(namespace, OPERATOR_SA)
     kubeconfig = token_kubeconfig(workdir / "operator.kubeconfig", cluster.server, cluster.ca_file, token)
+    port = free_port()
     with open(workdir / "operator.log", "wb") as log:
         operator = subprocess.Popen(
             [sys.executable, "-m", "fluxlora.cli", "operator", "--namespace", namespace, "--liveness", "",
-             "--trainer-image", "fluxlora/trainer:e2e"],
+             "--trainer-image", "fluxlora/trainer:e2e", f"--metrics-address=127.0.0.1:{port}"],
             env={**os.environ, "KUBECONFIG": str(kubeconfig)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
-            yield installed.stdout
+            yield ChartOperator(installed.stdout, f"http://127.0.0.1:{port}/metrics")
         finally:
             operator.terminate()
             operator.wait(timeout=30)
@@ -96,8 +124,8 @@ def operator_from_chart(cluster: ControlPlane, namespace: str, workdir: Path) ->
 def test_helm_install_apply_run_to_succeeded_and_uninstall(
     cluster: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
-    with operator_from_chart(cluster, namespace, tmp_path) as notes:
-        assert "kubectl get fluxloraruns -w" in notes  # NOTES tell the next command
+    with operator_from_chart(cluster, namespace, tmp_path) as chart_operator:
+        assert "kubectl get fluxloraruns -w" in chart_operator.notes  # NOTES tell the next command
         claims = {c: cluster.bound_claim(namespace, c) for c in ("flux-models", "lora-datasets", "lora-outputs")}
         write_demo_dataset(claims["lora-datasets"].host_path / "alice")
         run = e2e_run("alice-fast", steps=40)
@@ -106,10 +134,13 @@ def test_helm_install_apply_run_to_succeeded_and_uninstall(
         sim = PodSimulator(cluster.kubectl, cluster.server, str(cluster.ca_file), cluster.create_token)
         deadline = time.monotonic() + 180
         phase = None
+        running: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
         while time.monotonic() < deadline:
             sim.step(namespace)
             status = cluster.kubectl_json("get", "flr", "alice-fast", "-n", namespace).get("status", {})
             phase = status.get("phase")
+            if phase == "Running" and not running:
+                running = scrape(chart_operator.metrics_url)
             if phase in ("Succeeded", "Failed"):
                 break
             time.sleep(0.5)
@@ -146,6 +177,21 @@ def test_helm_install_apply_run_to_succeeded_and_uninstall(
         assert (output / "repro" / "command.txt").read_text().startswith("accelerate launch")
         described = cluster.kubectl("describe", "flr", "alice-fast", "-n", namespace).stdout
         assert "Events:" in described and "noiseOffset" in described  # the warning reached the user
+
+        # What a platform team's Prometheus reads: the run's phase and its attempt, as they move.
+        def sample(values: dict[Any, float], name: str, **labels: str) -> float | None:
+            return values.get((name, frozenset({"namespace": namespace, **labels}.items())))
+
+        assert sample(running, "fluxlora_runs", phase="Running") == 1
+        assert sample(running, "fluxlora_attempts_started_total", resumed="false") == 1
+        assert sample(running, "fluxlora_attempts_ended_total", result="Succeeded", reason="Completed") is None
+        ended = scrape(chart_operator.metrics_url)
+        assert sample(ended, "fluxlora_runs", phase="Succeeded") == 1
+        assert sample(ended, "fluxlora_runs", phase="Running") is None
+        assert sample(ended, "fluxlora_attempts_started_total", resumed="false") == 1
+        assert sample(ended, "fluxlora_attempts_ended_total", result="Succeeded", reason="Completed") == 1
+        assert (sample(ended, "fluxlora_gpu_seconds_total") or 0) > 0
+        assert (ended.get(("fluxlora_create_to_job_seconds_count", frozenset())) or 0) >= 1
 
     uninstalled = helm(cluster, "uninstall", RELEASE, "-n", namespace, "--wait")
     assert uninstalled.returncode == 0, uninstalled.stderr

@@ -33,7 +33,18 @@ def operator(cluster: ControlPlane, namespace: str, tmp_path: Path) -> Iterator[
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
     with open(tmp_path / "operator.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fluxlora.cli", "operator", "--namespace", namespace, "--liveness", ""],
+            [
+                sys.executable,
+                "-m",
+                "fluxlora.cli",
+                "operator",
+                "--namespace",
+                namespace,
+                "--liveness",
+                "",
+                "--metrics-address",
+                "",
+            ],
             env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
             stdout=log,
             stderr=subprocess.STDOUT,

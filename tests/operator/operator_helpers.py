@@ -63,6 +63,7 @@ class Operator:
             TRAINER_IMAGE,
             "--liveness",
             f"http://127.0.0.1:{self.port}/healthz",
+            f"--metrics-address=127.0.0.1:{free_port()}",
             f"--resync-interval={resync}",
             f"--policy={policy}",
         ]

@@ -142,3 +142,22 @@ def test_cli_prepare_subprocess_ok(make_run, tmp_path: Path) -> None:  # type: i
         "pip" in (run.layout.repro_dir / "pip_freeze.txt").read_text()
         or (run.layout.repro_dir / "pip_freeze.txt").read_text().strip()
     )
+
+
+def test_json_logs_name_the_run_and_attempt(make_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # FLUXLORA_LOG_FORMAT=json is what the operator sets on trainer pods under --log-format json.
+    fx: RunFixture = make_run(captions=False, trigger="ohwx person")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fluxlora_trainer.cli", "prepare", "--run", str(fx.run_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "FLUXLORA_ATTEMPT": "3", "FLUXLORA_LOG_FORMAT": "json", "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stderr.splitlines()]
+    run = load_run(fx.run_file)
+    assert lines and all(
+        (line["namespace"], line["run"], line["attempt"]) == (run.run.namespace, run.run.name, 3) for line in lines
+    )

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from fluxlora import logs
 from fluxlora.settings import EngineSettings
 
 from . import termination
@@ -77,11 +78,15 @@ def _setup_logging() -> None:
         stream=sys.stderr,
         format="fluxlora-trainer %(levelname)s %(message)s",
     )
+    if os.environ.get(logs.LOG_FORMAT_ENV, "text") == "json":
+        logs.use_json()
 
 
 def _load(run_file: str, tlog: str | None) -> tuple[RunSpec, AttemptEnv]:
     try:
-        return load_run(run_file), attempt_env()
+        run, env = load_run(run_file), attempt_env()
+        logs.set_for_process(namespace=run.run.namespace, run=run.run.name, attempt=env.attempt)
+        return run, env
     except RunSpecError as exc:
         msg = termination.one_line(f"bad run configuration: {exc}")
         log.error("%s", msg)
