@@ -63,7 +63,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "cluster"))
 
-from fluxlora import handlers, manifests  # noqa: E402
+from fluxlora import manifests  # noqa: E402
+from fluxlora.kube import Kube  # noqa: E402
 from fluxlora.policy import Policy  # noqa: E402
 from fluxlora.profiles import ProfileSet  # noqa: E402
 from fluxlora.render import render  # noqa: E402
@@ -331,11 +332,11 @@ class Creator:
 
         cfg = cp.api_client().configuration
         cfg.connection_pool_maxsize = concurrency
-        self.kube = handlers.Kube(client.ApiClient(cfg))
+        self.kube = Kube(client.ApiClient(cfg))
         self.concurrency = concurrency
 
     def post(self, obj: dict[str, Any]) -> None:
-        self.kube.request("POST", COLLECTIONS[obj["kind"]].format(obj["metadata"]["namespace"]), obj)
+        self.kube.create(obj)
 
     def each(self, items: list[Any], work: Callable[[Any], None]) -> dict[str, float]:
         """Run work(item) for each item at the concurrency; when each item was started (by item key)."""

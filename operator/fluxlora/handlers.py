@@ -25,20 +25,20 @@ import concurrent.futures
 import contextvars
 import dataclasses
 import datetime
-import json
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import quote
 
 import kopf
 
 from fluxlora import api, logs, manifests, metrics, snapshot
 from fluxlora import events as run_events
+from fluxlora import kube as kubeapi
 from fluxlora import status as run_status
 from fluxlora.controller import Controller, Observed, Outcome
+from fluxlora.kube import ApiError, Kube
 from fluxlora.policy import Policy
 from fluxlora.profiles import ProfileSet
 from fluxlora.render import DEFAULT_TRAINER_IMAGE, RenderedRun, render
@@ -76,7 +76,6 @@ class OperatorConfig:
 
 
 _config: OperatorConfig | None = None
-_kube: Kube | None = None
 
 
 def configure(
@@ -110,93 +109,14 @@ def failpoint(*names: str) -> None:
         os._exit(FAILPOINT_EXIT)
 
 
-# ----------------------------------------------------------------------------- a small API client
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, body: Any) -> None:
-        self.status = status
-        self.body = body
-        message = body.get("message") if isinstance(body, dict) else body
-        super().__init__(f"HTTP {status}: {message}")
-
-
-class Kube:
-    """JSON in, JSON out over the kubernetes client's authenticated connection."""
-
-    def __init__(self, api_client: Any) -> None:
-        self.api = api_client
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        query: list[tuple[str, str]] | None = None,
-        content_type: str = "application/json",
-    ) -> Obj:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        params = self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query or [],
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        resp = self.api.call_api(*params, _request_timeout=30)
-        resp.read()
-        raw = resp.data
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {"message": raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)}
-        if resp.status >= 400:
-            raise ApiError(int(resp.status), data)
-        result: Obj = data
-        return result
-
-
-def _load_kube() -> Kube:
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    cfg = client.Configuration.get_default_copy()
-    # One kept-alive connection per thread that may call at once (passes, their parallel creates):
-    # the default (5 per CPU) makes the others open a new TLS connection for every request.
-    cfg.connection_pool_maxsize = CONNECTIONS
-    return Kube(client.ApiClient(cfg))
+_kube: Kube | None = None
 
 
 def kube() -> Kube:
     global _kube
     if _kube is None:
-        _kube = _load_kube()
+        _kube = kubeapi.connect(CONNECTIONS)
     return _kube
-
-
-def _ns_path(prefix: str, namespace: str, plural: str, name: str | None = None) -> str:
-    path = f"{prefix}/namespaces/{quote(namespace, safe='')}/{plural}"
-    return f"{path}/{quote(name, safe='')}" if name else path
-
-
-_COLLECTIONS = {
-    "ServiceAccount": ("/api/v1", "serviceaccounts"),
-    "ConfigMap": ("/api/v1", "configmaps"),
-    "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
-    "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
-    "Job": ("/apis/batch/v1", "jobs"),
-    api.SAMPLESET_KIND: (f"/apis/{api.GROUP}/{api.VERSION}", api.SAMPLESET_PLURAL),
-}
-
-
-def run_path(namespace: str, name: str) -> str:
-    return _ns_path(f"/apis/{api.GROUP}/{api.VERSION}", namespace, api.PLURAL, name)
 
 
 class ChildError(Exception):
@@ -242,10 +162,8 @@ def ensure(k: Kube, obj: Obj, run: manifests.RunRef) -> bool:
     the same name. A 4xx refusal other than 409/429 is ChildRejected (retrying
     cannot help); 429 and 5xx propagate as ApiError (retried).
     """
-    prefix, plural = _COLLECTIONS[obj["kind"]]
-    collection = _ns_path(prefix, obj["metadata"]["namespace"], plural)
     try:
-        k.request("POST", collection, obj)
+        k.create(obj)
         return True
     except ApiError as exc:
         if exc.status not in (409, 429) and 400 <= exc.status < 500:
@@ -253,7 +171,7 @@ def ensure(k: Kube, obj: Obj, run: manifests.RunRef) -> bool:
         if exc.status != 409:
             raise
     try:
-        existing = k.request("GET", _ns_path(prefix, obj["metadata"]["namespace"], plural, obj["metadata"]["name"]))
+        existing = k.read(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
     except ApiError as exc:
         if exc.status == 404:  # deleted meanwhile (e.g. by the garbage collector): try again soon
             raise LeftoverChild(obj, "was being deleted; trying again") from exc
@@ -393,11 +311,7 @@ def _create_attempt(k: Kube, rendered: RenderedRun, action: run_status.CreateAtt
 
 def _delete_job(k: Kube, namespace: str, name: str) -> None:
     try:
-        k.request(
-            "DELETE",
-            _ns_path("/apis/batch/v1", namespace, "jobs", name),
-            {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Foreground"},
-        )
+        k.delete_job(namespace, name)
     except ApiError as exc:
         if exc.status != 404:
             raise
@@ -447,8 +361,8 @@ def _children_plan(
     return plan, None
 
 
-def _selector(name: str) -> list[tuple[str, str]]:
-    return [("labelSelector", f"{manifests.RUN_LABEL}={name}")]
+def _selector(name: str) -> str:
+    return f"{manifests.RUN_LABEL}={name}"
 
 
 def _read(k: Kube, namespace: str, name: str) -> tuple[list[Obj], list[Obj], Obj | None]:
@@ -458,12 +372,12 @@ def _read(k: Kube, namespace: str, name: str) -> tuple[list[Obj], list[Obj], Obj
     run's resourceVersion, so reading it last keeps the window to a conflict short
     (the trainer patches the status all the time, and a conflict costs a whole pass).
     """
-    jobs: list[Obj] = k.request("GET", _ns_path("/apis/batch/v1", namespace, "jobs"), query=_selector(name))["items"]
+    jobs = k.jobs(namespace, _selector(name))
     # Pods of this run's Jobs say how attempts go; any other live pod with the run's
     # label (an earlier run of the same name) must end before an attempt starts.
-    pods: list[Obj] = k.request("GET", _ns_path("/api/v1", namespace, "pods"), query=_selector(name))["items"]
+    pods = k.pods(namespace, _selector(name))
     try:
-        body = k.request("GET", run_path(namespace, name))
+        body = k.read_run(namespace, name)
     except ApiError as exc:
         if exc.status == 404:
             return jobs, pods, None
@@ -477,7 +391,7 @@ _EVENTS = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="fluxlora-
 def _post_event(k: Kube, body: Obj, event: run_status.Event) -> None:
     try:
         obj = run_events.event_object(body, event, datetime.datetime.now(datetime.UTC))
-        k.request("POST", _ns_path("/api/v1", str(obj["metadata"]["namespace"]), "events"), obj)
+        k.create_event(str(obj["metadata"]["namespace"]), obj)
     except Exception as exc:  # an event is worth a log line, never a failed pass
         log.warning("event %s on %s not posted: %s", event.reason, (body.get("metadata") or {}).get("name"), exc)
 
@@ -521,12 +435,7 @@ def reconcile_once(k: Kube, namespace: str, name: str, observed: Observed) -> Pa
     if patch:
         rv = body["metadata"]["resourceVersion"]
         try:
-            patched = k.request(
-                "PATCH",
-                run_path(namespace, name) + "/status",
-                {"metadata": {"resourceVersion": rv}, "status": patch},
-                content_type="application/merge-patch+json",
-            )
+            patched = k.patch_run_status(namespace, name, rv, patch)
         except ApiError as exc:
             if exc.status == 409:
                 log.debug("status of %s/%s changed meanwhile; recomputing", namespace, name)

@@ -11,14 +11,17 @@ field refused (rules only the operator can check: profiles, the policy).
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
-from fluxlora.handlers import ApiError, Kube
+from fluxlora import api
 from fluxlora.policy import Policy
 from fluxlora.profiles import ProfileSet
 from fluxlora.render import DEFAULT_TRAINER_IMAGE
@@ -66,12 +69,18 @@ def as_kubectl_sends(value: Any) -> Any:
 
 
 def post_dry_run(cluster: ControlPlane, namespace: str, document: dict[str, Any]) -> tuple[int, Any]:
-    path = f"/apis/fluxlora.dev/v1alpha1/namespaces/{namespace}/fluxloraruns"
-    query = [("dryRun", "All"), ("fieldValidation", "Strict")]
+    objects = client.CustomObjectsApi(cluster.api_client())
     try:
-        return 201, Kube(cluster.api_client()).request("POST", path, as_kubectl_sends(document), query=query)
-    except ApiError as exc:
-        return exc.status, exc.body.get("message", "") if isinstance(exc.body, dict) else exc.body
+        stored = objects.create_namespaced_custom_object(
+            api.GROUP, api.VERSION, namespace, api.PLURAL, as_kubectl_sends(document),
+            dry_run="All", field_validation="Strict",
+        )  # fmt: skip
+        return 201, stored
+    except ApiException as exc:
+        try:
+            return int(exc.status), json.loads(exc.body).get("message", "")
+        except (TypeError, ValueError, AttributeError):
+            return int(exc.status), exc.body
 
 
 def cli_verdict(data: dict[str, Any]) -> tuple[set[str], str | None]:

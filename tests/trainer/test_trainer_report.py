@@ -1,4 +1,5 @@
-"""The status reporter: rate limit, forced patches, failures, and the HTTP request it makes."""
+"""The status reporter: rate limit, forced patches, failures, and the requests the official client makes as
+we configure it (a stand-in HTTP server records them)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ from fluxlora_trainer.report import (
     NullSink,
     Reporter,
     ReportError,
-    StatusClient,
+    RunClient,
     connect,
     from_kubeconfig,
     in_cluster,
-    status_path,
 )
 
 from trainer_helpers import FakeApiHandler as _Handler
@@ -77,7 +77,7 @@ def test_client_sends_a_merge_patch_on_the_status_subresource(server: str, tmp_p
     token = tmp_path / "token"
     token.write_text("tok-1\n")
     sink = connect(server=server, token_file=str(token))
-    assert isinstance(sink, StatusClient)
+    assert isinstance(sink, RunClient)
     sink.patch_status("team-a", "demo", {"status": {"progress": {"step": 3}}})
     token.write_text("tok-2")  # rotated token is re-read
     sink.patch_status("team-a", "demo", {"status": {"progress": {"step": 4}}})
@@ -106,21 +106,29 @@ def test_kubeconfig(tmp_path: Path, server: str) -> None:
     }
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(cfg))
-    conn = from_kubeconfig(path)
-    assert conn.server == server and conn.bearer() == "abc"
+    assert from_kubeconfig(path).host == server
     connect(kubeconfig=str(path)).patch_status("ns", "r", {"status": {"progress": {"step": 1}}})
     assert _Handler.requests[-1]["auth"] == "Bearer abc"
 
 
 def test_in_cluster_and_fallbacks(tmp_path: Path) -> None:
-    conn = in_cluster({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}, sa_dir=tmp_path)
-    assert conn.server == "https://10.0.0.1:443" and conn.token_file == tmp_path / "token"
-    assert in_cluster({"KUBERNETES_SERVICE_HOST": "fd00::1"}, sa_dir=tmp_path).server == "https://[fd00::1]:443"
+    (tmp_path / "token").write_text("pod-token\n")
+    (tmp_path / "ca.crt").write_text("not read until a request\n")
+    cfg = in_cluster({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}, sa_dir=tmp_path)
+    assert cfg.host == "https://10.0.0.1:443" and cfg.ssl_ca_cert == str(tmp_path / "ca.crt")
+    assert cfg.get_api_key_with_prefix("authorization") == "Bearer pod-token"
+    (tmp_path / "token").write_text("rotated")
+    assert cfg.get_api_key_with_prefix("authorization") == "Bearer rotated"  # re-read before each request
+    ipv6 = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}
+    assert in_cluster(ipv6, sa_dir=tmp_path).host == "https://[fd00::1]:443"
     with pytest.raises(ReportError):
         in_cluster({})
+    with pytest.raises(ReportError, match="in-cluster"):
+        in_cluster({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}, sa_dir=tmp_path / "no")
     assert isinstance(connect(environ={}), NullSink)
     assert isinstance(connect(kubeconfig=str(tmp_path / "missing"), environ={}), NullSink)
 
 
-def test_status_path_quotes() -> None:
-    assert status_path("a", "b/c") == "/apis/fluxlora.dev/v1alpha1/namespaces/a/fluxloraruns/b%2Fc/status"
+def test_names_are_quoted_in_the_path(server: str) -> None:
+    connect(server=server).patch_status("a", "b/c", {"status": {}})
+    assert _Handler.requests[-1]["path"] == "/apis/fluxlora.dev/v1alpha1/namespaces/a/fluxloraruns/b%2Fc/status"

@@ -1,4 +1,4 @@
-"""Report to the run's status subresource and its sample set: a small API client and a rate-limited reporter.
+"""Report to the run's status subresource and its sample set: the official client and a rate-limited reporter.
 
 Requests: a JSON merge patch on `/apis/fluxlora.dev/v1alpha1/namespaces/NS/fluxloraruns/NAME/status`,
 a GET of it (a resumed attempt continues the loss curve), and a GET and a merge patch of the
@@ -6,8 +6,10 @@ run's FluxLoraSampleSet (same name). The per-run ServiceAccount may get/patch th
 and nothing else. Only the keys `status.progress`, `status.resume`, `status.repro` and
 `status.likeness` are written; phase, conditions and attempts belong to the operator.
 
-Two small interfaces, `StatusSink` and `SampleSetSink`, are all the runtime uses, so the
-hand-written client below can give way to another Kubernetes client without touching it.
+Two small interfaces, `StatusSink` and `SampleSetSink`, are all the runtime uses; `RunClient`
+implements them with the kubernetes client's typed CustomObjectsApi, logged in in-cluster (its
+loader, token re-read before each request), from a kubeconfig (its loader), or from an explicit
+server, token file and CA file.
 
 A reporter failure never stops training: errors are logged and the patch is retried on a
 later tick.
@@ -15,24 +17,20 @@ later tick.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import os
-import ssl
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import urllib3
 import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.incluster_config import InClusterConfigLoader
 
 log = logging.getLogger(__name__)
 
@@ -50,90 +48,59 @@ class ReportError(Exception):
 
 
 SAMPLESET_PLURAL = "fluxlorasamplesets"
-
-
-def status_path(namespace: str, name: str) -> str:
-    q = urllib.parse.quote
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{q(namespace, safe='')}/{PLURAL}/{q(name, safe='')}/status"
-
-
-def sample_set_path(namespace: str, name: str) -> str:
-    q = urllib.parse.quote
-    return f"/apis/{GROUP}/{VERSION}/namespaces/{q(namespace, safe='')}/{SAMPLESET_PLURAL}/{q(name, safe='')}"
+MERGE_PATCH = "application/merge-patch+json"
 
 
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass
-class Connection:
-    """Where and how to reach the API server."""
+def _bearer_from_file(cfg: client.Configuration, token_file: Path) -> None:
+    """Send the token in ``token_file``, re-read before every request (projected tokens rotate)."""
 
-    server: str
-    token_file: Path | None = None
-    token: str | None = None
-    ca_file: Path | None = None
-    client_cert_file: Path | None = None
-    client_key_file: Path | None = None
-    insecure: bool = False
+    def refresh(c: client.Configuration) -> None:
+        c.api_key["authorization"] = token_file.read_text(encoding="utf-8").strip()
 
-    def bearer(self) -> str | None:
-        if self.token_file is not None:
-            # Re-read every time: projected ServiceAccount tokens rotate.
-            return self.token_file.read_text(encoding="utf-8").strip()
-        return self.token
+    cfg.api_key_prefix["authorization"] = "Bearer"
+    cfg.refresh_api_key_hook = refresh  # type: ignore[assignment]
+    refresh(cfg)
 
 
-def in_cluster(environ: Mapping[str, str] | None = None, sa_dir: Path = SA_DIR) -> Connection:
+def explicit(server: str, token_file: Path | None, ca_file: Path | None, insecure: bool) -> client.Configuration:
+    """A server URL, a token file and a CA file, as given on the command line."""
+    cfg = client.Configuration(host=server.rstrip("/"))
+    cfg.ssl_ca_cert = str(ca_file) if ca_file else None
+    cfg.verify_ssl = not insecure
+    if token_file is not None:
+        _bearer_from_file(cfg, token_file)
+    return cfg
+
+
+def in_cluster(environ: Mapping[str, str] | None = None, sa_dir: Path = SA_DIR) -> client.Configuration:
+    """The pod's ServiceAccount: the client's in-cluster loader, with its token refresh."""
     env = os.environ if environ is None else environ
-    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
-    if not host:
+    if not env.get("KUBERNETES_SERVICE_HOST"):
         raise ReportError("not in a cluster: KUBERNETES_SERVICE_HOST is not set")
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return Connection(server=f"https://{host}:{port}", token_file=sa_dir / "token", ca_file=sa_dir / "ca.crt")
+    cfg = client.Configuration()
+    try:
+        loader = InClusterConfigLoader(  # type: ignore[no-untyped-call]
+            token_filename=str(sa_dir / "token"), cert_filename=str(sa_dir / "ca.crt"), environ=env
+        )
+        loader.load_and_set(cfg)  # type: ignore[no-untyped-call]
+    except config.ConfigException as exc:
+        raise ReportError(f"in-cluster login: {exc}") from exc
+    _bearer_from_file(cfg, sa_dir / "token")
+    return cfg
 
 
-def _data_file(data_b64: str, suffix: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix="fluxlora-", suffix=suffix)
-    with os.fdopen(fd, "wb") as f:
-        f.write(base64.b64decode(data_b64))
-    return Path(name)
-
-
-def from_kubeconfig(path: str | Path, context: str | None = None) -> Connection:
-    """Token, client certificate and CA from a kubeconfig (current context unless named)."""
-    p = Path(path)
-    cfg = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    ctx_name = context or cfg.get("current-context")
-    ctx = next((c.get("context", {}) for c in cfg.get("contexts", []) if c.get("name") == ctx_name), None)
-    if ctx is None:
-        raise ReportError(f"kubeconfig {p}: context {ctx_name!r} not found")
-    cluster = next((c.get("cluster", {}) for c in cfg.get("clusters", []) if c.get("name") == ctx.get("cluster")), None)
-    user: dict[str, Any] = next(
-        (u.get("user", {}) for u in cfg.get("users", []) if u.get("name") == ctx.get("user")), {}
-    )
-    if cluster is None or not cluster.get("server"):
-        raise ReportError(f"kubeconfig {p}: cluster of context {ctx_name!r} has no server")
-    base = p.parent
-
-    def rel(value: str | None) -> Path | None:
-        return None if not value else (Path(value) if os.path.isabs(value) else base / value)
-
-    conn = Connection(server=str(cluster["server"]).rstrip("/"), insecure=bool(cluster.get("insecure-skip-tls-verify")))
-    conn.ca_file = rel(cluster.get("certificate-authority"))
-    if cluster.get("certificate-authority-data"):
-        conn.ca_file = _data_file(cluster["certificate-authority-data"], ".crt")
-    conn.token = user.get("token")
-    conn.token_file = rel(user.get("tokenFile"))
-    conn.client_cert_file = rel(user.get("client-certificate"))
-    conn.client_key_file = rel(user.get("client-key"))
-    if user.get("client-certificate-data"):
-        conn.client_cert_file = _data_file(user["client-certificate-data"], ".crt")
-    if user.get("client-key-data"):
-        conn.client_key_file = _data_file(user["client-key-data"], ".key")
-    return conn
+def from_kubeconfig(path: str | Path, context: str | None = None) -> client.Configuration:
+    """Any login a kubeconfig gives (token, client certificate, exec plugin), by the client's own loader."""
+    cfg = client.Configuration()
+    try:
+        config.load_kube_config(config_file=str(path), context=context, client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError, yaml.YAMLError) as exc:
+        raise ReportError(f"kubeconfig {path}: {exc}") from exc
+    return cfg
 
 
 class StatusSink(Protocol):
@@ -162,66 +129,54 @@ class RunApi(StatusSink, StatusSource, SampleSetSink, Protocol):
     """All the trainer asks of the API server, about its own run."""
 
 
-class StatusClient:
-    """PATCHes the status subresource with application/merge-patch+json."""
+class RunClient:
+    """The run's status subresource and its sample set, through the official client's typed API
+    (merge patches: a dict body is sent as application/merge-patch+json)."""
 
-    def __init__(self, conn: Connection, timeout: float = 5.0) -> None:
-        self.conn = conn
+    def __init__(self, cfg: client.Configuration, timeout: float = 5.0) -> None:
+        cfg.retries = False  # a failed report is retried on a later tick, never inside one
+        self.objects = client.CustomObjectsApi(client.ApiClient(cfg))
         self.timeout = timeout
-        self._ctx: ssl.SSLContext | None = None
-        if conn.server.startswith("https://"):
-            ctx = ssl.create_default_context(cafile=str(conn.ca_file) if conn.ca_file else None)
-            if conn.insecure:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            if conn.client_cert_file:
-                ctx.load_cert_chain(
-                    str(conn.client_cert_file), str(conn.client_key_file) if conn.client_key_file else None
-                )
-            self._ctx = ctx
 
-    def _request(self, method: str, path: str, what: str, body: Any = None) -> Any:
-        data = None
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")
-            headers["Content-Type"] = "application/merge-patch+json"
-        req = urllib.request.Request(  # noqa: S310 - the server URL is configuration, https or http
-            self.conn.server.rstrip("/") + path, data=data, method=method, headers=headers
-        )
+    def _call(self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            token = self.conn.bearer()
-        except OSError as exc:
-            raise ReportError(f"cannot read token: {exc}") from exc
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout, context=self._ctx) as resp:  # noqa: S310
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode("utf-8", "replace")
-            raise ReportError(f"{method} {what}: HTTP {exc.code}: {detail}") from exc
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            raise ReportError(f"{method} {what}: {exc}") from exc
-        try:
-            return json.loads(raw) if raw else {}
-        except ValueError as exc:
-            raise ReportError(f"{method} {what}: not JSON: {exc}") from exc
+            return method(*args, _request_timeout=self.timeout, **kwargs)
+        except ApiException as exc:
+            detail = " ".join(str(exc.body or exc.reason or "")[:300].split())
+            raise ReportError(f"{what}: HTTP {exc.status}: {detail}") from exc
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise ReportError(f"{what}: {exc}") from exc
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self._request("PATCH", status_path(namespace, name), "status", patch)
+        self._call(
+            "PATCH status",
+            self.objects.patch_namespaced_custom_object_status,
+            GROUP, VERSION, namespace, PLURAL, name, patch,
+            _content_type=MERGE_PATCH,
+        )  # fmt: skip
 
     def get_status(self, namespace: str, name: str) -> dict[str, Any]:
-        run = self._request("GET", status_path(namespace, name), "status")
+        run = self._call(
+            "GET status", self.objects.get_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name
+        )
         status = run.get("status") if isinstance(run, dict) else None
         return status if isinstance(status, dict) else {}
 
     def get_sample_set(self, namespace: str, name: str) -> dict[str, Any] | None:
-        body = self._request("GET", sample_set_path(namespace, name), "sample set")
+        body = self._call(
+            "GET sample set",
+            self.objects.get_namespaced_custom_object,
+            GROUP, VERSION, namespace, SAMPLESET_PLURAL, name,
+        )  # fmt: skip
         return body if isinstance(body, dict) else None
 
     def patch_sample_set(self, namespace: str, name: str, fields: dict[str, Any]) -> None:
-        self._request("PATCH", sample_set_path(namespace, name), "sample set", fields)
+        self._call(
+            "PATCH sample set",
+            self.objects.patch_namespaced_custom_object,
+            GROUP, VERSION, namespace, SAMPLESET_PLURAL, name, fields,
+            _content_type=MERGE_PATCH,
+        )  # fmt: skip
 
 
 class NullSink:
@@ -253,19 +208,13 @@ def connect(
     env = os.environ if environ is None else environ
     try:
         if server:
-            return StatusClient(
-                Connection(
-                    server=server,
-                    token_file=Path(token_file) if token_file else None,
-                    ca_file=Path(ca_file) if ca_file else None,
-                    insecure=insecure,
-                )
-            )
+            tf, ca = Path(token_file) if token_file else None, Path(ca_file) if ca_file else None
+            return RunClient(explicit(server, tf, ca, insecure))
         if kubeconfig:
-            return StatusClient(from_kubeconfig(kubeconfig))
+            return RunClient(from_kubeconfig(kubeconfig))
         if env.get("KUBERNETES_SERVICE_HOST"):
-            return StatusClient(in_cluster(env))
-    except (OSError, ReportError, ssl.SSLError, ValueError, yaml.YAMLError) as exc:
+            return RunClient(in_cluster(env))
+    except (OSError, ReportError, ValueError) as exc:
         log.error("status reporting disabled: %s", exc)
         return NullSink()
     log.warning("no API server configured: status is not reported")
