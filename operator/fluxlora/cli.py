@@ -9,6 +9,8 @@ reported as one "internal error" line with exit code 2.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +236,17 @@ def profiles_command(profiles_dir: Path | None) -> None:
         click.echo(f"{name}\t{profile.source}")
 
 
+def _lease(value: str, identity: str) -> Any:
+    from fluxlora.handlers import LeaseConfig
+
+    if not value:
+        return None
+    namespace, _, name = value.partition("/")
+    if not namespace or not name or "/" in name:
+        raise click.BadParameter(f"{value!r}: give NAMESPACE/NAME", param_hint="--lease")
+    return LeaseConfig(namespace, name, identity)
+
+
 @main.command("operator")
 @click.option("--namespace", "namespaces", multiple=True, help="Namespace to watch (repeatable).")
 @click.option("--all-namespaces", is_flag=True, help="Watch every namespace.")
@@ -266,6 +279,20 @@ def profiles_command(profiles_dir: Path | None) -> None:
     show_default=True,
     help="json: one JSON object a line, with namespace, run and attempt where a line is about one.",
 )
+@click.option(
+    "--lease",
+    default="",
+    help=(
+        "NAMESPACE/NAME of a coordination.k8s.io Lease: run as one of several replicas, active only while "
+        "holding it. Empty: the only replica, always active."
+    ),
+)
+@click.option(
+    "--identity",
+    default=lambda: os.environ.get("POD_NAME") or socket.gethostname(),
+    show_default="$POD_NAME, else the host name",
+    help="This replica's name in the Lease.",
+)
 @click.option("--verbose", is_flag=True, help="Debug logging.")
 def operator_command(
     namespaces: tuple[str, ...],
@@ -277,6 +304,8 @@ def operator_command(
     resync_interval: float,
     metrics_address: str,
     log_format: str,
+    lease: str,
+    identity: str,
     verbose: bool,
 ) -> None:
     """Run the operator (kopf): reconcile FluxLoraRuns into GPU Jobs. Kubeconfig or in-cluster login."""
@@ -293,6 +322,7 @@ def operator_command(
         resync_interval,
         _policy(policy_file),
         log_format,
+        _lease(lease, identity),
     )
     kopf.configure(verbose=verbose)
     if log_format == "json":

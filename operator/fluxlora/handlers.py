@@ -21,6 +21,7 @@ safety net (not a kopf timer: that would put a finalizer on every run).
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextvars
 import dataclasses
@@ -39,6 +40,7 @@ from fluxlora import kube as kubeapi
 from fluxlora import status as run_status
 from fluxlora.controller import Controller, Observed, Outcome
 from fluxlora.kube import ApiError, Kube
+from fluxlora.leader import LeaderElection
 from fluxlora.policy import Policy
 from fluxlora.profiles import ProfileSet
 from fluxlora.render import DEFAULT_TRAINER_IMAGE, RenderedRun, render
@@ -65,6 +67,15 @@ LEFTOVER_RETRY = 3.0
 LEFTOVER_PATIENCE = 300.0
 
 
+@dataclass(frozen=True)
+class LeaseConfig:
+    """The Lease that elects the one active replica."""
+
+    namespace: str
+    name: str
+    identity: str
+
+
 @dataclass
 class OperatorConfig:
     profiles: ProfileSet
@@ -73,6 +84,7 @@ class OperatorConfig:
     resync_interval: float = RESYNC_INTERVAL
     policy: Policy = field(default_factory=Policy)
     log_format: str = "text"  # the operator's and its trainers' (text or json)
+    lease: LeaseConfig | None = None  # None: this replica is the only one, always active
 
 
 _config: OperatorConfig | None = None
@@ -85,10 +97,11 @@ def configure(
     resync_interval: float = RESYNC_INTERVAL,
     policy: Policy | None = None,
     log_format: str = "text",
+    lease: LeaseConfig | None = None,
 ) -> None:
     global _config
     _config = OperatorConfig(
-        profiles, trainer_image, namespaces or None, resync_interval, policy or Policy(), log_format
+        profiles, trainer_image, namespaces or None, resync_interval, policy or Policy(), log_format, lease
     )
 
 
@@ -502,6 +515,9 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 
 _controller: Controller | None = None
+_election: asyncio.Task[None] | None = None
+# The exit status of a replica that lost its Lease (its Deployment restarts it as a standby).
+LEASE_LOST_EXIT = 3
 
 
 @kopf.on.startup()
@@ -518,12 +534,31 @@ async def startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
     cfg = _settings()
     indexes = kwargs["run_index"], kwargs["job_index"], kwargs["pod_index"]  # kopf.Index of each index below
     _controller = Controller(reconcile, *indexes, workers=PASS_WORKERS, is_live=is_live)
-    _controller.start(cfg.resync_interval)
     metrics.watch_runs(_controller.runs_now)
+    controller = _controller
+
+    def elected() -> None:
+        metrics.ACTIVE.set(1)
+        controller.start(cfg.resync_interval)  # the watches queued every run meanwhile
+
+    if cfg.lease is None:
+        elected()
+        return
+    election = LeaderElection(kube(), cfg.lease.namespace, cfg.lease.name, cfg.lease.identity)
+    global _election
+    _election = asyncio.create_task(election.run(elected, _step_down), name="fluxlora-leader-election")
+
+
+def _step_down() -> None:
+    """The Lease was lost (not renewed in time): another replica may be active; stop at once."""
+    logging.shutdown()
+    os._exit(LEASE_LOST_EXIT)
 
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
+    if _election is not None:
+        _election.cancel()
     if _controller is not None:
         await _controller.stop()
 

@@ -57,6 +57,7 @@ class Kube:
         self.rbac = client.RbacAuthorizationV1Api(api_client)
         self.batch = client.BatchV1Api(api_client)
         self.objects = client.CustomObjectsApi(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
         # kind -> (model, create, read) for the children the operator makes.
         self._kinds: dict[str, tuple[Any, Callable[..., Any], Callable[..., Any]]] = {
             "ServiceAccount": (
@@ -127,6 +128,25 @@ class Kube:
 
     def create_event(self, namespace: str, event: Obj) -> None:
         self._call(self.core.create_namespaced_event, namespace, client.CoreV1Event.from_dict(event))
+
+    # ------------------------------------------------------------------ leases (one active replica)
+
+    def read_lease(self, namespace: str, name: str) -> Obj:
+        return self._call(self.coordination.read_namespaced_lease, name, namespace)
+
+    def create_lease(self, namespace: str, name: str, spec: Obj) -> Obj:
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name}, "spec": spec}
+        return self._call(self.coordination.create_namespaced_lease, namespace, client.V1Lease.from_dict(lease))
+
+    def replace_lease(self, namespace: str, name: str, resource_version: str, spec: Obj) -> Obj:
+        """Write the Lease only if it is still at ``resource_version`` (else 409)."""
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "resourceVersion": resource_version},
+            "spec": spec,
+        }
+        return self._call(self.coordination.replace_namespaced_lease, name, namespace, client.V1Lease.from_dict(lease))
 
     # ------------------------------------------------------------------ runs
 

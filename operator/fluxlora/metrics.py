@@ -13,7 +13,7 @@ import datetime
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -21,6 +21,11 @@ from fluxlora import status as run_status
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
+ACTIVE = Gauge(
+    "fluxlora_active",
+    "1 on the replica that reconciles (it holds the Lease, or runs alone); 0 on a standby.",
+    registry=REGISTRY,
+)
 ATTEMPTS_STARTED = Counter(
     "fluxlora_attempts_started",
     "Attempts (Jobs) the operator started; resumed: whether the attempt resumes from a checkpoint.",

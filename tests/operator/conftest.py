@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from operator_helpers import CRD_DIR, CRD_NAMES, Operator, Runs
 
 

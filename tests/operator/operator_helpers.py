@@ -44,7 +44,12 @@ class Operator:
         return self.log_dir / f"operator-{self.starts}.log"
 
     def start(
-        self, failpoints: str = "", wait: bool = True, resync: float = 60, policy: Path = POLICY_FILE
+        self,
+        failpoints: str = "",
+        wait: bool = True,
+        resync: float = 60,
+        policy: Path = POLICY_FILE,
+        extra: tuple[str, ...] = (),
     ) -> Operator:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
@@ -66,6 +71,7 @@ class Operator:
             f"--metrics-address=127.0.0.1:{free_port()}",
             f"--resync-interval={resync}",
             f"--policy={policy}",
+            *extra,
         ]
         with open(self.log_file, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)

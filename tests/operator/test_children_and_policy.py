@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from operator_helpers import FAKE, Operator, Runs, condition, run_doc
 
 pytestmark = pytest.mark.cluster

@@ -7,11 +7,12 @@ import time
 from typing import Any
 
 import pytest
-from operator_helpers import FAKE, TRAINER_IMAGE, Operator, Runs, condition, env_of, run_doc
 
 from fluxlora.profiles import ProfileSet
 from fluxlora.render import render
 from fluxlora.rules import evaluate
+
+from operator_helpers import FAKE, TRAINER_IMAGE, Operator, Runs, condition, env_of, run_doc
 
 pytestmark = pytest.mark.cluster
 

@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 import pytest
-from operator_helpers import FAKE, Operator, Runs, env_of, run_doc
 
 from fluxlora.handlers import FAILPOINT_EXIT
+
+from operator_helpers import FAKE, Operator, Runs, env_of, run_doc
 
 pytestmark = pytest.mark.cluster
 
