@@ -244,7 +244,15 @@ def profiles_command(profiles_dir: Path | None) -> None:
     "--liveness",
     default="http://0.0.0.0:8080/healthz",
     show_default=True,
-    help="Liveness endpoint URL; empty to disable.",
+    help="Liveness endpoint URL (kopf's: 200 while the operator's event loop runs); empty to disable.",
+)
+@click.option(
+    "--readiness",
+    default="",
+    help=(
+        "Readiness endpoint URL, e.g. http://0.0.0.0:8081/readyz: 503 until kopf's startup handlers have "
+        "finished (configuration loaded, workers running), 200 after; empty (the default) to disable."
+    ),
 )
 @click.option(
     "--resync-interval",
@@ -261,25 +269,36 @@ def operator_command(
     profiles_dir: Path | None,
     policy_file: Path | None,
     liveness: str,
+    readiness: str,
     resync_interval: float,
     verbose: bool,
 ) -> None:
     """Run the operator (kopf): reconcile FluxLoraRuns into GPU Jobs. Kubeconfig or in-cluster login."""
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    import threading
+
     import kopf
 
-    from fluxlora import handlers
+    from fluxlora import handlers, probes
 
+    ready = threading.Event()  # kopf raises it once every startup handler has finished
+    try:
+        readiness_server = probes.ReadinessServer(readiness, ready) if readiness else None
+    except (ValueError, OSError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--readiness") from exc
     handlers.configure(
         _profiles(profiles_dir), trainer_image, list(namespaces) or None, resync_interval, _policy(policy_file)
     )
     kopf.configure(verbose=verbose)
+    if readiness_server is not None:
+        readiness_server.start()
     kopf.run(
         standalone=True,
         clusterwide=all_namespaces,
         namespaces=list(namespaces),
         liveness_endpoint=liveness or None,
+        ready_flag=ready,
     )
 
 
