@@ -69,8 +69,19 @@ build() { # wrapper-dir cache-key binary-name package ldflags
   fi
   echo "build-tools: building $name ($key); a cold build takes minutes" >&2
   local start=$SECONDS
-  # Say something every 20 s: a cold Kubernetes build is minutes of silence otherwise.
-  (while sleep 20; do echo "build-tools: still building $name ($((SECONDS - start)) s)" >&2; done) &
+  # Say something every 20 s: a cold Kubernetes build is minutes of silence otherwise. The loop
+  # holds neither the lock nor, once told to stop, a sleeping child (which would keep the lock and
+  # the caller's pipes open for up to 20 s more).
+  (
+    exec {lock}>&-
+    nap=""
+    trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+    while :; do
+      sleep 20 & nap=$!
+      wait "$nap"
+      echo "build-tools: still building $name ($((SECONDS - start)) s)" >&2
+    done
+  ) &
   local heartbeat=$!
   # A temporary name of this build's own: two builds at once must not share one.
   local tmp
