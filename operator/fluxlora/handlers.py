@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import kopf
 
-from fluxlora import api, manifests, snapshot
+from fluxlora import api, manifests, podenv, snapshot
 from fluxlora import events as run_events
 from fluxlora import status as run_status
 from fluxlora.controller import Controller, Observed, Outcome
@@ -45,7 +45,7 @@ from fluxlora.rules import check_resume_step, evaluate
 Obj = dict[str, Any]
 log = logging.getLogger("fluxlora.operator")
 
-FAILPOINTS_ENV = "FLUXLORA_FAILPOINTS"
+FAILPOINTS_ENV = podenv.FAILPOINTS
 FAILPOINT_EXIT = 86
 PROGRESS_PREFIX = "kopf.fluxlora.dev"
 RUN_RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)

@@ -45,9 +45,10 @@ STOPPED = "Stopped"
 LIVE_RESULTS = (PENDING, QUEUED, RUNNING)
 
 # Reasons of a failed attempt that no retry can fix (the CRD has no field for a
-# flag, so retryability is a function of the recorded reason).
+# flag, so retryability is a function of the recorded reason): the trainer's exit codes that
+# say so (fluxlora.exitcodes.TABLE, shared with the trainer) and the Job's deadline.
 DISRUPTION_REASONS = frozenset({"Evicted", "Preempted", "NodeLost", "PodDeleted"})
-NOT_RETRYABLE_REASONS = frozenset({"ConfigError", "DataError", "ResumeError", "DeadlineExceeded"})
+NOT_RETRYABLE_REASONS = exitcodes.NOT_RETRIED_REASONS | {"DeadlineExceeded"}
 # A child's name is taken by an object this run does not control (never adopted, never overwritten).
 CHILD_CONFLICT = "ChildConflict"
 # The API server refused to create a child (a 4xx other than 409 Conflict and 429 Too Many Requests).
@@ -63,9 +64,6 @@ SCHEDULED = "Scheduled"
 RUNNING_CONDITION = "Running"
 SUCCEEDED_CONDITION = "Succeeded"
 FAILED_CONDITION = "Failed"
-
-# Trainer exit codes that no retry can fix (fluxlora.exitcodes, shared with the trainer).
-_NOT_RETRYABLE_EXITS = exitcodes.NOT_RETRYABLE
 
 # Container waiting reasons that keep a pod from starting.
 _WAITING_PROBLEMS = (
@@ -151,10 +149,10 @@ def pod_failure(pod: Mapping[str, Any]) -> Observation | None:
         text = (term.get("message") or "").strip()
         if term.get("reason") == "OOMKilled":
             return Observation(FAILED, "OOMKilled", text or f"container {name} ran out of memory (OOMKilled)")
-        for codes, reason in _NOT_RETRYABLE_EXITS.items():
-            if code in codes:
-                return Observation(FAILED, reason, text or f"container {name} exited with code {code}", retryable=False)
-        return Observation(FAILED, "Error", text or f"container {name} exited with code {code}")
+        exit_code = exitcodes.classify(code)
+        return Observation(
+            FAILED, exit_code.reason, text or f"container {name} exited with code {code}", retryable=exit_code.retried
+        )
     if meta.get("deletionTimestamp") and status.get("phase") in ("Pending", "Running"):
         return Observation(FAILED, "PodDeleted", "the pod was deleted while it ran")
     return None
