@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxlora import exitcodes, likeness, manifests
+from fluxlora import api, exitcodes, likeness, manifests
 
 Obj = dict[str, Any]
 
@@ -237,6 +237,13 @@ def observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], run_suspe
 # ----------------------------------------------------------------------------- conditions
 
 
+def condition_message(message: str) -> str:
+    """The message as a condition keeps it: at most api.CONDITION_MESSAGE_MAX characters, a longer one
+    cut and ending in "…" (the CRD refuses longer ones; the attempt's record keeps the whole text)."""
+    limit = api.CONDITION_MESSAGE_MAX
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 def set_condition(
     conditions: Sequence[Mapping[str, Any]],
     type_: str,
@@ -246,7 +253,9 @@ def set_condition(
     now: str,
     generation: int | None,
 ) -> list[Obj]:
-    """Add or update one condition; lastTransitionTime changes only when status does."""
+    """Add or update one condition; lastTransitionTime changes only when status does. The message is
+    bounded (``condition_message``)."""
+    message = condition_message(message)
     out: list[Obj] = []
     found = False
     for cond in conditions:
@@ -400,8 +409,9 @@ def _likeness_condition(old: Mapping[str, Any], status: Obj, events: list[Event]
     if wanted is None:
         return
     value, reason, message = wanted
+    kept = (value, reason, condition_message(message))  # what an earlier pass stored
     for c in status["conditions"]:
-        if c.get("type") == likeness.CONDITION and (c.get("status"), c.get("reason"), c.get("message")) == wanted:
+        if c.get("type") == likeness.CONDITION and (c.get("status"), c.get("reason"), c.get("message")) == kept:
             return
     status["conditions"] = set_condition(status["conditions"], likeness.CONDITION, value, reason, message, now, gen)
     events.append(Event("Normal" if value == "True" else "Warning", reason, message))
