@@ -12,5 +12,6 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && useradd --uid 1000 --user-group --no-create-home --shell /usr/sbin/nologin fluxlora
 USER 1000:1000
-EXPOSE 8080
+# 8080: liveness (kopf, --liveness); 8081: readiness (--readiness, the chart turns it on)
+EXPOSE 8080 8081
 ENTRYPOINT ["fluxlora", "operator"]

@@ -33,6 +33,23 @@ from controlplane import (  # noqa: E402 - found through the path set just above
     session_control_plane,
 )
 
+# Fixtures that need the Go-built control plane (or its helm): a test using one must be marked
+# `cluster`, so that `pytest -m "not cluster"` never needs Go, helm or a cluster.
+CLUSTER_FIXTURES = frozenset({"cluster", "namespace", "helm"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    unmarked = [
+        item.nodeid
+        for item in items
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("cluster") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests use the control plane or its helm but are not marked cluster "
+            f"(add @pytest.mark.cluster or pytestmark): {', '.join(unmarked)}"
+        )
+
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[ControlPlane]:

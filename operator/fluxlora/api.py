@@ -487,15 +487,34 @@ class FluxLoraRun(ApiModel):
 # ----------------------------------------------------------------------------- status
 
 
-class Condition(ApiModel):
-    """A Kubernetes-style condition."""
+# The condition types the operator writes (status.py, likeness.py), at most one of each.
+CONDITION_TYPES: Final = ("Valid", "Scheduled", "Running", "Succeeded", "Failed", "Likeness")
+MAX_CONDITIONS = 16  # room for types to come; the list holds one entry per type
+# Longer messages are cut to this many characters, the last one an ellipsis (status.set_condition).
+CONDITION_MESSAGE_MAX = 1024
 
-    type: str = Field(description="Condition type, e.g. Valid, Ready, Scheduled, Succeeded.")
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition: one per type, replaced in place when it changes."""
+
+    type: str = Field(
+        description=f"Condition type: {', '.join(CONDITION_TYPES)}. The list holds one condition per type.",
+        max_length=63,
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(description="CamelCase reason for machines.")
-    message: str = Field(default="", description="Human-readable detail.")
+    reason: str = Field(description="CamelCase reason for machines.", max_length=128)
+    message: str = Field(
+        default="",
+        description=(
+            f"Human-readable detail; at most {CONDITION_MESSAGE_MAX} characters "
+            "(a longer one is cut short, its last character an ellipsis)."
+        ),
+        max_length=CONDITION_MESSAGE_MAX,
+    )
     last_transition_time: str = Field(description="When status last changed (RFC 3339).")
-    observed_generation: int | None = Field(default=None, description="Generation the condition is about.")
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation of the spec the condition was set for."
+    )
 
 
 class GpuSummary(ApiModel):
@@ -665,7 +684,16 @@ class FluxLoraRunStatus(ApiModel):
     )
     message: str | None = Field(default=None, description="One line on the current phase.")
     observed_generation: int | None = Field(default=None, description="Generation of spec last acted on.")
-    conditions: list[Condition] | None = Field(default=None, description="Machine-readable conditions.")
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description=(
+            f"Machine-readable conditions, one per type ({', '.join(CONDITION_TYPES)}): "
+            "a list-map keyed by type (the API server refuses two of one type; server-side apply merges "
+            f"them by type), at most {MAX_CONDITIONS}."
+        ),
+        max_length=MAX_CONDITIONS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     attempts: list[Attempt] | None = Field(default=None, description="Every Job started for the run.")
     progress: Progress | None = Field(default=None, description="Training progress (from the trainer).")
     repro: Repro | None = Field(default=None, description="Reproducibility record.")

@@ -257,7 +257,15 @@ def _lease(value: str, identity: str) -> Any:
     "--liveness",
     default="http://0.0.0.0:8080/healthz",
     show_default=True,
-    help="Liveness endpoint URL; empty to disable.",
+    help="Liveness endpoint URL (kopf's: 200 while the operator's event loop runs); empty to disable.",
+)
+@click.option(
+    "--readiness",
+    default="",
+    help=(
+        "Readiness endpoint URL, e.g. http://0.0.0.0:8081/readyz: 503 until kopf's startup handlers have "
+        "finished (configuration loaded, workers running), 200 after; empty (the default) to disable."
+    ),
 )
 @click.option(
     "--resync-interval",
@@ -301,6 +309,7 @@ def operator_command(
     profiles_dir: Path | None,
     policy_file: Path | None,
     liveness: str,
+    readiness: str,
     resync_interval: float,
     metrics_address: str,
     log_format: str,
@@ -311,10 +320,17 @@ def operator_command(
     """Run the operator (kopf): reconcile FluxLoraRuns into GPU Jobs. Kubeconfig or in-cluster login."""
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
+    import threading
+
     import kopf
 
-    from fluxlora import handlers
+    from fluxlora import handlers, probes
 
+    ready = threading.Event()  # kopf raises it once every startup handler has finished
+    try:
+        readiness_server = probes.ReadinessServer(readiness, ready) if readiness else None
+    except (ValueError, OSError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--readiness") from exc
     handlers.configure(
         _profiles(profiles_dir),
         trainer_image,
@@ -336,11 +352,14 @@ def operator_command(
             raise click.ClickException(
                 f"cannot serve metrics on {metrics_address!r} (--metrics-address): {exc}"
             ) from exc
+    if readiness_server is not None:
+        readiness_server.start()
     kopf.run(
         standalone=True,
         clusterwide=all_namespaces,
         namespaces=list(namespaces),
         liveness_endpoint=liveness or None,
+        ready_flag=ready,
     )
 
 

@@ -34,7 +34,7 @@ from typing import Any, cast
 
 import kopf
 
-from fluxlora import api, logs, manifests, metrics, snapshot
+from fluxlora import api, logs, manifests, metrics, podenv, snapshot
 from fluxlora import events as run_events
 from fluxlora import kube as kubeapi
 from fluxlora import status as run_status
@@ -49,7 +49,7 @@ from fluxlora.rules import check_resume_step, evaluate
 Obj = dict[str, Any]
 log = logging.getLogger("fluxlora.operator")
 
-FAILPOINTS_ENV = "FLUXLORA_FAILPOINTS"
+FAILPOINTS_ENV = podenv.FAILPOINTS
 FAILPOINT_EXIT = 86
 PROGRESS_PREFIX = "kopf.fluxlora.dev"
 RUN_RESOURCE = (api.GROUP, api.VERSION, api.PLURAL)

@@ -1,7 +1,7 @@
 """Log lines as JSON objects, each saying which run (and attempt) it is about.
 
 Used by the operator (``--log-format json``) and the trainer
-(``FLUXLORA_LOG_FORMAT=json``). The run a line is about comes from a context
+(``podenv.LOG_FORMAT``, ``FLUXLORA_LOG_FORMAT=json``). The run a line is about comes from a context
 variable set around the work for that run (a reconcile pass, the trainer's whole
 process), or from kopf's own object reference on kopf's lines; a line about no
 run has no such keys.
@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from typing import Any
 
 RUN_KEYS = ("namespace", "run", "attempt")
-# The trainer's log format, set on its pods by the operator (text or json).
-LOG_FORMAT_ENV = "FLUXLORA_LOG_FORMAT"
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("fluxlora_log_context", default=None)
 

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from fluxlora import api, layout, logs
+from fluxlora import api, layout, podenv
 
 Obj = dict[str, Any]
 
@@ -26,11 +26,11 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 CONFIG_HASH_ANNOTATION = "fluxlora.dev/config-hash"
 TRAINER_UID = 1000
 
-# Environment of the trainer containers, per attempt (read by fluxlora_trainer).
-ENV_ATTEMPT = "FLUXLORA_ATTEMPT"
-ENV_RESUME_CHECKPOINT = "FLUXLORA_RESUME_CHECKPOINT"
-ENV_RESUME_STEP = "FLUXLORA_RESUME_STEP"
-ENV_IMAGE = "FLUXLORA_IMAGE"
+# Environment of the trainer containers, per attempt (read by fluxlora_trainer; names in podenv).
+ENV_ATTEMPT = podenv.ATTEMPT
+ENV_RESUME_CHECKPOINT = podenv.RESUME_CHECKPOINT
+ENV_RESUME_STEP = podenv.RESUME_STEP
+ENV_IMAGE = podenv.IMAGE
 # The runtime forwards SIGTERM to the engine and waits 25 s for its last state save.
 TERMINATION_GRACE_SECONDS = 60
 
@@ -238,7 +238,7 @@ def _env(attempt: int, resume: ResumeFrom | None, image: str, log_format: str) -
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     if log_format != "text":
-        env.append({"name": logs.LOG_FORMAT_ENV, "value": log_format})
+        env.append({"name": podenv.LOG_FORMAT, "value": log_format})
     return env
 
 

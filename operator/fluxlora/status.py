@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fluxlora import exitcodes, likeness, manifests
+from fluxlora import api, exitcodes, likeness, manifests
 
 Obj = dict[str, Any]
 
@@ -45,9 +45,10 @@ STOPPED = "Stopped"
 LIVE_RESULTS = (PENDING, QUEUED, RUNNING)
 
 # Reasons of a failed attempt that no retry can fix (the CRD has no field for a
-# flag, so retryability is a function of the recorded reason).
+# flag, so retryability is a function of the recorded reason): the trainer's exit codes that
+# say so (fluxlora.exitcodes.TABLE, shared with the trainer) and the Job's deadline.
 DISRUPTION_REASONS = frozenset({"Evicted", "Preempted", "NodeLost", "PodDeleted"})
-NOT_RETRYABLE_REASONS = frozenset({"ConfigError", "DataError", "ResumeError", "DeadlineExceeded"})
+NOT_RETRYABLE_REASONS = exitcodes.NOT_RETRIED_REASONS | {"DeadlineExceeded"}
 # A child's name is taken by an object this run does not control (never adopted, never overwritten).
 CHILD_CONFLICT = "ChildConflict"
 # The API server refused to create a child (a 4xx other than 409 Conflict and 429 Too Many Requests).
@@ -63,9 +64,6 @@ SCHEDULED = "Scheduled"
 RUNNING_CONDITION = "Running"
 SUCCEEDED_CONDITION = "Succeeded"
 FAILED_CONDITION = "Failed"
-
-# Trainer exit codes that no retry can fix (fluxlora.exitcodes, shared with the trainer).
-_NOT_RETRYABLE_EXITS = exitcodes.NOT_RETRYABLE
 
 # Container waiting reasons that keep a pod from starting.
 _WAITING_PROBLEMS = (
@@ -151,10 +149,10 @@ def pod_failure(pod: Mapping[str, Any]) -> Observation | None:
         text = (term.get("message") or "").strip()
         if term.get("reason") == "OOMKilled":
             return Observation(FAILED, "OOMKilled", text or f"container {name} ran out of memory (OOMKilled)")
-        for codes, reason in _NOT_RETRYABLE_EXITS.items():
-            if code in codes:
-                return Observation(FAILED, reason, text or f"container {name} exited with code {code}", retryable=False)
-        return Observation(FAILED, "Error", text or f"container {name} exited with code {code}")
+        exit_code = exitcodes.classify(code)
+        return Observation(
+            FAILED, exit_code.reason, text or f"container {name} exited with code {code}", retryable=exit_code.retried
+        )
     if meta.get("deletionTimestamp") and status.get("phase") in ("Pending", "Running"):
         return Observation(FAILED, "PodDeleted", "the pod was deleted while it ran")
     return None
@@ -239,6 +237,13 @@ def observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], run_suspe
 # ----------------------------------------------------------------------------- conditions
 
 
+def condition_message(message: str) -> str:
+    """The message as a condition keeps it: at most api.CONDITION_MESSAGE_MAX characters, a longer one
+    cut and ending in "…" (the CRD refuses longer ones; the attempt's record keeps the whole text)."""
+    limit = api.CONDITION_MESSAGE_MAX
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
 def set_condition(
     conditions: Sequence[Mapping[str, Any]],
     type_: str,
@@ -248,7 +253,9 @@ def set_condition(
     now: str,
     generation: int | None,
 ) -> list[Obj]:
-    """Add or update one condition; lastTransitionTime changes only when status does."""
+    """Add or update one condition; lastTransitionTime changes only when status does. The message is
+    bounded (``condition_message``)."""
+    message = condition_message(message)
     out: list[Obj] = []
     found = False
     for cond in conditions:
@@ -402,8 +409,9 @@ def _likeness_condition(old: Mapping[str, Any], status: Obj, events: list[Event]
     if wanted is None:
         return
     value, reason, message = wanted
+    kept = (value, reason, condition_message(message))  # what an earlier pass stored
     for c in status["conditions"]:
-        if c.get("type") == likeness.CONDITION and (c.get("status"), c.get("reason"), c.get("message")) == wanted:
+        if c.get("type") == likeness.CONDITION and (c.get("status"), c.get("reason"), c.get("message")) == kept:
             return
     status["conditions"] = set_condition(status["conditions"], likeness.CONDITION, value, reason, message, now, gen)
     events.append(Event("Normal" if value == "True" else "Warning", reason, message))

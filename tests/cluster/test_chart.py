@@ -1,15 +1,25 @@
-"""The Helm chart: lint, render for both RBAC modes, and carry the generated CRD unchanged."""
+"""The Helm chart rendered by the real helm: lint, both RBAC modes, names scoped to the release,
+true NOTES, the values schema enforced by helm itself.
+
+Every test here runs the Go-built helm (tests/cluster/build-tools.sh, which needs Go), so the
+module is marked ``cluster``: ``pytest -m "not cluster"`` never builds it. The pure checks of the
+chart (the values schema with python-jsonschema, the CRD copy, names in the templates) are in
+tests/unit/test_chart_values.py.
+"""
 
 from __future__ import annotations
 
-import json
+import re
+import shutil
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from fluxlora.api import FluxLoraRun
 from fluxlora.policy import Policy
 
 from controlplane import ControlPlane, ensure_binaries
@@ -17,28 +27,24 @@ from controlplane import ControlPlane, ensure_binaries
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fluxlora"
 
+pytestmark = pytest.mark.cluster
+
 
 @pytest.fixture(scope="module")
 def helm() -> str:
     return str(ensure_binaries().path("helm"))
 
 
-def _template(helm: str, *args: str) -> list[dict[str, Any]]:
+def _template(
+    helm: str, *args: str, release: str = "rel", namespace: str = "fluxlora-system", chart: Path = CHART
+) -> list[dict[str, Any]]:
     out = subprocess.run(
-        [helm, "template", "rel", str(CHART), "-n", "fluxlora-system", "--kube-version", "1.36.3", *args],
+        [helm, "template", release, str(chart), "-n", namespace, "--kube-version", "1.36.3", *args],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
-
-
-@pytest.mark.parametrize("name", ["fluxlora.dev_fluxloraruns.yaml", "fluxlora.dev_fluxlorasamplesets.yaml"])
-def test_chart_crd_is_the_generated_crd(name: str) -> None:
-    assert (CHART / "crds" / name).read_text() == (ROOT / "crds" / name).read_text(), (
-        f"charts/fluxlora/crds drifted: copy crds/{name} (make crd)"
-    )
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted(p.name for p in (ROOT / "crds").iterdir())
 
 
 DASHBOARD_ON = ["--set", "dashboard.enabled=true"]
@@ -127,8 +133,6 @@ def test_chart_default_policy_is_the_operators_default(helm: str, tmp_path: Path
     )
     (tmp_path / "policy.yaml").write_text(configmap["data"]["policy.yaml"])
     assert Policy.load(tmp_path / "policy.yaml") == Policy()
-    schema = json.loads((CHART / "values.schema.json").read_text())["properties"]["policy"]["properties"]
-    assert set(schema) == {f.alias for f in Policy.model_fields.values()}
 
 
 def test_values_schema_rejects_unknown_policy_keys(helm: str) -> None:
@@ -148,7 +152,13 @@ def test_operator_pod_is_restricted_single_and_probed(helm: str) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # Liveness is kopf's endpoint; readiness is a different one (fluxlora.probes), on its own port.
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
+    assert f"--liveness=http://0.0.0.0:{ports['health']}/healthz" in container["args"]
+    assert f"--readiness=http://0.0.0.0:{ports['ready']}/readyz" in container["args"]
+    assert ports["health"] != ports["ready"]
 
 
 def test_extra_profiles_become_a_configmap_the_operator_mounts(helm: str) -> None:
@@ -177,12 +187,12 @@ def test_the_dashboard_reads_runs_and_sample_sets_and_nothing_else(helm: str) ->
     ]
     (binding,) = _dashboard(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "fluxlora-operator-dashboard", "namespace": "fluxlora-system"}
+        {"kind": "ServiceAccount", "name": "rel-fluxlora-dashboard", "namespace": "fluxlora-system"}
     ]
     (deployment,) = _dashboard(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert pod["serviceAccountName"] == "fluxlora-operator-dashboard"
+    assert pod["serviceAccountName"] == "rel-fluxlora-dashboard"
     assert container["command"] == ["fluxlora", "dashboard"]  # not the image's `fluxlora operator`
     assert container["args"] == ["--host=0.0.0.0", "--port=8080"]  # every namespace
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
@@ -210,7 +220,6 @@ def test_values_schema_rejects_unknown_values(helm: str) -> None:
     assert result.returncode != 0 and "replicas" in result.stderr
 
 
-@pytest.mark.cluster
 @pytest.mark.parametrize(
     "values", [[], ["--set", "watchNamespaces={NAMESPACE}"], [*DASHBOARD_ON, "--set", "watchNamespaces={NAMESPACE}"]]
 )
@@ -229,3 +238,158 @@ def test_rendered_chart_is_accepted_by_the_api_servers_own_schemas(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(server dry run)") == len(docs)
+
+
+# --------------------------------------------------------------------------- names scoped to the release
+
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
+
+
+def _keys(docs: list[dict[str, Any]]) -> set[tuple[str, str | None, str]]:
+    """(kind, namespace or None for cluster-scoped objects, name) of every rendered object."""
+    return {
+        (d["kind"], None if d["kind"] in CLUSTER_SCOPED else d["metadata"]["namespace"], d["metadata"]["name"])
+        for d in docs
+    }
+
+
+@pytest.mark.parametrize(
+    ("release", "values", "fullname"),
+    [
+        ("fluxlora", [], "fluxlora"),  # the release name holds the chart's name: used as it is
+        ("rel", [], "rel-fluxlora"),
+        ("rel", ["--set", "nameOverride=lora"], "rel-lora"),
+        ("rel", ["--set", "fullnameOverride=team-x-trainer"], "team-x-trainer"),
+    ],
+)
+def test_every_name_follows_the_release_and_the_overrides(
+    helm: str, release: str, values: list[str], fullname: str
+) -> None:
+    docs = _template(helm, *DASHBOARD_ON, "--set", "watchNamespaces={team-a,fluxlora-system}", *values, release=release)
+    names = {d["metadata"]["name"] for d in docs}
+    assert all(n.startswith(f"{fullname}-") for n in names), sorted(names)
+    operator, dashboard = f"{fullname}-operator", f"{fullname}-dashboard"
+    kinds = {(k, n) for k, _, n in _keys(docs)}
+    assert {("ServiceAccount", operator), ("Deployment", operator), ("ServiceAccount", dashboard)} <= kinds
+    assert ("Service", dashboard) in kinds and ("Deployment", dashboard) in kinds
+    # Roles in the release namespace carry the base name; elsewhere the release namespace too.
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role"}
+    assert (("fluxlora-system", operator) in roles) and (("team-a", f"{operator}-fluxlora-system") in roles)
+    # Every reference names an object the chart renders.
+    pod = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == operator)["spec"]["template"]
+    assert pod["spec"]["serviceAccountName"] == operator
+    for volume in pod["spec"]["volumes"]:
+        if "configMap" in volume:
+            assert ("ConfigMap", volume["configMap"]["name"]) in kinds
+    for binding in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
+        assert (binding["roleRef"]["kind"], binding["roleRef"]["name"]) in kinds
+        ns = binding["metadata"].get("namespace")
+        role_ns = None if binding["roleRef"]["kind"] == "ClusterRole" else ns
+        assert (binding["roleRef"]["kind"], role_ns, binding["roleRef"]["name"]) in _keys(docs)
+        for subject in binding["subjects"]:
+            assert subject["namespace"] == "fluxlora-system" and ("ServiceAccount", subject["name"]) in kinds
+    selector = pod["metadata"]["labels"]
+    assert selector["app.kubernetes.io/instance"] == release
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["--set", "clusterWide=true"],
+        DASHBOARD_ON,  # the dashboard reads every namespace: a ClusterRole
+        [*DASHBOARD_ON, "--set", "watchNamespaces={shared}", "--set", "dashboard.namespaces={shared}"],
+    ],
+)
+def test_two_releases_of_one_name_in_two_namespaces_share_no_object(helm: str, values: list[str]) -> None:
+    first = _template(helm, *values, release="fluxlora", namespace="team-a")
+    second = _template(helm, *values, release="fluxlora", namespace="team-b")
+    assert _keys(first) and not _keys(first) & _keys(second)
+
+
+def test_helm_renders_offline_with_the_kubernetes_version_it_was_built_with(helm: str, tmp_path: Path) -> None:
+    """No --kube-version: the Go-built helm must carry its own (build-tools.sh's ldflags), not v1.20."""
+    result = subprocess.run([helm, "template", "rel", str(CHART)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr  # the chart asks for kubeVersion >= 1.30
+    probe = tmp_path / "probe"
+    (probe / "templates").mkdir(parents=True)
+    (probe / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    (probe / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\n"
+        "data: {version: '{{ .Capabilities.KubeVersion.Version }}'}\n"
+    )
+    (cm,) = [d for d in yaml.safe_load_all(subprocess.check_output([helm, "template", str(probe)], text=True)) if d]
+    go_mod = (ROOT / "tests" / "cluster" / "tools" / "helm" / "go.mod").read_text().split()
+    client_go = go_mod[go_mod.index("k8s.io/client-go") + 1]  # v0.<minor>.<patch>
+    assert cm["data"]["version"] == f"v1.{client_go.split('.')[1]}.0"
+
+
+# --------------------------------------------------------------------------- NOTES
+
+
+def _notes(helm: str, tmp_path: Path, *values: str) -> tuple[str, list[dict[str, Any]]]:
+    """The rendered NOTES.txt (helm template leaves NOTES out: a copy of the chart renders them into
+    a ConfigMap with tpl) and the chart's objects, for the same values."""
+    chart = tmp_path / "fluxlora"
+    shutil.copytree(CHART, chart)
+    (chart / "notes.txt").write_text((CHART / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: zz-notes, namespace: x}\n"
+        'data: {notes: {{ tpl (.Files.Get "notes.txt") . | toJson }}}\n'
+    )
+    docs = _template(helm, *values, chart=chart)
+    notes = next(d for d in docs if d["metadata"]["name"] == "zz-notes")["data"]["notes"]
+    return notes, [d for d in docs if d["metadata"]["name"] != "zz-notes"]
+
+
+@pytest.mark.parametrize("values", [[], DASHBOARD_ON])
+def test_notes_name_only_objects_and_commands_that_exist(helm: str, tmp_path: Path, values: list[str]) -> None:
+    notes, docs = _notes(helm, tmp_path, *values)
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert "https://" not in notes  # no URL of a repository that may not exist
+    (deployment,) = re.findall(r"rollout status deployment/(\S+)", notes)
+    assert ("Deployment", deployment) in kinds
+    services = re.findall(r"port-forward svc/(\S+) 8080:(\d+)", notes)
+    assert len(services) == (1 if values else 0)
+    for name, port in services:
+        service = next(d for d in docs if (d["kind"], d["metadata"]["name"]) == ("Service", name))
+        assert [p["port"] for p in service["spec"]["ports"]] == [int(port)]
+    # The run it shows is a valid FluxLoraRun, and the commands after it name that run.
+    manifest = textwrap.dedent(notes.split("<<'RUN'\n", 1)[1].split("\n  RUN\n", 1)[0])
+    run = FluxLoraRun.model_validate(yaml.safe_load(manifest))
+    assert f"kubectl describe flr {run.metadata.name}" in notes and "kubectl get fluxloraruns -w" in notes
+
+
+# --------------------------------------------------------------------------- two releases, installed
+
+
+def test_two_releases_install_side_by_side_in_two_namespaces(cluster: ControlPlane, namespace: str) -> None:
+    """`helm install` of the same release name in two namespaces, each cluster-wide with a dashboard
+    (ClusterRoles and ClusterRoleBindings of both): neither install collides with the other."""
+    other = f"{namespace[:56]}-b"
+    cluster.kubectl("create", "namespace", other)
+    installed: list[str] = []
+
+    def helm_(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(cluster.helm_path), "--kubeconfig", cluster.kubeconfig, *args],
+            capture_output=True, text=True, env=cluster.env(), check=False,
+        )  # fmt: skip
+
+    try:
+        for ns in (namespace, other):
+            result = helm_(
+                "install", "fluxlora", str(CHART), "-n", ns, "--skip-crds",
+                "--set", "clusterWide=true", *DASHBOARD_ON,
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            installed.append(ns)
+        for ns in (namespace, other):
+            roles = cluster.kubectl("get", "clusterrole", "-o", "name", "-l", "app.kubernetes.io/instance=fluxlora")
+            assert f"clusterrole.rbac.authorization.k8s.io/fluxlora-operator-{ns}" in roles.stdout.split()
+            binding = cluster.kubectl_json("get", "clusterrolebinding", f"fluxlora-dashboard-{ns}")
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "fluxlora-dashboard", "namespace": ns}]
+    finally:
+        for ns in installed:
+            helm_("uninstall", "fluxlora", "-n", ns)
+        cluster.kubectl("delete", "namespace", other, "--wait=false", "--ignore-not-found", check=False)

@@ -26,7 +26,7 @@ from controlplane import ControlPlane
 from dashboard_data import PHASES, PROMPTS, RunShape, Seeder, status_of
 
 pytestmark = pytest.mark.cluster
-DASHBOARD_SA = "fluxlora-operator-dashboard"
+DASHBOARD_SA = "fluxlora-dashboard"  # <fullname>-dashboard of release "fluxlora"
 CHART = Path(__file__).resolve().parents[2] / "charts" / "fluxlora"
 
 

@@ -77,7 +77,7 @@ def test_later_attempt_reuses_the_snapshot_and_keeps_the_record(make_run) -> Non
         p.unlink()
     with pytest.raises(DatasetError) as err:
         prepare(run, env2, nvml=Nvml(NoGpu()), freeze="")
-    assert err.value.code == termination.EXIT_SNAPSHOT_MISMATCH and "changed since the run started" in err.value.reason
+    assert err.value.code == termination.EXIT_DATASET_CHANGED and "changed since the run started" in err.value.reason
 
 
 @pytest.mark.parametrize(

@@ -193,14 +193,14 @@ def test_control_characters_from_a_profile_stay_valid_toml(tmp_path: Path) -> No
 def test_the_trainer_logs_json_when_the_operator_does() -> None:
     import dataclasses
 
-    from fluxlora import logs
+    from fluxlora import podenv
 
     plain = rendered(load_example("run-fast.yaml"))
     env = {e["name"]: e.get("value") for e in plain.job(1)["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert logs.LOG_FORMAT_ENV not in env
+    assert podenv.LOG_FORMAT not in env
     job = dataclasses.replace(plain, log_format="json").job(1)
     for container in [
         *job["spec"]["template"]["spec"]["initContainers"],
         *job["spec"]["template"]["spec"]["containers"],
     ]:
-        assert {"name": logs.LOG_FORMAT_ENV, "value": "json"} in container["env"]
+        assert {"name": podenv.LOG_FORMAT, "value": "json"} in container["env"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from fluxlora import logs
+from fluxlora import logs, podenv
 from fluxlora.settings import EngineSettings
 
 from . import termination
@@ -39,13 +39,13 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
             "run_file",
             default=DEFAULT_RUN_FILE,
             show_default=True,
-            envvar="FLUXLORA_RUN_FILE",
+            envvar=podenv.RUN_FILE,
             help="The rendered run (run.json).",
         ),
         click.option(
             "--termination-log",
             default=None,
-            envvar="FLUXLORA_TERMINATION_LOG",
+            envvar=podenv.TERMINATION_LOG,
             help=f"Where the one-line reason goes [default: {termination.DEFAULT_TERMINATION_LOG}].",
         ),
         click.option("--kubeconfig", default=None, help="Report through this kubeconfig (tests, local runs)."),
@@ -72,13 +72,13 @@ def _api_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _setup_logging() -> None:
-    level = os.environ.get("FLUXLORA_LOG_LEVEL", "INFO").upper()
+    level = os.environ.get(podenv.LOG_LEVEL, "INFO").upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
         stream=sys.stderr,
         format="fluxlora-trainer %(levelname)s %(message)s",
     )
-    if os.environ.get(logs.LOG_FORMAT_ENV, "text") == "json":
+    if os.environ.get(podenv.LOG_FORMAT, "text") == "json":
         logs.use_json()
 
 
@@ -158,13 +158,13 @@ def prepare(
 @click.option(
     "--engine-cmd",
     default=None,
-    envvar="FLUXLORA_ENGINE_CMD",
+    envvar=podenv.ENGINE_CMD,
     help="JSON list replacing the argv prefix up to and including flux_train_network.py.",
 )
 @click.option(
     "--tokenizer-dir",
     default=None,
-    envvar="FLUXLORA_TOKENIZER_DIR",
+    envvar=podenv.TOKENIZER_DIR,
     help="Directory with the CLIP-L and T5 tokenizers, replacing --tokenizer_cache_dir (local runs).",
 )
 @click.option(

@@ -371,7 +371,7 @@ def snapshot(source: Path, report: DatasetReport, destination: Path) -> str:
     """
     if destination.is_symlink():
         raise DatasetError(
-            termination.EXIT_SNAPSHOT,
+            termination.EXIT_SNAPSHOT_WRITE,
             f"snapshot directory {destination} is a symbolic link; it must be a directory of the run's own",
         )
     try:
@@ -380,7 +380,8 @@ def snapshot(source: Path, report: DatasetReport, destination: Path) -> str:
         for entry in os.scandir(destination):
             if entry.is_symlink() or (entry.name in wanted and not entry.is_file(follow_symlinks=False)):
                 raise DatasetError(
-                    termination.EXIT_SNAPSHOT, f"snapshot {destination} holds {entry.name}, which is not a regular file"
+                    termination.EXIT_SNAPSHOT_WRITE,
+                    f"snapshot {destination} holds {entry.name}, which is not a regular file",
                 )
         for name in trained_files(destination):
             if name not in wanted:
@@ -394,13 +395,13 @@ def snapshot(source: Path, report: DatasetReport, destination: Path) -> str:
             os.replace(tmp, dst)
     except OSError as exc:
         raise DatasetError(
-            termination.EXIT_SNAPSHOT, f"cannot copy the dataset into {destination}: {exc.strerror or exc}"
+            termination.EXIT_SNAPSHOT_WRITE, f"cannot copy the dataset into {destination}: {exc.strerror or exc}"
         ) from exc
     digest = hash_files(destination, report.files)
     source_digest = hash_files(source, report.files, report.sources)
     if digest != source_digest:
         raise DatasetError(
-            termination.EXIT_SNAPSHOT_MISMATCH,
+            termination.EXIT_DATASET_CHANGED,
             f"snapshot {destination} differs from {source} after copying (was the dataset changing?)",
         )
     return digest

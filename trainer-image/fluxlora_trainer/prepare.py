@@ -53,7 +53,7 @@ def prepare(
         digest = snapshot(layout.dataset_source, report, layout.dataset_snapshot)
         if recorded is not None and digest != recorded:
             raise DatasetError(
-                termination.EXIT_SNAPSHOT_MISMATCH,
+                termination.EXIT_DATASET_CHANGED,
                 f"dataset {layout.dataset_source} changed since the run started "
                 f"(recorded {recorded}, now {digest}); a resumed run must train on the same data",
             )
@@ -79,7 +79,9 @@ def prepare(
             attempt=env.attempt,
         )
     except OSError as exc:
-        raise DatasetError(termination.EXIT_REPRO, f"cannot write {layout.repro_dir}: {exc.strerror or exc}") from exc
+        raise DatasetError(
+            termination.EXIT_REPRO_WRITE, f"cannot write {layout.repro_dir}: {exc.strerror or exc}"
+        ) from exc
     if reporter is not None:
         reporter.update("repro", repro.status_repro(run, image=env.image, dataset_hash=digest), force=True)
     log.info(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fluxlora import podenv
 from fluxlora.layout import RUN_FILE
 from fluxlora.manifests import RunRef  # the run the objects and the status belong to
 
@@ -209,15 +210,15 @@ def attempt_env(environ: Mapping[str, str] | None = None) -> AttemptEnv:
         except ValueError as exc:
             raise RunSpecError(f"{key}={raw!r} is not an integer") from exc
 
-    attempt = to_int("FLUXLORA_ATTEMPT", 1)
+    attempt = to_int(podenv.ATTEMPT, 1)
     if attempt < 1:
-        raise RunSpecError(f"FLUXLORA_ATTEMPT must be >= 1, got {attempt}")
-    step = to_int("FLUXLORA_RESUME_STEP", 0)
+        raise RunSpecError(f"{podenv.ATTEMPT} must be >= 1, got {attempt}")
+    step = to_int(podenv.RESUME_STEP, 0)
     if step < 0:
-        raise RunSpecError(f"FLUXLORA_RESUME_STEP must be >= 0, got {step}")
+        raise RunSpecError(f"{podenv.RESUME_STEP} must be >= 0, got {step}")
     return AttemptEnv(
         attempt=attempt,
-        resume_checkpoint=(env.get("FLUXLORA_RESUME_CHECKPOINT") or "").strip(),
+        resume_checkpoint=(env.get(podenv.RESUME_CHECKPOINT) or "").strip(),
         resume_step=step,
-        image=(env.get("FLUXLORA_IMAGE") or "").strip(),
+        image=(env.get(podenv.IMAGE) or "").strip(),
     )

@@ -6,10 +6,13 @@ import logging
 import os
 from pathlib import Path
 
+from fluxlora import podenv
+
 # Exit codes: the contract with the operator, defined once in the core.
 from fluxlora.exitcodes import (
     EXIT_CONFIG,
     EXIT_DATASET_CAPTIONS,
+    EXIT_DATASET_CHANGED,
     EXIT_DATASET_EMPTY,
     EXIT_DATASET_MISSING,
     EXIT_DATASET_UNREADABLE,
@@ -19,10 +22,9 @@ from fluxlora.exitcodes import (
     EXIT_ENGINE_START,
     EXIT_INTERNAL,
     EXIT_OK,
-    EXIT_REPRO,
+    EXIT_REPRO_WRITE,
     EXIT_RESUME_STATE,
-    EXIT_SNAPSHOT,
-    EXIT_SNAPSHOT_MISMATCH,
+    EXIT_SNAPSHOT_WRITE,
     EXIT_TERMINATED,
 )
 
@@ -35,6 +37,7 @@ MAX_MESSAGE_BYTES = 4096
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_DATASET_CAPTIONS",
+    "EXIT_DATASET_CHANGED",
     "EXIT_DATASET_EMPTY",
     "EXIT_DATASET_MISSING",
     "EXIT_DATASET_UNREADABLE",
@@ -44,16 +47,15 @@ __all__ = [
     "EXIT_ENGINE_START",
     "EXIT_INTERNAL",
     "EXIT_OK",
-    "EXIT_REPRO",
+    "EXIT_REPRO_WRITE",
     "EXIT_RESUME_STATE",
-    "EXIT_SNAPSHOT",
-    "EXIT_SNAPSHOT_MISMATCH",
+    "EXIT_SNAPSHOT_WRITE",
     "EXIT_TERMINATED",
 ]
 
 
 def termination_log_path(explicit: str | None = None) -> Path:
-    return Path(explicit or os.environ.get("FLUXLORA_TERMINATION_LOG") or DEFAULT_TERMINATION_LOG)
+    return Path(explicit or os.environ.get(podenv.TERMINATION_LOG) or DEFAULT_TERMINATION_LOG)
 
 
 def one_line(message: str, limit: int = 1024) -> str:

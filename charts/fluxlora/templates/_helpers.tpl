@@ -1,7 +1,46 @@
-{{- define "fluxlora.name" -}}fluxlora-operator{{- end -}}
+{{/* Names. Every object is named after the release (`fluxlora.fullname`, the usual helper:
+     fullnameOverride, else the release name, with nameOverride or the chart's name appended unless
+     the release name already holds it), so two releases never share a name in one namespace.
+     Objects outside the release namespace (ClusterRoles, and Roles in watched namespaces) carry
+     the release namespace too: two releases of the same name in two namespaces never collide. */}}
+{{- define "fluxlora.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "fluxlora.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator's objects in the release namespace (ServiceAccount, Deployment, ConfigMaps):
+     <fullname>-operator, at most 63 characters. */}}
+{{- define "fluxlora.operatorName" -}}
+{{- printf "%s-operator" (include "fluxlora.fullname" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* The dashboard's objects in the release namespace (its Service is a DNS label: 63 characters). */}}
+{{- define "fluxlora.dashboardName" -}}
+{{- printf "%s-dashboard" (include "fluxlora.fullname" . | trunc 53 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* The name of an object of the release outside its namespace: (list $ base namespace), with
+     namespace "" for cluster-scoped objects. In the release namespace: the base name; elsewhere:
+     base-<release namespace>. */}}
+{{- define "fluxlora.nameIn" -}}
+{{- $ctx := index . 0 -}}{{- $base := index . 1 -}}{{- $ns := index . 2 -}}
+{{- if eq $ns $ctx.Release.Namespace -}}{{ $base }}{{- else -}}{{ printf "%s-%s" $base $ctx.Release.Namespace }}{{- end -}}
+{{- end -}}
 
 {{- define "fluxlora.labels" -}}
-app.kubernetes.io/name: fluxlora
+app.kubernetes.io/name: {{ include "fluxlora.name" . }}
 app.kubernetes.io/component: operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -10,7 +49,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "fluxlora.selectorLabels" -}}
-app.kubernetes.io/name: fluxlora
+app.kubernetes.io/name: {{ include "fluxlora.name" . }}
 app.kubernetes.io/component: operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
@@ -65,7 +104,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "fluxlora.dashboardLabels" -}}
-app.kubernetes.io/name: fluxlora
+app.kubernetes.io/name: {{ include "fluxlora.name" . }}
 app.kubernetes.io/component: dashboard
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -74,7 +113,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "fluxlora.dashboardSelectorLabels" -}}
-app.kubernetes.io/name: fluxlora
+app.kubernetes.io/name: {{ include "fluxlora.name" . }}
 app.kubernetes.io/component: dashboard
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}

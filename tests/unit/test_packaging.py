@@ -1,0 +1,48 @@
+"""pyproject.toml: what `pip install .` would otherwise warn about (setuptools' deprecations of a
+license table, data directories absent from `packages`) stays fixed."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
+
+
+def test_the_license_is_an_spdx_expression_which_setuptools_77_reads() -> None:
+    assert PYPROJECT["project"]["license"] == "Apache-2.0"
+    (requirement,) = [r for r in PYPROJECT["build-system"]["requires"] if r.startswith("setuptools")]
+    match = re.fullmatch(r"setuptools>=(\d+)", requirement)
+    assert match and int(match.group(1)) >= 77, requirement
+
+
+def _package_dir(package: str) -> Path:
+    top, *rest = package.split(".")
+    return ROOT / SETUPTOOLS["package-dir"][top] / Path(*rest)
+
+
+def _dirs_with_files(root: Path) -> list[Path]:
+    found = []
+    for path in sorted(root.rglob("*")):  # follows the configs symlink
+        if path.is_dir() and "__pycache__" not in path.parts and any(p.is_file() for p in path.iterdir()):
+            found.append(path)
+    return [root, *found]
+
+
+def test_every_directory_installed_is_a_listed_package_and_every_data_file_is_package_data() -> None:
+    """setuptools warns ("Package 'fluxlora.configs' is absent from the `packages` configuration")
+    for a directory of data files that is not a listed package."""
+    packages = SETUPTOOLS["packages"]
+    data = SETUPTOOLS["package-data"]
+    for top in SETUPTOOLS["package-dir"]:
+        for directory in _dirs_with_files(_package_dir(top)):
+            package = ".".join([top, *directory.relative_to(_package_dir(top)).parts])
+            assert package in packages, f"{directory} holds files but {package} is not in packages"
+            for file in directory.iterdir():
+                if file.is_file() and file.suffix != ".py":
+                    patterns = data.get(package, [])
+                    assert any(fnmatch.fnmatch(file.name, p) for p in patterns), f"{file} is not package data"
