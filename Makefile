@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv tools engine lint typecheck unit test test-cluster test-engine crd examples cluster-up cluster-down cluster-status bench bench-validate demo clean
+.PHONY: help venv tools engine lint typecheck unit test test-cluster test-engine crd examples cluster-up cluster-down cluster-status bench bench-takeover bench-validate demo clean
 
 help:
 	@echo "make demo         the example run on a local control plane, trained by the real engine (tiny FLUX, CPU)"
@@ -63,6 +63,9 @@ cluster-status: venv
 
 bench: venv tools  ## operator latency, API writes per run, memory (prints numbers)
 	$(PY) benchmarks/operator_latency.py
+
+bench-takeover: venv tools  ## two operator replicas, the active one dies mid-batch: takeover time (prints numbers)
+	$(PY) benchmarks/operator_takeover.py
 
 bench-validate: venv  ## fluxlora validate on every corpus document: counts, worst time and memory (prints numbers)
 	$(PY) benchmarks/validate_corpus.py

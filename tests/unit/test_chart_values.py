@@ -115,7 +115,11 @@ def test_good_values_pass(path: str, value: Any) -> None:
 
 # (path, value, what the error names)
 BAD = [
-    ("replicas", 3, "'replicas' was unexpected"),
+    ("replica", 3, "'replica' was unexpected"),
+    ("replicas", 0, "0 is less than the minimum of 1"),
+    ("logFormat", "yaml", "'yaml' is not one of ['text', 'json']"),
+    ("metrics.port", 8080, "should not be valid"),
+    ("metrics.serviceMonitor.interval", "often", "'often' does not match"),
     ("policy.allowEverything", True, "'allowEverything' was unexpected"),
     ("policy.maxGpus", 9, "9 is greater than the maximum of 8"),
     ("policy.defaultGpus", 0, "0 is less than the minimum of 1"),
@@ -180,7 +184,18 @@ def test_chart_crd_is_the_generated_crd(name: str) -> None:
 
 TEMPLATES = sorted((CHART / "templates").glob("*.yaml"))
 # Names inside a pod (containers, ports, volumes) are not objects: they may be literal.
-POD_LOCAL_NAMES = {"operator", "dashboard", "health", "ready", "http", "tmp", "profiles", "policy"}
+POD_LOCAL_NAMES = {
+    "operator",
+    "dashboard",
+    "health",
+    "ready",
+    "http",
+    "metrics",
+    "POD_NAME",
+    "tmp",
+    "profiles",
+    "policy",
+}
 NAME_HELPER = re.compile(r'^\{\{ include "fluxlora\.(operatorName|dashboardName|nameIn)" [^}]*\}\}(-[a-z]+)?$')
 
 
