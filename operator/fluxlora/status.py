@@ -25,7 +25,7 @@ written (the Likeness condition and its events are derived from likeness).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fluxlora import api, exitcodes, likeness, manifests
@@ -42,6 +42,8 @@ RUNNING = "Running"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 STOPPED = "Stopped"
+# The phase of a dry run.
+RENDERED = "Rendered"
 LIVE_RESULTS = (PENDING, QUEUED, RUNNING)
 
 # Reasons of a failed attempt that no retry can fix (the CRD has no field for a
@@ -425,224 +427,402 @@ def _phase_events(old: Mapping[str, Any], status: Obj, events: list[Event]) -> N
 
 
 def plan(facts: RunFacts, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], now: str) -> Plan:
-    """Decide the run's status, actions and events from the API's current state."""
-    old = facts.status
+    """Decide the run's status, actions and events from the API's current state.
+
+    Three steps, each a pure function: ``observe_run`` (what the Jobs and pods say of each
+    attempt), ``refresh_attempts`` (those observations merged into the recorded attempts) and
+    ``decide`` (phase, conditions and the next action); a run that is invalid, failed for good
+    or a dry run is decided without looking at its Jobs (``decide_without_jobs``).
+    """
     status = _base_status(facts)
-    events: list[Event] = []
-    actions: list[CreateAttempt | DeleteJob] = []
     _valid_condition(facts, status, now)
-    gen = facts.generation
+    decision = decide_without_jobs(facts)
+    if decision is not None:
+        # An invalid run or one failed for good tells no warnings; a dry run does.
+        events = warning_events(facts) if decision.phase == RENDERED else []
+        return _finish(facts, status, decision, events, now)
+    seen = observe_run(facts.uid, facts.suspend, jobs, pods)
+    refreshed = refresh_attempts(status["attempts"], seen, facts.suspend, now)
+    status["attempts"] = refreshed.attempts
+    decision = decide(facts, refreshed.attempts, seen, refreshed.unschedulable, now)
+    return _finish(facts, status, decision, [*warning_events(facts), *refreshed.events], now)
 
-    def cond(type_: str, value: str, reason: str, message: str) -> None:
-        status["conditions"] = set_condition(status["conditions"], type_, value, reason, message, now, gen)
 
-    def finish(phase: str, message: str) -> Plan:
-        status["phase"] = phase
-        status["message"] = message
-        _likeness_condition(old, status, events, now, gen)
-        _phase_events(old, status, events)
-        out = Plan({k: v for k, v in status.items() if v is not None or old.get(k) is not None}, actions, events)
-        return out
+# ----------------------------------------------------------------------------- step 1: observe
 
-    if facts.errors:
-        reason = facts.error_reason
-        if old.get("phase") != FAILED or not any(
-            c.get("type") == VALID and c.get("status") == "False" for c in old.get("conditions") or []
-        ):
-            events.append(Event("Warning", reason, "; ".join(facts.errors)))
-        cond(FAILED_CONDITION, "True", reason, "; ".join(facts.errors))
-        what = "refused by the operator's policy" if reason == "PolicyDenied" else "invalid spec"
-        return finish(FAILED, f"{what}: " + "; ".join(facts.errors))
-    terminal = _terminal_failure(old)
-    if terminal is not None:
-        # Nothing is retried or re-created: the phase, conditions and message stay as recorded.
-        return finish(FAILED, str(old.get("message") or terminal))
-    if facts.warnings and not any(
-        c.get("type") == VALID and c.get("reason") == "ValidWithWarnings" for c in old.get("conditions") or []
-    ):
-        for w in facts.warnings:
-            events.append(Event("Warning", "ValidWithWarnings", w["message"]))
-    if facts.dry_run:
-        return finish("Rendered", "dry run: rendered only, no Job created")
 
-    jobs = list(jobs)
-    by_number = owned_jobs(facts.uid, jobs)
-    pods = list(pods)
-    records: dict[int, Obj] = {int(a["number"]): a for a in status["attempts"] if "number" in a}
-    # Jobs the status does not know yet (the operator stopped between create and patch).
-    for number, job in by_number.items():
-        if number not in records:
-            checkpoint, step = _job_resume(job)
-            rec: Obj = {
-                "number": number,
-                "jobName": job["metadata"]["name"],
-                "startTime": _created(job) or now,
-                "result": PENDING,
-            }
-            if checkpoint:
-                rec["resumedFrom"] = checkpoint
-                rec["resumedStep"] = step
-            records[number] = rec
-    # Update live attempts from their Jobs.
-    unschedulable: str | None = None
-    for number, rec in sorted(records.items()):
-        if rec.get("result") == FAILED and rec.get("reason") == "PodLost" and number in by_number:
-            # A later watch event may still show why the pod went (e.g. its eviction).
-            better = observe(by_number[number], pods, facts.suspend)
-            if better.result == FAILED and better.reason != "PodLost":
-                records[number] = dict(rec) | {"reason": better.reason, "message": better.message}
-            continue
-        if rec.get("result") not in LIVE_RESULTS:
-            continue
-        found = by_number.get(number)
-        if found is None:
-            obs = (
-                Observation(STOPPED, "Suspended", "stopped by spec.suspend")
-                if facts.suspend
-                else Observation(FAILED, "JobDeleted", f"Job {rec.get('jobName')} was deleted")
-            )
-            obs = Observation(obs.result, obs.reason, obs.message, obs.retryable, end_time=now)
-        else:
-            obs = observe(found, pods, facts.suspend)
-        new = dict(rec)
-        if rec.get("reason") in DISRUPTION_REASONS and obs.reason not in DISRUPTION_REASONS:
-            # The pod was seen being taken away; it may be gone from later listings.
-            if obs.result == FAILED and obs.reason == "PodLost":
-                obs = Observation(FAILED, rec["reason"], rec.get("message"), True, end_time=obs.end_time)
-            elif obs.result in LIVE_RESULTS:
-                obs = Observation(RUNNING, rec["reason"], rec.get("message"))
-        new["result"] = obs.result
-        new["reason"] = obs.reason
-        new["message"] = obs.message
-        if obs.result not in LIVE_RESULTS:
-            new["endTime"] = obs.end_time or now
-        if obs.unschedulable:
-            unschedulable = obs.unschedulable
-        if obs.result != rec.get("result") and obs.result not in LIVE_RESULTS:
-            kind = "Normal" if obs.result in (SUCCEEDED, STOPPED) else "Warning"
-            events.append(
-                Event(kind, f"Attempt{obs.result}", f"attempt {number} ({new['jobName']}): {obs.reason}: {obs.message}")
-            )
-        records[number] = new
-    status["attempts"] = [records[n] for n in sorted(records)]
+@dataclass(frozen=True)
+class Seen:
+    """What the API says now of the run's attempts (``observe_run``)."""
 
-    # Scheduled condition: from the latest live attempt's pod.
-    if unschedulable is not None:
-        cond(SCHEDULED, "False", "Unschedulable", unschedulable)
+    jobs: Mapping[int, Mapping[str, Any]]  # the run's Jobs by attempt number
+    observations: Mapping[int, Observation]  # what each of those Jobs and its pods say
+    busy: bool  # a Job of the run is being deleted or one of its pods has not ended
+    leftover: Sequence[str]  # live pods with the run's label that are not of its Jobs
 
-    latest = records[max(records)] if records else None
+
+def observe_run(uid: str, suspend: bool, jobs: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> Seen:
+    """Step 1: each of the run's Jobs observed with its pods, and whether anything still runs."""
+    jobs, pods = list(jobs), list(pods)
+    by_number = owned_jobs(uid, jobs)
+    job_uids = {j["metadata"].get("uid") for j in by_number.values()}
     live_pods = [
         p
         for p in pods
         if (p.get("status") or {}).get("phase") in ("Pending", "Running", None)
-        and any(
-            r.get("uid") in {j["metadata"].get("uid") for j in by_number.values()}
-            for r in (p.get("metadata") or {}).get("ownerReferences") or []
-        )
+        and any(r.get("uid") in job_uids for r in (p.get("metadata") or {}).get("ownerReferences") or [])
     ]
-    busy = any((j.get("metadata") or {}).get("deletionTimestamp") for j in by_number.values()) or bool(live_pods)
-    retries_used = sum(1 for r in records.values() if r.get("result") == FAILED)
-    leftover = leftover_pods(facts.uid, jobs, pods)
+    deleting = any((j.get("metadata") or {}).get("deletionTimestamp") for j in by_number.values())
+    return Seen(
+        jobs=by_number,
+        observations={n: observe(job, pods, suspend) for n, job in by_number.items()},
+        busy=deleting or bool(live_pods),
+        leftover=tuple(leftover_pods(uid, jobs, pods)),
+    )
 
-    def next_attempt(first: bool, why: str) -> Plan:
-        number = (max(records) if records else 0) + 1
-        resume = facts.first_resume if first else (_resume_point(old) or facts.first_resume)
-        if resume is not None and facts.max_train_steps is not None and resume.step >= facts.max_train_steps:
-            cond(
-                FAILED_CONDITION,
-                "True",
-                "ResumeError",
-                f"resume step {resume.step} is not below maxTrainSteps {facts.max_train_steps}",
-            )
-            return finish(FAILED, f"cannot resume at step {resume.step}: the run has no steps left")
-        if busy:
-            cond(RUNNING_CONDITION, "False", "Waiting", "waiting for the previous attempt's pods to end")
-            return finish(PENDING, f"waiting for the previous attempt's pods to end before attempt {number}")
-        if leftover:
-            # Two trainers must never write one output directory: an earlier run's pods end first.
-            names = ", ".join(sorted(leftover)[:3])
-            message = (
-                f"waiting for pod(s) {names}, left by an earlier run named {facts.name} or a deleted attempt, to end"
-            )
-            if not any(c.get("reason") == LEFTOVERS for c in old.get("conditions") or []):
-                events.append(Event("Normal", LEFTOVERS, message))
-            cond(RUNNING_CONDITION, "False", LEFTOVERS, message)
-            return finish(PENDING, message)
-        actions.append(CreateAttempt(number, resume, first))
-        if first and resume is not None and not old.get("resume"):
-            status["resume"] = {"checkpoint": resume.checkpoint, "step": resume.step}
-        rec: Obj = {
-            "number": number,
-            "jobName": manifests.job_name(manifests.RunRef(facts.name, "", facts.uid), number),
-            "startTime": now,
-            "result": CREATING.result,
-            "reason": CREATING.reason,
-            "message": CREATING.message,
-        }
-        if resume is not None:
-            rec["resumedFrom"] = resume.checkpoint
-            rec["resumedStep"] = resume.step
-        status["attempts"] = [*status["attempts"], rec]
-        where = f" from {resume.checkpoint} (step {resume.step})" if resume else ""
-        events.append(Event("Normal", "AttemptCreated", f"attempt {number} ({rec['jobName']}){where}: {why}"))
-        cond(RUNNING_CONDITION, "False", str(CREATING.reason), str(CREATING.message))
-        status["conditions"] = drop_condition(status["conditions"], SCHEDULED)
-        return finish(PENDING, f"attempt {number} pending: {CREATING.message}")
 
-    if latest is None:
+# ----------------------------------------------------------------------------- step 2: refresh attempts
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    """The attempts after ``refresh_attempts``, the events of those that ended, and the
+    scheduler's message of a live attempt's unschedulable pod."""
+
+    attempts: list[Obj]
+    events: list[Event]
+    unschedulable: str | None = None
+
+
+def adopted_attempt(number: int, job: Mapping[str, Any], now: str) -> Obj:
+    """The record of a Job the status does not know (the operator stopped between create and patch)."""
+    checkpoint, step = _job_resume(job)
+    rec: Obj = {
+        "number": number,
+        "jobName": job["metadata"]["name"],
+        "startTime": _created(job) or now,
+        "result": PENDING,
+    }
+    if checkpoint:
+        rec["resumedFrom"] = checkpoint
+        rec["resumedStep"] = step
+    return rec
+
+
+def refresh_attempt(rec: Mapping[str, Any], seen: Observation | None, suspend: bool, now: str) -> Refreshed:
+    """Step 2 for one recorded attempt: ``seen`` is what its Job says (None: the Job is gone).
+
+    A live attempt takes the observation (a disruption seen earlier outlives its pod); a finished
+    one stays as recorded, except that a PodLost failure takes a better reason seen later.
+    """
+    if rec.get("result") == FAILED and rec.get("reason") == "PodLost":
+        # A later watch event may still show why the pod went (e.g. its eviction).
+        if seen is not None and seen.result == FAILED and seen.reason != "PodLost":
+            return Refreshed([dict(rec) | {"reason": seen.reason, "message": seen.message}], [])
+        return Refreshed([dict(rec)], [])
+    if rec.get("result") not in LIVE_RESULTS:
+        return Refreshed([dict(rec)], [])
+    if seen is None:
+        seen = (
+            Observation(STOPPED, "Suspended", "stopped by spec.suspend", end_time=now)
+            if suspend
+            else Observation(FAILED, "JobDeleted", f"Job {rec.get('jobName')} was deleted", end_time=now)
+        )
+    if rec.get("reason") in DISRUPTION_REASONS and seen.reason not in DISRUPTION_REASONS:
+        # The pod was seen being taken away; it may be gone from later listings.
+        if seen.result == FAILED and seen.reason == "PodLost":
+            seen = Observation(FAILED, rec["reason"], rec.get("message"), end_time=seen.end_time)
+        elif seen.result in LIVE_RESULTS:
+            seen = Observation(RUNNING, rec["reason"], rec.get("message"))
+    new = dict(rec) | {"result": seen.result, "reason": seen.reason, "message": seen.message}
+    if seen.result not in LIVE_RESULTS:
+        new["endTime"] = seen.end_time or now
+    events = []
+    if seen.result != rec.get("result") and seen.result not in LIVE_RESULTS:
+        kind = "Normal" if seen.result in (SUCCEEDED, STOPPED) else "Warning"
+        text = f"attempt {rec['number']} ({new['jobName']}): {seen.reason}: {seen.message}"
+        events.append(Event(kind, f"Attempt{seen.result}", text))
+    return Refreshed([new], events, seen.unschedulable)
+
+
+def refresh_attempts(recorded: Sequence[Mapping[str, Any]], seen: Seen, suspend: bool, now: str) -> Refreshed:
+    """Step 2: the recorded attempts (and Jobs the status does not know yet) with what step 1 saw."""
+    records: dict[int, Mapping[str, Any]] = {int(a["number"]): a for a in recorded if "number" in a}
+    for number, job in seen.jobs.items():
+        if number not in records:
+            records[number] = adopted_attempt(number, job, now)
+    attempts: list[Obj] = []
+    events: list[Event] = []
+    unschedulable: str | None = None
+    for number in sorted(records):
+        one = refresh_attempt(records[number], seen.observations.get(number), suspend, now)
+        attempts += one.attempts
+        events += one.events
+        unschedulable = one.unschedulable or unschedulable
+    return Refreshed(attempts, events, unschedulable)
+
+
+# ----------------------------------------------------------------------------- step 3: decide
+
+
+@dataclass(frozen=True)
+class SetCondition:
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DropCondition:
+    type: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The run's phase and message, the condition changes (applied in order), the actions, the events,
+    and the attempts after the decision (None: as they were)."""
+
+    phase: str
+    message: str
+    conditions: Sequence[SetCondition | DropCondition] = ()
+    actions: Sequence[CreateAttempt | DeleteJob] = ()
+    events: Sequence[Event] = ()
+    attempts: Sequence[Obj] | None = None
+    seed_resume: manifests.ResumeFrom | None = None  # spec.resume.from, recorded as status.resume
+
+
+_SUSPENDED = SetCondition(RUNNING_CONDITION, "False", "Suspended", "spec.suspend is true")
+
+
+def warning_events(facts: RunFacts) -> list[Event]:
+    """One event per warning, the first time the Valid condition says ValidWithWarnings."""
+    told = any(
+        c.get("type") == VALID and c.get("reason") == "ValidWithWarnings" for c in facts.status.get("conditions") or []
+    )
+    return [] if told else [Event("Warning", "ValidWithWarnings", w["message"]) for w in facts.warnings]
+
+
+def decide_without_jobs(facts: RunFacts) -> Decision | None:
+    """The decision for an invalid run, a run failed for good, or a dry run; None for any other."""
+    old = facts.status
+    if facts.errors:
+        reason, text = facts.error_reason, "; ".join(facts.errors)
+        told = old.get("phase") == FAILED and any(
+            c.get("type") == VALID and c.get("status") == "False" for c in old.get("conditions") or []
+        )
+        what = "refused by the operator's policy" if reason == "PolicyDenied" else "invalid spec"
+        return Decision(
+            FAILED,
+            f"{what}: {text}",
+            [SetCondition(FAILED_CONDITION, "True", reason, text)],
+            events=[] if told else [Event("Warning", reason, text)],
+        )
+    terminal = _terminal_failure(old)
+    if terminal is not None:
+        # Nothing is retried or re-created: the phase, conditions and message stay as recorded.
+        return Decision(FAILED, str(old.get("message") or terminal))
+    if facts.dry_run:
+        return Decision(RENDERED, "dry run: rendered only, no Job created")
+    return None
+
+
+def failed_attempts(attempts: Iterable[Mapping[str, Any]]) -> int:
+    """How many attempts failed (each one after the first is a retry used)."""
+    return sum(1 for a in attempts if a.get("result") == FAILED)
+
+
+def decide(facts: RunFacts, attempts: Sequence[Obj], seen: Seen, unschedulable: str | None, now: str) -> Decision:
+    """Step 3: the phase, conditions and next action from the refreshed attempts."""
+    decision = _decide(facts, attempts, seen, now)
+    if unschedulable is not None:
+        first = SetCondition(SCHEDULED, "False", "Unschedulable", unschedulable)
+        decision = replace(decision, conditions=[first, *decision.conditions])
+    return decision
+
+
+def _decide(facts: RunFacts, attempts: Sequence[Obj], seen: Seen, now: str) -> Decision:
+    if not attempts:
         if facts.suspend:
-            cond(RUNNING_CONDITION, "False", "Suspended", "spec.suspend is true")
-            return finish("Suspended", "suspended before the first attempt")
-        return next_attempt(True, "new run")
-
-    result = latest.get("result")
-    number = int(latest["number"])
+            return Decision("Suspended", "suspended before the first attempt", [_SUSPENDED])
+        return next_attempt(facts, attempts, seen, True, "new run", now)
+    latest = attempts[-1]
+    result, number = latest.get("result"), int(latest["number"])
     if result == SUCCEEDED:
-        cond(RUNNING_CONDITION, "False", "Completed", "training finished")
-        cond(SUCCEEDED_CONDITION, "True", "Completed", f"attempt {number} completed")
-        status["conditions"] = drop_condition(status["conditions"], FAILED_CONDITION)
-        return finish(SUCCEEDED, f"attempt {number} completed")
+        return Decision(
+            SUCCEEDED,
+            f"attempt {number} completed",
+            [
+                SetCondition(RUNNING_CONDITION, "False", "Completed", "training finished"),
+                SetCondition(SUCCEEDED_CONDITION, "True", "Completed", f"attempt {number} completed"),
+                DropCondition(FAILED_CONDITION),
+            ],
+        )
     if result in LIVE_RESULTS:
-        if facts.suspend:
-            actions.append(DeleteJob(str(latest["jobName"])))
-            latest.update(result=STOPPED, reason="Suspended", message="stopped by spec.suspend", endTime=now)
-            events.append(Event("Normal", "AttemptStopped", f"attempt {number} stopped by spec.suspend"))
-            cond(RUNNING_CONDITION, "False", "Suspended", "spec.suspend is true")
-            return finish("Suspended", f"suspended; attempt {number} stopped")
-        if result == RUNNING:
-            cond(SCHEDULED, "True", "Scheduled", "the pod is on a node")
-            cond(RUNNING_CONDITION, "True", str(latest.get("reason") or "Running"), str(latest.get("message") or ""))
-            return finish(RUNNING, f"attempt {number} running")
-        if result == QUEUED:
-            cond(RUNNING_CONDITION, "False", "Queued", str(latest.get("message") or ""))
-            return finish(QUEUED, f"attempt {number} queued")
-        cond(RUNNING_CONDITION, "False", str(latest.get("reason") or "Pending"), str(latest.get("message") or ""))
-        return finish(PENDING, f"attempt {number} pending: {latest.get('message')}")
+        return _decide_live(facts, attempts, now)
     if result == STOPPED:
         if facts.suspend:
-            cond(RUNNING_CONDITION, "False", "Suspended", "spec.suspend is true")
-            return finish("Suspended", f"suspended; attempt {number} stopped")
-        return next_attempt(False, "spec.suspend is false again")
-    # FAILED
+            return Decision("Suspended", f"suspended; attempt {number} stopped", [_SUSPENDED])
+        return next_attempt(facts, attempts, seen, False, "spec.suspend is false again", now)
+    return _decide_failed(facts, attempts, seen, now)
+
+
+def _decide_live(facts: RunFacts, attempts: Sequence[Obj], now: str) -> Decision:
+    """The latest attempt has not ended: stop it for spec.suspend, else say how it goes."""
+    latest = attempts[-1]
+    result, number = latest.get("result"), int(latest["number"])
+    reason, message = latest.get("reason"), latest.get("message")
+    if facts.suspend:
+        stopped = dict(latest) | {
+            "result": STOPPED,
+            "reason": "Suspended",
+            "message": "stopped by spec.suspend",
+            "endTime": now,
+        }
+        return Decision(
+            "Suspended",
+            f"suspended; attempt {number} stopped",
+            [_SUSPENDED],
+            [DeleteJob(str(latest["jobName"]))],
+            [Event("Normal", "AttemptStopped", f"attempt {number} stopped by spec.suspend")],
+            attempts=[*attempts[:-1], stopped],
+        )
+    if result == RUNNING:
+        return Decision(
+            RUNNING,
+            f"attempt {number} running",
+            [
+                SetCondition(SCHEDULED, "True", "Scheduled", "the pod is on a node"),
+                SetCondition(RUNNING_CONDITION, "True", str(reason or "Running"), str(message or "")),
+            ],
+        )
+    if result == QUEUED:
+        return Decision(
+            QUEUED, f"attempt {number} queued", [SetCondition(RUNNING_CONDITION, "False", "Queued", str(message or ""))]
+        )
+    return Decision(
+        PENDING,
+        f"attempt {number} pending: {message}",
+        [SetCondition(RUNNING_CONDITION, "False", str(reason or "Pending"), str(message or ""))],
+    )
+
+
+def _decide_failed(facts: RunFacts, attempts: Sequence[Obj], seen: Seen, now: str) -> Decision:
+    """The latest attempt failed: fail the run (not retryable, retries exhausted), wait (suspended) or retry."""
+    latest = attempts[-1]
+    number = int(latest["number"])
     reason = str(latest.get("reason") or "Error")
     message = str(latest.get("message") or "")
+    failures = failed_attempts(attempts)
     if reason in NOT_RETRYABLE_REASONS:
-        cond(RUNNING_CONDITION, "False", "Failed", message)
-        cond(FAILED_CONDITION, "True", reason, message)
-        return finish(FAILED, f"attempt {number} failed ({reason}, not retryable): {message}")
-    if retries_used > facts.max_retries:
-        cond(RUNNING_CONDITION, "False", "Failed", message)
-        cond(
-            FAILED_CONDITION,
-            "True",
-            reason,
-            f"{message} (retries exhausted: {retries_used - 1} of {facts.max_retries})",
+        return Decision(
+            FAILED,
+            f"attempt {number} failed ({reason}, not retryable): {message}",
+            [
+                SetCondition(RUNNING_CONDITION, "False", "Failed", message),
+                SetCondition(FAILED_CONDITION, "True", reason, message),
+            ],
         )
-        return finish(FAILED, f"attempt {number} failed ({reason}); retries exhausted ({facts.max_retries})")
+    if failures > facts.max_retries:
+        exhausted = f"{message} (retries exhausted: {failures - 1} of {facts.max_retries})"
+        return Decision(
+            FAILED,
+            f"attempt {number} failed ({reason}); retries exhausted ({facts.max_retries})",
+            [
+                SetCondition(RUNNING_CONDITION, "False", "Failed", message),
+                SetCondition(FAILED_CONDITION, "True", reason, exhausted),
+            ],
+        )
     if facts.suspend:
-        cond(RUNNING_CONDITION, "False", "Suspended", "spec.suspend is true")
-        return finish("Suspended", f"suspended after attempt {number} failed ({reason})")
-    return next_attempt(False, f"retry {retries_used} of {facts.max_retries} after {reason}")
+        return Decision("Suspended", f"suspended after attempt {number} failed ({reason})", [_SUSPENDED])
+    return next_attempt(facts, attempts, seen, False, f"retry {failures} of {facts.max_retries} after {reason}", now)
+
+
+def next_attempt(facts: RunFacts, attempts: Sequence[Obj], seen: Seen, first: bool, why: str, now: str) -> Decision:
+    """Create the next attempt, unless its resume point is past the last step or pods of an
+    earlier attempt (or an earlier run of the same name) have not ended yet."""
+    old = facts.status
+    number = (int(attempts[-1]["number"]) if attempts else 0) + 1
+    resume = facts.first_resume if first else (_resume_point(old) or facts.first_resume)
+    if resume is not None and facts.max_train_steps is not None and resume.step >= facts.max_train_steps:
+        text = f"resume step {resume.step} is not below maxTrainSteps {facts.max_train_steps}"
+        return Decision(
+            FAILED,
+            f"cannot resume at step {resume.step}: the run has no steps left",
+            [SetCondition(FAILED_CONDITION, "True", "ResumeError", text)],
+        )
+    if seen.busy:
+        return Decision(
+            PENDING,
+            f"waiting for the previous attempt's pods to end before attempt {number}",
+            [SetCondition(RUNNING_CONDITION, "False", "Waiting", "waiting for the previous attempt's pods to end")],
+        )
+    if seen.leftover:
+        # Two trainers must never write one output directory: an earlier run's pods end first.
+        names = ", ".join(sorted(seen.leftover)[:3])
+        message = f"waiting for pod(s) {names}, left by an earlier run named {facts.name} or a deleted attempt, to end"
+        told = any(c.get("reason") == LEFTOVERS for c in old.get("conditions") or [])
+        return Decision(
+            PENDING,
+            message,
+            [SetCondition(RUNNING_CONDITION, "False", LEFTOVERS, message)],
+            events=[] if told else [Event("Normal", LEFTOVERS, message)],
+        )
+    rec: Obj = {
+        "number": number,
+        "jobName": manifests.job_name(manifests.RunRef(facts.name, "", facts.uid), number),
+        "startTime": now,
+        "result": CREATING.result,
+        "reason": CREATING.reason,
+        "message": CREATING.message,
+    }
+    if resume is not None:
+        rec["resumedFrom"] = resume.checkpoint
+        rec["resumedStep"] = resume.step
+    where = f" from {resume.checkpoint} (step {resume.step})" if resume else ""
+    return Decision(
+        PENDING,
+        f"attempt {number} pending: {CREATING.message}",
+        [
+            SetCondition(RUNNING_CONDITION, "False", str(CREATING.reason), str(CREATING.message)),
+            DropCondition(SCHEDULED),
+        ],
+        [CreateAttempt(number, resume, first)],
+        [Event("Normal", "AttemptCreated", f"attempt {number} ({rec['jobName']}){where}: {why}")],
+        attempts=[*attempts, rec],
+        seed_resume=resume if first and not old.get("resume") else None,
+    )
+
+
+# ----------------------------------------------------------------------------- the plan of a decision
+
+
+def _finish(facts: RunFacts, status: Obj, decision: Decision, events: list[Event], now: str) -> Plan:
+    """The decision applied to the status built so far, then the Likeness condition and the phase's event."""
+    gen = facts.generation
+    for change in decision.conditions:
+        if isinstance(change, DropCondition):
+            status["conditions"] = drop_condition(status["conditions"], change.type)
+        else:
+            type_, value, reason, message = change.type, change.status, change.reason, change.message
+            status["conditions"] = set_condition(status["conditions"], type_, value, reason, message, now, gen)
+    if decision.attempts is not None:
+        status["attempts"] = list(decision.attempts)
+    if decision.seed_resume is not None:
+        status["resume"] = {"checkpoint": decision.seed_resume.checkpoint, "step": decision.seed_resume.step}
+    status["phase"] = decision.phase
+    status["message"] = decision.message
+    events = [*events, *decision.events]
+    _likeness_condition(facts.status, status, events, now, gen)
+    _phase_events(facts.status, status, events)
+    return _plan_of(facts.status, status, list(decision.actions), events)
+
+
+def _plan_of(
+    old: Mapping[str, Any], status: Obj, actions: list[CreateAttempt | DeleteJob], events: list[Event]
+) -> Plan:
+    """The plan, leaving out keys that are None now and were not set before."""
+    return Plan({k: v for k, v in status.items() if v is not None or old.get(k) is not None}, actions, events)
 
 
 # ----------------------------------------------------------------------------- children that cannot be created
@@ -688,7 +868,7 @@ def child_failed(facts: RunFacts, reason: str, message: str, now: str) -> Plan:
     status["message"] = message
     events = [Event("Warning", reason, message)]
     old = facts.status
-    return Plan({k: v for k, v in status.items() if v is not None or old.get(k) is not None}, [], events)
+    return _plan_of(old, status, [], events)
 
 
 def waiting_for_leftovers(facts: RunFacts, message: str, now: str) -> Plan:
@@ -704,4 +884,4 @@ def waiting_for_leftovers(facts: RunFacts, message: str, now: str) -> Plan:
     )
     status["phase"] = PENDING
     status["message"] = message
-    return Plan({k: v for k, v in status.items() if v is not None or old.get(k) is not None}, [], events)
+    return _plan_of(old, status, [], events)

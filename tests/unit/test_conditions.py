@@ -82,7 +82,7 @@ def _written_condition_types() -> set[str]:
     """Every condition type the operator's code writes."""
     source = (ROOT / "operator" / "fluxlora" / "status.py").read_text()
     names = re.findall(r"set_condition\([^,]+,\s*([A-Za-z_.]+)", source)
-    names += re.findall(r"\bcond\(\s*([A-Z_]+)\s*,", source)
+    names += re.findall(r"\bSetCondition\(\s*([A-Z_]+)\s*,", source)
     values = {getattr(S, n) if "." not in n else getattr(likeness, n.split(".")[1]) for n in names if n != "type_"}
     return {v for v in values if isinstance(v, str)}
 
