@@ -23,17 +23,7 @@ Obj = dict[str, Any]
 # Status keys the operator reads: its own (status.OPERATOR_KEYS), the trainer's resume point
 # (where a retry starts), repro (the dry run's config hash) and likeness (LIKENESS_KEYS). Progress and telemetry are the
 # trainer's and the dashboard's: never read by the operator, so never kept.
-RUN_STATUS_KEYS = (
-    "phase",
-    "message",
-    "conditions",
-    "attempts",
-    "observedGeneration",
-    "warnings",
-    "command",
-    "resume",
-    "repro",
-)
+RUN_STATUS_KEYS = (*run_status.OPERATOR_KEYS, *run_status.SEEDED_KEYS, "repro")
 # Of the trainer's status.likeness, what the Likeness condition and its event read (not the
 # per-checkpoint scores).
 LIKENESS_KEYS = ("state", "message", "best")

@@ -32,8 +32,10 @@ from fluxlora import api, exitcodes, likeness, manifests
 
 Obj = dict[str, Any]
 
-# Keys of status the operator writes (everything else belongs to the trainer).
+# Keys of status the operator writes; the trainer writes the others (fluxlora_trainer.report.TRAINER_KEYS).
 OPERATOR_KEYS = ("phase", "message", "conditions", "attempts", "observedGeneration", "warnings", "command")
+# The one trainer key the operator also writes, once: spec.resume.from as the first attempt's resume point.
+SEEDED_KEYS = ("resume",)
 
 # Attempt results.
 PENDING = "Pending"
@@ -46,10 +48,11 @@ STOPPED = "Stopped"
 RENDERED = "Rendered"
 LIVE_RESULTS = (PENDING, QUEUED, RUNNING)
 
+# Reasons of an attempt whose pod was taken away (recorded while the pod goes, kept once it is gone).
+DISRUPTION_REASONS = frozenset({"Evicted", "Preempted", "NodeLost", "PodDeleted"})
 # Reasons of a failed attempt that no retry can fix (the CRD has no field for a
 # flag, so retryability is a function of the recorded reason): the trainer's exit codes that
 # say so (fluxlora.exitcodes.TABLE, shared with the trainer) and the Job's deadline.
-DISRUPTION_REASONS = frozenset({"Evicted", "Preempted", "NodeLost", "PodDeleted"})
 NOT_RETRYABLE_REASONS = exitcodes.NOT_RETRIED_REASONS | {"DeadlineExceeded"}
 # A child's name is taken by an object this run does not control (never adopted, never overwritten).
 CHILD_CONFLICT = "ChildConflict"
@@ -97,7 +100,6 @@ class Observation:
     result: str
     reason: str | None = None
     message: str | None = None
-    retryable: bool = True
     end_time: str | None = None
     unschedulable: str | None = None  # the scheduler's message
     deleting: bool = False  # the Job is being deleted (its pods may still run)
@@ -151,10 +153,7 @@ def pod_failure(pod: Mapping[str, Any]) -> Observation | None:
         text = (term.get("message") or "").strip()
         if term.get("reason") == "OOMKilled":
             return Observation(FAILED, "OOMKilled", text or f"container {name} ran out of memory (OOMKilled)")
-        exit_code = exitcodes.classify(code)
-        return Observation(
-            FAILED, exit_code.reason, text or f"container {name} exited with code {code}", retryable=exit_code.retried
-        )
+        return Observation(FAILED, exitcodes.classify(code).reason, text or f"container {name} exited with code {code}")
     if meta.get("deletionTimestamp") and status.get("phase") in ("Pending", "Running"):
         return Observation(FAILED, "PodDeleted", "the pod was deleted while it ran")
     return None
@@ -190,13 +189,12 @@ def observe(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], run_suspe
                 FAILED,
                 "DeadlineExceeded",
                 failed.get("message") or "the attempt ran past activeDeadlineSeconds",
-                retryable=False,
                 end_time=end,
             )
         for pod in reversed(mine):
             found = pod_failure(pod)
             if found is not None:
-                return Observation(FAILED, found.reason, found.message, found.retryable, end_time=end)
+                return Observation(FAILED, found.reason, found.message, end_time=end)
         return Observation(
             FAILED,
             "PodLost",

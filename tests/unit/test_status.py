@@ -141,19 +141,21 @@ def test_pod_failure_reasons() -> None:
     assert S.pod_failure(pod(1)) is None
     assert S.pod_failure(pod(1, "Succeeded", exit_code=0)) is None
     evicted = S.pod_failure(pod(1, "Failed", status_reason="Evicted", message="low on memory"))
-    assert evicted and evicted.reason == "Evicted" and evicted.message == "low on memory" and evicted.retryable
+    assert evicted and evicted.reason == "Evicted" and evicted.message == "low on memory"
     oom = S.pod_failure(pod(1, "Failed", exit_code=137, reason="OOMKilled"))
-    assert oom and oom.reason == "OOMKilled" and oom.retryable
+    assert oom and oom.reason == "OOMKilled"
     crash = S.pod_failure(pod(1, "Failed", exit_code=1, message="CUDA error"))
-    assert crash and (crash.reason, crash.message, crash.retryable) == ("Error", "CUDA error", True)
+    assert crash and (crash.reason, crash.message) == ("Error", "CUDA error")
     silent = S.pod_failure(pod(1, "Failed", exit_code=21))
-    assert silent and silent.message == "container train exited with code 21" and silent.retryable
+    assert silent and silent.message == "container train exited with code 21"
+    # What the plan retries is decided by the recorded reason alone.
+    assert not {evicted.reason, oom.reason, crash.reason, silent.reason} & S.NOT_RETRYABLE_REASONS
 
 
 def test_configuration_and_data_errors_are_not_retryable() -> None:
     for code, reason in [(2, "ConfigError"), (10, "DataError"), (16, "DataError"), (22, "ResumeError")]:
         found = S.pod_failure(pod(1, "Failed", exit_code=code, message="why"))
-        assert found and found.reason == reason and not found.retryable and found.message == "why"
+        assert found and found.reason == reason and found.message == "why"
         assert reason in S.NOT_RETRYABLE_REASONS
     prepare = S.pod_failure(pod(1, "Failed", init_exit=2, message="dataset alice: no images"))
     assert prepare and prepare.reason == "ConfigError" and prepare.message == "dataset alice: no images"
@@ -184,7 +186,8 @@ def test_disruptions() -> None:
 def test_observe_job_states() -> None:
     assert S.observe(job(1, complete=True), []).result == "Succeeded"
     deadline = S.observe(job(1, failed="DeadlineExceeded", message="too long"), [])
-    assert (deadline.result, deadline.reason, deadline.retryable) == ("Failed", "DeadlineExceeded", False)
+    assert (deadline.result, deadline.reason) == ("Failed", "DeadlineExceeded")
+    assert deadline.reason in S.NOT_RETRYABLE_REASONS
     oom = S.observe(job(1, failed="BackoffLimitExceeded"), [pod(1, "Failed", exit_code=137, reason="OOMKilled")])
     assert (oom.result, oom.reason) == ("Failed", "OOMKilled")
     target = job(1)

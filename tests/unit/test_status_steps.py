@@ -147,3 +147,32 @@ def test_decide_puts_the_unschedulable_condition_first() -> None:
     d = S.decide(facts(), [attempt(1, S.PENDING, "Unschedulable", message="m")], _seen(), "no GPU", NOW)
     assert d.conditions[0] == S.SetCondition(S.SCHEDULED, "False", "Unschedulable", "no GPU")
     assert d.phase == S.PENDING
+
+
+# ----------------------------------------------------------------------------- who writes which key
+
+
+def test_the_plan_writes_only_operator_keys_and_seeds_resume_once() -> None:
+    from fluxlora_trainer.report import TRAINER_KEYS
+
+    assert not set(S.OPERATOR_KEYS) & set(TRAINER_KEYS)
+    assert set(S.SEEDED_KEYS) <= set(TRAINER_KEYS)
+    seeded = S.plan(facts(first_resume=ResumeFrom("old/state", 40)), [], [], NOW)
+    assert seeded.status["resume"] == {"checkpoint": "old/state", "step": 40}
+    plans = [
+        seeded,
+        S.plan(facts(), [], [], NOW),
+        S.plan(facts(dry_run=True), [], [], NOW),
+        S.plan(facts(errors=["bad"]), [], [], NOW),
+        S.plan(facts({"attempts": [attempt(1)]}, suspend=True), [job(1)], [pod(1)], NOW),
+        S.plan(facts({"attempts": [attempt(1)]}), [job(1, complete=True)], [], NOW),
+        S.plan(
+            facts({"attempts": [attempt(1, S.FAILED, "Error")], "resume": {"checkpoint": "c", "step": 3}}), [], [], NOW
+        ),
+    ]
+    for p in plans:
+        assert set(p.status) <= {*S.OPERATOR_KEYS, *S.SEEDED_KEYS}, set(p.status)
+    # A resume point already recorded (the trainer's) is never overwritten by the seed.
+    kept = {"checkpoint": "c", "step": 3}
+    again = S.plan(facts({"resume": kept}, first_resume=ResumeFrom("old/state", 40)), [], [], NOW)
+    assert "resume" not in again.status and again.actions == [S.CreateAttempt(1, ResumeFrom("old/state", 40), True)]
