@@ -696,13 +696,22 @@ class FluxLoraRunStatus(ApiModel):
     )
     attempts: list[Attempt] | None = Field(default=None, description="Every Job started for the run.")
     progress: Progress | None = Field(default=None, description="Training progress (from the trainer).")
-    repro: Repro | None = Field(default=None, description="Reproducibility record.")
+    repro: Repro | None = Field(
+        default=None, description="Reproducibility record of what ran (from the trainer; a dry run has none)."
+    )
     resume: ResumePoint | None = Field(default=None, description="Where the next attempt resumes.")
     warnings: list[Warning_] | None = Field(default=None, description="Settings accepted with a warning.")
     likeness: LikenessStatus | None = Field(
         default=None, description="Likeness of every checkpoint and the best one (from the trainer)."
     )
     command: list[str] | None = Field(default=None, description="The rendered engine argv (first attempt).")
+    config_hash: str | None = Field(
+        default=None,
+        description=(
+            "sha256 of the effective configuration the operator rendered, a dry run's too "
+            "(the trainer records what ran in repro.configHash)."
+        ),
+    )
 
 
 FluxLoraRun.model_rebuild()

@@ -440,10 +440,6 @@ def reconcile_once(k: Kube, namespace: str, name: str, observed: Observed) -> Pa
     now = now_rfc3339()
     plan, retry_in = _children_plan(k, body, facts, rendered, run_status.plan(facts, jobs, pods, now), now)
     patch = plan.patch(current)
-    if facts.dry_run and rendered is not None:
-        repro = current.get("repro") or {}
-        if repro.get("configHash") != rendered.config_hash:
-            patch["repro"] = {"configHash": rendered.config_hash, "image": rendered.image}
     patched = None
     if patch:
         rv = body["metadata"]["resourceVersion"]

@@ -21,9 +21,9 @@ from fluxlora import status as run_status
 Obj = dict[str, Any]
 
 # Status keys the operator reads: its own (status.OPERATOR_KEYS), the trainer's resume point
-# (where a retry starts), repro (the dry run's config hash) and likeness (LIKENESS_KEYS). Progress and telemetry are the
-# trainer's and the dashboard's: never read by the operator, so never kept.
-RUN_STATUS_KEYS = (*run_status.OPERATOR_KEYS, *run_status.SEEDED_KEYS, "repro")
+# (SEEDED_KEYS: where a retry starts) and likeness (LIKENESS_KEYS). Progress, repro and telemetry are
+# the trainer's and the dashboard's: never read by the operator, so never kept.
+RUN_STATUS_KEYS = (*run_status.OPERATOR_KEYS, *run_status.SEEDED_KEYS)
 # Of the trainer's status.likeness, what the Likeness condition and its event read (not the
 # per-checkpoint scores).
 LIKENESS_KEYS = ("state", "message", "best")

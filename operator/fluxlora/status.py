@@ -16,10 +16,11 @@ and the attempt record (result Stopped, reason Suspended) keeps the history.
 The next attempt is only created once the old Job and its pods are gone, so
 two trainers never write the same output directory.
 
-Owned status keys: phase, message, conditions, attempts, observedGeneration,
-warnings, command (and resume only when seeding from spec.resume.from). The
-trainer owns progress, resume, repro and likeness; they are read here, never
-written (the Likeness condition and its events are derived from likeness).
+Owned status keys (OPERATOR_KEYS): phase, message, conditions, attempts,
+observedGeneration, warnings, command and configHash (what the operator rendered,
+for a dry run too), and resume only when seeding from spec.resume.from. The
+trainer owns progress, resume, repro (what ran) and likeness; they are read here,
+never written (the Likeness condition and its events are derived from likeness).
 """
 
 from __future__ import annotations
@@ -33,7 +34,16 @@ from fluxlora import api, exitcodes, likeness, manifests
 Obj = dict[str, Any]
 
 # Keys of status the operator writes; the trainer writes the others (fluxlora_trainer.report.TRAINER_KEYS).
-OPERATOR_KEYS = ("phase", "message", "conditions", "attempts", "observedGeneration", "warnings", "command")
+OPERATOR_KEYS = (
+    "phase",
+    "message",
+    "conditions",
+    "attempts",
+    "observedGeneration",
+    "warnings",
+    "command",
+    "configHash",
+)
 # The one trainer key the operator also writes, once: spec.resume.from as the first attempt's resume point.
 SEEDED_KEYS = ("resume",)
 
@@ -383,6 +393,8 @@ def _base_status(facts: RunFacts) -> Obj:
     }
     if facts.command is not None:
         status["command"] = list(facts.command)
+    if facts.config_hash is not None:
+        status["configHash"] = facts.config_hash
     return status
 
 
