@@ -13,6 +13,7 @@ from fluxlora.api import FluxLoraRun
 from fluxlora.policy import Policy
 from fluxlora.profiles import EffectiveConfig
 from fluxlora.rules import Finding
+from fluxlora.runfile import RunEvaluation, RunFile, RunLayout, RunName, RunSamples
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/fluxlora/trainer:0.1.0"
 
@@ -31,23 +32,28 @@ class RenderedRun:
     log_format: str = "text"  # the trainer's (the operator's --log-format)
 
     def run_json(self) -> dict[str, Any]:
-        """The trainer's contract (mounted as run.json from the run's ConfigMap)."""
-        return {
-            "run": {"name": self.ref.name, "namespace": self.ref.namespace, "uid": self.ref.uid},
-            "profile": self.config.profile,
-            "argv": self.argv,
-            "datasetConfig": self.dataset_toml,
-            "effectiveConfig": self.config.model_dump(mode="json"),
-            "configHash": self.config_hash,
-            "engineCommit": sdscripts.ENGINE_COMMIT,
-            "maxTrainSteps": self.config.engine.max_train_steps,
-            "outputName": self.config.output.name,
-            "triggerWord": self.config.engine.class_tokens,
-            "captionExtension": self.config.engine.caption_extension,
-            "layout": self.config.layout().as_dict(),
-            "samples": samples.run_facts(self.config.engine, layout.SAMPLE_PROMPTS),
-            "evaluation": evaluation.run_facts(self.config.engine),
-        }
+        """The trainer's contract (mounted as run.json from the run's ConfigMap): fluxlora.runfile.RunFile."""
+        return self.run_file().as_json()
+
+    def run_file(self) -> RunFile:
+        samples_facts = samples.run_facts(self.config.engine, layout.SAMPLE_PROMPTS)
+        evaluation_facts = evaluation.run_facts(self.config.engine)
+        return RunFile(
+            run=RunName(name=self.ref.name, namespace=self.ref.namespace, uid=self.ref.uid),
+            profile=self.config.profile,
+            argv=self.argv,
+            dataset_config=self.dataset_toml,
+            effective_config=self.config.model_dump(mode="json"),
+            config_hash=self.config_hash,
+            engine_commit=sdscripts.ENGINE_COMMIT,
+            max_train_steps=self.config.engine.max_train_steps,
+            output_name=self.config.output.name,
+            trigger_word=self.config.engine.class_tokens,
+            caption_extension=self.config.engine.caption_extension,
+            layout=RunLayout.model_validate(self.config.layout().as_dict()),
+            samples=RunSamples.model_validate(samples_facts) if samples_facts is not None else None,
+            evaluation=RunEvaluation.model_validate(evaluation_facts) if evaluation_facts is not None else None,
+        )
 
     @property
     def sample_prompts_file(self) -> str | None:

@@ -189,10 +189,14 @@ def test_a_scorer_without_its_libraries_is_unavailable_not_fatal(make_run, tmp_p
 @pytest.mark.parametrize(
     "evaluation,words",
     [
-        ("yes", "evaluation must be an object or null"),
-        ({"threshold": 0.4}, "missing evaluation.prompts"),
-        ({"prompts": ["0"], "threshold": 0.4}, "evaluation.prompts must be a list of prompt indices"),
-        ({"prompts": [0], "threshold": 1.5}, "evaluation.threshold must be in (0, 1), got 1.5"),
+        ("yes", "run.json: evaluation: Input should be a valid dictionary"),
+        ({"threshold": 0.4}, "run.json: missing evaluation.prompts"),
+        ({"prompts": ["0"], "threshold": 0.4}, "run.json: evaluation.prompts.0: Input should be a valid integer"),
+        (
+            {"prompts": [-1], "threshold": 0.4},
+            "run.json: evaluation.prompts.0: Input should be greater than or equal to 0",
+        ),
+        ({"prompts": [0], "threshold": 1.5}, "run.json: evaluation.threshold: Input should be less than 1 (got 1.5)"),
     ],
 )
 def test_a_bad_evaluation_in_run_json_is_a_configuration_error(  # type: ignore[no-untyped-def]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fluxlora import podenv
+from pydantic import ValidationError
+
+from fluxlora import podenv, runfile
 from fluxlora.layout import RUN_FILE
 from fluxlora.manifests import RunRef  # the run the objects and the status belong to
+from fluxlora.runfile import RunEvaluation, RunFile, RunSamples
 
 from .dataset import Bucketing
 
@@ -19,7 +22,7 @@ DEFAULT_RUN_FILE = RUN_FILE
 
 
 class RunSpecError(ValueError):
-    """run.json is missing, unreadable or lacks a required key."""
+    """run.json is missing, unreadable or not a valid fluxlora.runfile.RunFile (the message names the field)."""
 
 
 @dataclass(frozen=True)
@@ -50,19 +53,9 @@ class Layout:
         return norm
 
 
-@dataclass(frozen=True)
-class SampleFacts:
-    """The run's sample images (fluxlora.samples.run_facts): the prompts as the engine gets them."""
-
-    prompts: list[str]
-
-
-@dataclass(frozen=True)
-class EvaluationFacts:
-    """spec.evaluation as rendered (fluxlora.evaluation.run_facts): the prompts that count, the threshold."""
-
-    prompts: list[int]
-    threshold: float
+# What the trainer reads of the run's samples and evaluation: the shared run.json model's parts.
+SampleFacts = RunSamples
+EvaluationFacts = RunEvaluation
 
 
 @dataclass(frozen=True)
@@ -81,7 +74,6 @@ class RunSpec:
     layout: Layout
     samples: SampleFacts | None = None
     evaluation: EvaluationFacts | None = None
-    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def bucketing(self) -> Bucketing:
@@ -96,85 +88,35 @@ class RunSpec:
         )
 
 
-def _req(d: Mapping[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
-    if key not in d:
-        raise RunSpecError(f"run.json: missing {where}{key}")
-    value = d[key]
-    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        raise RunSpecError(f"run.json: {where}{key} has the wrong type ({type(value).__name__})")
-    return value
-
-
 def parse_run(data: Any) -> RunSpec:
-    if not isinstance(data, dict):
-        raise RunSpecError("run.json: top level must be an object")
-    run = _req(data, "run", dict, "")
-    layout = _req(data, "layout", dict, "")
-    argv = _req(data, "argv", list, "")
-    if not argv or not all(isinstance(a, str) for a in argv):
-        raise RunSpecError("run.json: argv must be a non-empty list of strings")
-    max_steps = _req(data, "maxTrainSteps", int, "")
-    if max_steps < 1:
-        raise RunSpecError(f"run.json: maxTrainSteps must be >= 1, got {max_steps}")
-    trigger = data.get("triggerWord")
-    if trigger is not None and not isinstance(trigger, str):
-        raise RunSpecError("run.json: triggerWord must be a string or null")
-    effective = data.get("effectiveConfig", {})
-    if not isinstance(effective, dict):
-        raise RunSpecError("run.json: effectiveConfig must be an object")
-
-    def lp(key: str) -> Path:
-        return Path(_req(layout, key, str, "layout."))
-
-    samples = data.get("samples")
-    sample_facts = None
-    if samples is not None:
-        if not isinstance(samples, dict):
-            raise RunSpecError("run.json: samples must be an object or null")
-        prompts = _req(samples, "prompts", list, "samples.")
-        if not all(isinstance(p, str) for p in prompts):
-            raise RunSpecError("run.json: samples.prompts must be a list of strings")
-        sample_facts = SampleFacts(prompts=list(prompts))
-    evaluation = data.get("evaluation")
-    evaluation_facts = None
-    if evaluation is not None:
-        if not isinstance(evaluation, dict):
-            raise RunSpecError("run.json: evaluation must be an object or null")
-        chosen = _req(evaluation, "prompts", list, "evaluation.")
-        if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in chosen):
-            raise RunSpecError("run.json: evaluation.prompts must be a list of prompt indices")
-        threshold = _req(evaluation, "threshold", (int, float), "evaluation.")
-        if isinstance(threshold, bool) or not 0 < threshold < 1:
-            raise RunSpecError(f"run.json: evaluation.threshold must be in (0, 1), got {threshold!r}")
-        evaluation_facts = EvaluationFacts(prompts=list(chosen), threshold=float(threshold))
-
+    """run.json's content, validated by the operator's own model (fluxlora.runfile.RunFile)."""
+    try:
+        f = RunFile.model_validate(data)
+    except ValidationError as exc:
+        raise RunSpecError(f"run.json: {runfile.problem(exc)}") from exc
+    paths = f.layout
     return RunSpec(
-        run=RunRef(
-            name=_req(run, "name", str, "run."),
-            namespace=_req(run, "namespace", str, "run."),
-            uid=str(run.get("uid", "")),
-        ),
-        profile=str(data.get("profile", "")),
-        argv=list(argv),
-        dataset_config=str(data.get("datasetConfig", "")),
-        effective_config=effective,
-        config_hash=str(data.get("configHash", "")),
-        engine_commit=str(data.get("engineCommit", "")),
-        max_train_steps=max_steps,
-        output_name=_req(data, "outputName", str, ""),
-        trigger_word=trigger or None,
-        caption_extension=str(data.get("captionExtension") or ".txt"),
+        run=RunRef(name=f.run.name, namespace=f.run.namespace, uid=f.run.uid),
+        profile=f.profile,
+        argv=list(f.argv),
+        dataset_config=f.dataset_config,
+        effective_config=f.effective_config,
+        config_hash=f.config_hash,
+        engine_commit=f.engine_commit,
+        max_train_steps=f.max_train_steps,
+        output_name=f.output_name,
+        trigger_word=f.trigger_word or None,
+        caption_extension=f.caption_extension or ".txt",
         layout=Layout(
-            output_claim_root=lp("outputClaimRoot"),
-            output_dir=lp("outputDir"),
-            checkpoint_dir=lp("checkpointDir"),
-            repro_dir=lp("reproDir"),
-            dataset_source=lp("datasetSource"),
-            dataset_snapshot=lp("datasetSnapshot"),
+            output_claim_root=Path(paths.output_claim_root),
+            output_dir=Path(paths.output_dir),
+            checkpoint_dir=Path(paths.checkpoint_dir),
+            repro_dir=Path(paths.repro_dir),
+            dataset_source=Path(paths.dataset_source),
+            dataset_snapshot=Path(paths.dataset_snapshot),
         ),
-        samples=sample_facts,
-        evaluation=evaluation_facts,
-        raw=data,
+        samples=f.samples,
+        evaluation=f.evaluation,
     )
 
 
