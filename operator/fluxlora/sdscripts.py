@@ -10,11 +10,12 @@ an explicit CLI flag: sd-scripts' --config_file skips type and choice checks.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import tomli_w
 
 from fluxlora import layout, samples
 from fluxlora.profiles import EffectiveConfig
@@ -206,38 +207,21 @@ def shell_command(argv: list[str]) -> str:
 # ----------------------------------------------------------------------------- dataset TOML
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        # TOML basic strings share JSON's escapes; JSON leaves DEL raw, which TOML forbids.
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-    raise TypeError(f"cannot render {value!r} as TOML")
+DATASET_TOML_HEADER = "# Rendered by fluxlora; sd-scripts dataset config (unknown keys are rejected by the engine).\n\n"
 
 
-def _toml_table(keys: list[str], settings: EngineSettings, extra: Mapping[str, Any] | None = None) -> list[str]:
-    lines = []
+def _toml_table(keys: list[str], settings: EngineSettings, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     items = {key: getattr(settings, key) for key in keys} | dict(extra or {})
-    for key, value in items.items():
-        if value is not None:
-            lines.append(f"{key} = {_toml_value(value)}")
-    return lines
+    return {key: value for key, value in items.items() if value is not None}
 
 
 def render_dataset_toml(config: EffectiveConfig) -> str:
-    """The --dataset_config file: images from the per-run snapshot the trainer prepares."""
+    """The --dataset_config file: images from the per-run snapshot the trainer prepares (written by tomli-w)."""
     paths = config.layout()
     s = config.engine
-    lines = ["# Rendered by fluxlora; sd-scripts dataset config (unknown keys are rejected by the engine).", ""]
-    lines += ["[general]", *_toml_table(EngineSettings.keys(Target.GENERAL), s), ""]
-    lines += ["[[datasets]]", *_toml_table(EngineSettings.keys(Target.DATASET), s), ""]
-    lines += [
-        "  [[datasets.subsets]]",
-        *(
-            "  " + line
-            for line in _toml_table(EngineSettings.keys(Target.SUBSET), s, {"image_dir": paths.dataset_snapshot})
-        ),
-    ]
-    return "\n".join(lines) + "\n"
+    subset = _toml_table(EngineSettings.keys(Target.SUBSET), s, {"image_dir": paths.dataset_snapshot})
+    document = {
+        "general": _toml_table(EngineSettings.keys(Target.GENERAL), s),
+        "datasets": [_toml_table(EngineSettings.keys(Target.DATASET), s) | {"subsets": [subset]}],
+    }
+    return DATASET_TOML_HEADER + tomli_w.dumps(document)
