@@ -214,6 +214,19 @@ def _reader(
     events.put((name, None))  # end of stream
 
 
+def _drain(events: queue.Queue[tuple[str, Any]], timeout: float) -> list[Any]:
+    """What the readers sent: wait up to ``timeout`` for the first item, then take all that are there."""
+    try:
+        items = [events.get(timeout=timeout)[1]]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            items.append(events.get_nowait()[1])
+        except queue.Empty:
+            return items
+
+
 class Runtime:
     """One attempt of the engine under supervision."""
 
@@ -415,76 +428,36 @@ class Runtime:
         return bool(new)
 
     def _supervise(self, tracker: Tracker) -> Outcome:
+        """Follow the engine until it exits: its output, the GPU, checkpoints, samples, the status."""
         proc = self._proc
         assert proc is not None and proc.stdout is not None and proc.stderr is not None
-        run, _plan = self.run, tracker.plan
-        rel = run.layout.relative
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         readers = [
-            threading.Thread(
-                target=_reader,
-                args=(proc.stdout, "stdout", self.opts.passthrough_out, events, tail),
-                daemon=True,
-                name="engine-stdout",
-            ),
-            threading.Thread(
-                target=_reader,
-                args=(proc.stderr, "stderr", self.opts.passthrough_err, events, tail),
-                daemon=True,
-                name="engine-stderr",
-            ),
+            self._reader_thread(proc.stdout, "stdout", self.opts.passthrough_out, events, tail),
+            self._reader_thread(proc.stderr, "stderr", self.opts.passthrough_err, events, tail),
         ]
-        for t in readers:
-            t.start()
+        rel = self.run.layout.relative
         self.reporter.update("progress", tracker.progress_status(rel), force=True)
-        open_streams = 2
+        open_streams = len(readers)
         next_gpu = self.clock()
         known_states: set[str] = set()
         last_book = self.clock()
         while True:
-            now = self.clock()
-            if now >= next_gpu:
-                sample = self.nvml.sample()
-                if sample is not None:
-                    tracker.gpu = sample
-                next_gpu = now + self.opts.gpu_interval
+            next_gpu = self._sample_gpu(tracker, next_gpu)
             force = False
-            try:
-                name, ev = events.get(timeout=self.opts.tick_seconds)
-                batch: list[tuple[str, Any]] = [(name, ev)]
-                while True:
-                    try:
-                        batch.append(events.get_nowait())
-                    except queue.Empty:
-                        break
-            except queue.Empty:
-                batch = []
-            for _name, item in batch:
-                if item is None:
+            for item in _drain(events, self.opts.tick_seconds):
+                if item is None:  # a stream closed
                     open_streams -= 1
-                    continue
-                force = self._on_event(tracker, item) or force
+                else:
+                    force = self._on_event(tracker, item) or force
             # Bookkeeping at most once per tick (the engine may redraw many times a second),
             # and at once for a checkpoint.
             now = self.clock()
             if force or now - last_book >= self.opts.tick_seconds or open_streams <= 0:
                 last_book = now
-                force = self._scan_states(tracker, known_states) or force
-                force = self._scan_samples(tracker) or force
-                force = self._report_likeness() or force
-                self.reporter.update("progress", tracker.progress_status(rel), force=force)
-                self.reporter.tick()
-            if (
-                self._term_sent_at is not None
-                and not self._killed
-                and proc.poll() is None
-                and self.clock() - self._term_sent_at > self.opts.grace_seconds
-            ):
-                log.error("engine still running %.0fs after SIGTERM: killing it", self.opts.grace_seconds)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                self._killed = True
+                self._bookkeep(tracker, known_states, force)
+            self._kill_after_grace(proc)
             if open_streams <= 0:  # both streams closed: the engine is exiting
                 try:
                     proc.wait(timeout=self.opts.tick_seconds)
@@ -497,6 +470,47 @@ class Runtime:
         self._scan_states(tracker, known_states)
         self._scan_samples(tracker, final=True)
         return self._finish(tracker, rc, list(tail))
+
+    @staticmethod
+    def _reader_thread(
+        stream: Any, name: str, passthrough: Any, events: queue.Queue[tuple[str, Any]], tail: collections.deque[str]
+    ) -> threading.Thread:
+        thread = threading.Thread(
+            target=_reader, args=(stream, name, passthrough, events, tail), daemon=True, name=f"engine-{name}"
+        )
+        thread.start()
+        return thread
+
+    def _sample_gpu(self, tracker: Tracker, next_at: float) -> float:
+        """NVML telemetry every gpu_interval seconds; when to sample next."""
+        now = self.clock()
+        if now < next_at:
+            return next_at
+        sample = self.nvml.sample()
+        if sample is not None:
+            tracker.gpu = sample
+        return now + self.opts.gpu_interval
+
+    def _bookkeep(self, tracker: Tracker, known_states: set[str], force: bool) -> None:
+        """New states and samples, the likeness scores, and the progress report (forced for a checkpoint)."""
+        force = self._scan_states(tracker, known_states) or force
+        force = self._scan_samples(tracker) or force
+        force = self._report_likeness() or force
+        self.reporter.update("progress", tracker.progress_status(self.run.layout.relative), force=force)
+        self.reporter.tick()
+
+    def _kill_after_grace(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL an engine still running grace_seconds after its SIGTERM."""
+        if (
+            self._term_sent_at is not None
+            and not self._killed
+            and proc.poll() is None
+            and self.clock() - self._term_sent_at > self.opts.grace_seconds
+        ):
+            log.error("engine still running %.0fs after SIGTERM: killing it", self.opts.grace_seconds)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            self._killed = True
 
     def _on_event(self, tracker: Tracker, ev: Event) -> bool:
         if isinstance(ev, BarUpdate):
