@@ -54,7 +54,7 @@ def _is_run(data: Any) -> bool:
     if not isinstance(data, dict):
         return True
     kind, version = data.get("kind"), data.get("apiVersion")
-    if not isinstance(kind, str) or not isinstance(version, str) or kind == api.KIND:
+    if not isinstance(kind, str) or not isinstance(version, str) or not kind or not version or kind == api.KIND:
         return True  # validation names the malformed field
     return version.split("/")[0] == api.GROUP
 

@@ -39,12 +39,12 @@ from fluxlora import events as run_events
 from fluxlora import kube as kubeapi
 from fluxlora import status as run_status
 from fluxlora.controller import Controller, Observed, Outcome
+from fluxlora.facts import facts_of
 from fluxlora.kube import ApiError, Kube
 from fluxlora.leader import LeaderElection
 from fluxlora.policy import Policy
 from fluxlora.profiles import ProfileSet
-from fluxlora.render import DEFAULT_TRAINER_IMAGE, RenderedRun, render
-from fluxlora.rules import check_resume_step, evaluate
+from fluxlora.render import DEFAULT_TRAINER_IMAGE, RenderedRun
 
 Obj = dict[str, Any]
 log = logging.getLogger("fluxlora.operator")
@@ -206,50 +206,6 @@ def ensure(k: Kube, obj: Obj, run: manifests.RunRef) -> bool:
 
 def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def facts_of(
-    body: Obj, profiles: ProfileSet, image: str, policy: Policy | None = None
-) -> tuple[run_status.RunFacts, RenderedRun | None]:
-    """The run's facts for status.plan, and the rendered run when it is valid (and the policy allows it)."""
-    meta = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    resume_spec = spec.get("resume") or {}
-    # The status is the operator's and the trainer's record, not part of what the user asked for.
-    evaluation = evaluate({k: v for k, v in body.items() if k != "status"}, profiles, policy or Policy(), image)
-    warnings = [w.as_dict() for w in evaluation.warnings]
-    common: dict[str, Any] = {
-        "name": str(meta.get("name")),
-        "uid": str(meta.get("uid")),
-        "generation": meta.get("generation"),
-        "status": body.get("status") or {},
-        "suspend": bool(spec.get("suspend")),
-        "dry_run": bool(spec.get("dryRun")),
-        "max_retries": int(resume_spec.get("maxRetries", 3)),
-        "warnings": warnings,
-    }
-    if not evaluation.ok or evaluation.run is None or evaluation.config is None:
-        errors = [e.message for e in evaluation.errors] or ["the spec cannot be evaluated"]
-        reasons = {e.reason for e in evaluation.errors}
-        reason = "PolicyDenied" if reasons == {"PolicyDenied"} else "InvalidSpec"
-        return run_status.RunFacts(errors=errors, error_reason=reason, **common), None
-    rendered = render(evaluation.run, evaluation.config, evaluation.warnings, image, policy)
-    max_steps = evaluation.config.engine.max_train_steps
-    errors = []
-    first = rendered.first_resume
-    if first is not None and resume_spec.get("fromStep") is not None:
-        finding = check_resume_step(max_steps, first.step)
-        if finding is not None:
-            errors.append(finding.message)
-    facts = run_status.RunFacts(
-        errors=errors,
-        first_resume=first,
-        command=rendered.argv,
-        config_hash=rendered.config_hash,
-        max_train_steps=max_steps,
-        **common,
-    )
-    return facts, (rendered if not errors else None)
 
 
 # The children of a run are created in three round-trips: the ServiceAccount, Role and ConfigMap

@@ -68,7 +68,8 @@ def test_an_unexpected_failure_is_one_line_not_a_traceback(monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize(
-    ("api_version", "kind"), [([], []), ("v1", 3), (None, {"a": 1}), ("fluxlora.dev/v1alpha1", ["FluxLoraRun"])]
+    ("api_version", "kind"),
+    [([], []), ("v1", 3), (None, {"a": 1}), ("fluxlora.dev/v1alpha1", ["FluxLoraRun"]), ("", ""), ("v1", "")],
 )
 def test_a_malformed_kind_or_api_version_is_named_not_skipped(tmp_path: Path, api_version: Any, kind: Any) -> None:
     # Found by the fuzz test: a list where a string belongs made the document look like "something else".

@@ -10,7 +10,7 @@ import pytest
 
 from fluxlora import snapshot
 from fluxlora import status as S
-from fluxlora.handlers import facts_of
+from fluxlora.facts import facts_of
 from fluxlora.profiles import ProfileSet
 from fluxlora.render import render
 from fluxlora.rules import evaluate
