@@ -5,11 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv tools engine lint typecheck unit test test-cluster test-engine crd examples cluster-up cluster-down cluster-status bench bench-takeover bench-validate demo clean
+.PHONY: help venv tools engine lint typecheck unit test test-cluster test-engine crd examples cluster-up cluster-down cluster-status test-floor bench bench-takeover bench-validate demo clean
 
 help:
 	@echo "make demo         the example run on a local control plane, trained by the real engine (tiny FLUX, CPU)"
 	@echo "make test         ruff + mypy + every test (unit, real control plane, real engine)"
+	@echo "make test-floor   the unit, operator and e2e tests on the lowest dependency versions we allow"
 	@echo "make tools        build the test control plane binaries (cached under ~/.cache/fluxlora)"
 	@echo "make engine       build the real engine's environment (sd-scripts + torch; cached under ~/.cache/fluxlora)"
 	@echo "make cluster-up   start a local control plane with fake GPU nodes; prints export KUBECONFIG=..."
@@ -42,6 +43,16 @@ unit: venv
 
 test: lint typecheck tools engine
 	pytest -q
+
+# The lowest versions pyproject.toml allows (constraints/floor.txt), installed once in their own
+# venv: the unit tests, the operator against the real control plane and the end-to-end test.
+FLOOR_VENV ?= .venv-floor
+test-floor: tools
+	python3 -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FLOOR_VENV)/bin/python -m pip install -q -c constraints/floor.txt -e '.[dev]'
+	$(FLOOR_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(kopf|kubernetes|pydantic|pyyaml|click|aiohttp|prometheus.client|tomli.w) '
+	$(FLOOR_VENV)/bin/python -m pytest -q tests/unit tests/operator tests/e2e/test_e2e.py
 
 crd: venv  ## regenerate crds/, the chart CRD and docs/reference.md
 	fluxlora crd > crds/fluxlora.dev_fluxloraruns.yaml

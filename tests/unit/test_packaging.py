@@ -46,3 +46,21 @@ def test_every_directory_installed_is_a_listed_package_and_every_data_file_is_pa
                 if file.is_file() and file.suffix != ".py":
                     patterns = data.get(package, [])
                     assert any(fnmatch.fnmatch(file.name, p) for p in patterns), f"{file} is not package data"
+
+
+def test_ci_installs_exactly_the_floor_pyproject_allows() -> None:
+    """constraints/floor.txt (what `make test-floor` installs) pins each runtime dependency at the
+    lower bound pyproject.toml declares, and nothing else."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floors = {}
+    for requirement in project["dependencies"]:
+        match = re.match(r"^([A-Za-z0-9_.-]+)>=([0-9][0-9.]*)", requirement)
+        assert match, f"{requirement}: every runtime dependency has a lower bound"
+        floors[match[1].lower().replace("_", "-")] = match[2]
+    pinned = {}
+    for line in (ROOT / "constraints" / "floor.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pinned[name.strip().lower().replace("_", "-")] = version.strip()
+    normal = {name: ".".join(v.split(".") + ["0"] * (3 - len(v.split(".")))) for name, v in floors.items()}
+    assert pinned == normal
