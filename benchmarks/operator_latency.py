@@ -391,7 +391,10 @@ class OperatorProcess:
             env["PYTHONPATH"] = os.pathsep.join([str(self.source / "operator"), env.get("PYTHONPATH", "")])
         cmd = [sys.executable, "-m", "fluxlora.cli", "operator", f"--trainer-image={TRAINER_IMAGE}"]
         cmd += [f"--namespace={ns}" for ns in self.namespaces]
-        cmd += [f"--liveness=http://127.0.0.1:{self.port}/healthz", f"--policy={POLICY_FILE}", "--metrics-address="]
+        cmd += [f"--liveness=http://127.0.0.1:{self.port}/healthz", f"--policy={POLICY_FILE}"]
+        cli = ((self.source or ROOT) / "operator" / "fluxlora" / "cli.py").read_text()
+        if "--metrics-address" in cli:  # an operator from before /metrics has no such flag
+            cmd.append("--metrics-address=")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.source or ROOT)
         for _ in range(600):
