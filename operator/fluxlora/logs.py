@@ -51,10 +51,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        ref = getattr(record, "k8s_ref", None)  # kopf's lines about one object
+        line.update(current())
+        ref = getattr(record, "k8s_ref", None)  # kopf's lines about one object name it themselves
         if isinstance(ref, dict) and ref.get("kind") == "FluxLoraRun":
             line["namespace"], line["run"] = ref.get("namespace"), ref.get("name")
-        line.update(current())
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str, ensure_ascii=False)

@@ -85,10 +85,26 @@ def _policy_configmap(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-policy"))
 
 
+def _run_roles(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Roles that serve runs (not the Lease's)."""
+    return [d for d in docs if d["kind"] == "Role" and not d["metadata"]["name"].endswith("-lease")]
+
+
+LEASE_RULES = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "resourceNames": ["rel-fluxlora-operator"],
+        "verbs": ["get", "update"],
+    },
+]
+
+
 def test_default_install_is_namespaced_to_the_release_namespace_with_exactly_the_verbs_used(helm: str) -> None:
     docs = _template(helm)
     assert not [d for d in docs if d["kind"].startswith("Cluster")]
-    (role,) = [d for d in docs if d["kind"] == "Role"]
+    (role,) = _run_roles(docs)
     assert role["metadata"]["namespace"] == "fluxlora-system"
     assert role["rules"] == EXPECTED_RULES
     assert "--namespace=fluxlora-system" in _args(docs) and "--all-namespaces" not in _args(docs)
@@ -97,7 +113,7 @@ def test_default_install_is_namespaced_to_the_release_namespace_with_exactly_the
 def test_cluster_wide_install_uses_a_cluster_role_with_the_same_rules(helm: str) -> None:
     docs = _template(helm, "--set", "clusterWide=true")
     kinds = [d["kind"] for d in docs]
-    assert kinds.count("ClusterRole") == 1 and "Role" not in kinds
+    assert kinds.count("ClusterRole") == 1 and not _run_roles(docs)
     assert next(d for d in docs if d["kind"] == "ClusterRole")["rules"] == EXPECTED_RULES
     assert "--all-namespaces" in _args(docs)
 
@@ -113,7 +129,7 @@ def test_cluster_wide_and_watch_namespaces_together_are_refused(helm: str) -> No
 
 def test_namespaced_install_has_a_role_per_namespace_and_no_cluster_role(helm: str) -> None:
     docs = _template(helm, "--set", "watchNamespaces={team-a,team-b}")
-    roles = sorted(d["metadata"]["namespace"] for d in docs if d["kind"] == "Role")
+    roles = sorted(d["metadata"]["namespace"] for d in _run_roles(docs))
     assert roles == ["team-a", "team-b"] and not [d for d in docs if d["kind"].startswith("Cluster")]
     assert "--namespace=team-a" in _args(docs) and "--namespace=team-b" in _args(docs)
 
@@ -144,9 +160,42 @@ def test_values_schema_rejects_unknown_policy_keys(helm: str) -> None:
     assert result.returncode != 0 and "allowEverything" in result.stderr
 
 
-def test_operator_pod_is_restricted_single_and_probed(helm: str) -> None:
+def test_two_replicas_share_one_lease_that_only_the_operator_may_touch(helm: str) -> None:
+    docs = _template(helm)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--lease=fluxlora-system/rel-fluxlora-operator" in container["args"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    (lease_role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-lease")]
+    assert lease_role["metadata"]["namespace"] == "fluxlora-system" and lease_role["rules"] == LEASE_RULES
+    (binding,) = [
+        d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "rel-fluxlora-operator-lease"
+    ]
+    assert binding["subjects"][0]["name"] == "rel-fluxlora-operator"
+
+
+def test_metrics_have_a_service_and_an_optional_service_monitor(helm: str) -> None:
+    docs = _template(helm)
+    container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--metrics-address=0.0.0.0:9090" in container["args"] and "--log-format=text" in container["args"]
+    (service,) = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics")]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics"}]
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+    docs = _template(helm, "--set", "metrics.serviceMonitor.enabled=true", "--set", "logFormat=json")
+    (monitor,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert (
+        "--log-format=json"
+        in next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    off = _template(helm, "--set", "metrics.enabled=false")
+    assert not [d for d in off if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics")]
+    assert "--metrics-address=" in _args(off)
+
+
+def test_operator_pod_is_restricted_and_probed(helm: str) -> None:
     deployment = next(d for d in _template(helm) if d["kind"] == "Deployment")
-    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -213,11 +262,11 @@ def test_a_namespaced_dashboard_has_a_read_only_role_per_namespace(helm: str) ->
 
 def test_values_schema_rejects_unknown_values(helm: str) -> None:
     result = subprocess.run(
-        [helm, "template", "rel", str(CHART), "--kube-version", "1.36.3", "--set", "replicas=3"],
+        [helm, "template", "rel", str(CHART), "--kube-version", "1.36.3", "--set", "replica=3"],
         capture_output=True,
         text=True,
     )
-    assert result.returncode != 0 and "replicas" in result.stderr
+    assert result.returncode != 0 and "replica" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,19 @@ import io
 import json
 import logging
 import threading
+from collections.abc import Iterator
+
+import pytest
 
 from fluxlora import logs
+
+
+@pytest.fixture(autouse=True)
+def _no_run_yet() -> Iterator[None]:
+    """Each test starts about no run (an in-process trainer CLI in another test sets one for good)."""
+    token = logs._context.set(None)
+    yield
+    logs._context.reset(token)
 
 
 def _logger() -> tuple[logging.Logger, io.StringIO]:
