@@ -116,9 +116,9 @@ def test_in_cluster_and_fallbacks(tmp_path: Path) -> None:
     (tmp_path / "ca.crt").write_text("not read until a request\n")
     cfg = in_cluster({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}, sa_dir=tmp_path)
     assert cfg.host == "https://10.0.0.1:443" and cfg.ssl_ca_cert == str(tmp_path / "ca.crt")
-    assert cfg.get_api_key_with_prefix("authorization") == "Bearer pod-token"
+    assert cfg.auth_settings()["BearerToken"]["value"] == "Bearer pod-token"  # what the client sends
     (tmp_path / "token").write_text("rotated")
-    assert cfg.get_api_key_with_prefix("authorization") == "Bearer rotated"  # re-read before each request
+    assert cfg.auth_settings()["BearerToken"]["value"] == "Bearer rotated"  # re-read before each request
     ipv6 = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}
     assert in_cluster(ipv6, sa_dir=tmp_path).host == "https://[fd00::1]:443"
     with pytest.raises(ReportError):

@@ -56,12 +56,16 @@ def rfc3339(ts: float) -> str:
 
 
 def _bearer_from_file(cfg: client.Configuration, token_file: Path) -> None:
-    """Send the token in ``token_file``, re-read before every request (projected tokens rotate)."""
+    """Send the token in ``token_file``, re-read before every request (projected tokens rotate).
+
+    Kept where the client's own loaders keep it (kubernetes >= 36.0.1: api_key["BearerToken"],
+    the whole header value), so this hook, not the loader's, decides what is sent.
+    """
 
     def refresh(c: client.Configuration) -> None:
-        c.api_key["authorization"] = token_file.read_text(encoding="utf-8").strip()
+        c.api_key.pop("authorization", None)
+        c.api_key["BearerToken"] = "Bearer " + token_file.read_text(encoding="utf-8").strip()
 
-    cfg.api_key_prefix["authorization"] = "Bearer"
     cfg.refresh_api_key_hook = refresh  # type: ignore[assignment]
     refresh(cfg)
 
