@@ -108,6 +108,19 @@ function likenessLine(run) {
   return el("div", { class: `line likeness likeness-${run.likeness.state}` }, "likeness ", el("b", { text: run.likeness.text }));
 }
 
+// What a run's card and its page both show, in this order.
+function statusLines(run) {
+  return [
+    progressBar(run),
+    facts(run),
+    el("div", { class: "line gpu" }, "GPU ", el("b", { text: run.gpuText })),
+    resumeLine(run),
+    likenessLine(run),
+    run.message ? el("div", { class: "message", text: run.message }) : null,
+    warnings(run),
+  ];
+}
+
 function card(run) {
   return el(
     "article",
@@ -119,13 +132,7 @@ function card(run) {
       el("span", { class: "ns", text: `${run.namespace} · ${run.profile || ""}` }),
       el("span", { class: `phase phase-${run.phase}`, text: run.phase }),
     ),
-    progressBar(run),
-    facts(run),
-    el("div", { class: "line gpu" }, "GPU ", el("b", { text: run.gpuText })),
-    resumeLine(run),
-    likenessLine(run),
-    run.message ? el("div", { class: "message", text: run.message }) : null,
-    warnings(run),
+    ...statusLines(run),
     sparkline(run.curve),
     sampleStrip(run),
   );
@@ -351,13 +358,7 @@ function renderRun(run) {
     el(
       "div",
       { class: "panel" },
-      progressBar(run),
-      facts(run),
-      el("div", { class: "line gpu" }, "GPU ", el("b", { text: run.gpuText })),
-      resumeLine(run),
-      likenessLine(run),
-      run.message ? el("div", { class: "message", text: run.message }) : null,
-      warnings(run),
+      ...statusLines(run),
     ),
     el(
       "div",
