@@ -9,7 +9,14 @@ sd-scripts at the pinned commit (`make engine`), training a tiny FLUX-shaped
 model on the CPU. SIMULATED, said plainly: the GPU node is a kwok fake; the
 model is the tiny FLUX (real width, one block of each kind, random weights; T5's
 outputs are cached beforehand); the run trains on the CPU with the CPU settings
-of tests/engine/realengine.py.
+of tests/engine/realengine.py, in bf16 where the CPU computes it natively and in
+float32 elsewhere (tests/engine/cpuprecision.py).
+
+It waits as long as the run makes progress (no fixed deadline): it fails only when what
+`kubectl get flr` shows has not changed for FLUXLORA_DEMO_STALL_SECONDS (default 600), or a
+process it started died, saying what is stuck and where its log is. Ctrl-C or SIGTERM stops
+every process it started (the control plane, the operator, the dashboard, the trainer, the
+engine and its workers): the demo is their subreaper, so even orphans are found.
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import yaml
@@ -31,12 +41,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / d) for d in ("cluster", "e2e", "engine", "fakes", "unit")]
 
+from proctree import become_subreaper, stop_descendants  # noqa: E402
 from test_e2e import OPERATOR_SA, helm, token_kubeconfig  # noqa: E402
 
 from controlplane import ControlPlane, ensure_binaries, session_control_plane  # noqa: E402
 from face_pictures import face_crop, rescaled, save  # noqa: E402
 from podsim import PodSimulator, write_demo_dataset  # noqa: E402
 from realengine import (  # noqa: E402
+    CPU,
     CPU_SAMPLES,
     CPU_TRAINING,
     Engine,
@@ -48,20 +60,46 @@ from realengine import (  # noqa: E402
 
 STEPS = 6
 SAVE_EVERY = 3
+RUN = "alice-fast"
+# How long what `kubectl get flr` shows may stay the same before the demo calls the run stuck.
+STALL_SECONDS = float(os.environ.get("FLUXLORA_DEMO_STALL_SECONDS") or 600)
+# While nothing changes, a line this often says how long, so no minute passes in silence.
+QUIET_SECONDS = 30.0
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind, stopping everything (Ctrl-C is KeyboardInterrupt)."""
 
 
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
 def main() -> int:
-    say("building or reusing the control plane (the first build compiles Kubernetes: ~10 min on 2 cores)")
-    ensure_binaries()
-    say("building or reusing the engine: sd-scripts + torch (`make engine`), and the tiny FLUX")
-    engine = ensure_engine()
-    tiny = ensure_tiny_flux(engine)
-    with session_control_plane() as cluster:
-        return demo(cluster, engine, tiny)
+    # Orphans of what the demo starts (an engine's workers once the engine is gone) come to it,
+    # so that stopping finds every one of them.
+    become_subreaper()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_on_signal)
+    try:
+        say("building or reusing the control plane (the first build compiles Kubernetes: ~10 min on 2 cores)")
+        ensure_binaries()
+        say("building or reusing the engine: sd-scripts + torch (`make engine`), and the tiny FLUX")
+        engine = ensure_engine()
+        tiny = ensure_tiny_flux(engine)
+        with session_control_plane() as cluster:
+            return demo(cluster, engine, tiny)
+    except (Stopped, KeyboardInterrupt) as stop:
+        print(f"\n== stopping ({stop or 'Ctrl-C'}): every process the demo started", flush=True)
+        return 130 if isinstance(stop, KeyboardInterrupt) else 143
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the cleanup below is not to be cut short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop_descendants(grace=3.0, budget=10.0)
 
 
 def demo_run() -> dict[str, Any]:
@@ -106,6 +144,115 @@ def serve_until_done() -> None:
     time.sleep(float(os.environ.get("FLUXLORA_DEMO_SERVE_SECONDS", "0") or 0))
 
 
+@dataclass
+class Watch:
+    """`kubectl get flr -w` as a person would want it: a row when what it shows changes (AGE
+    aside), a line every half minute when nothing does, and a clear failure when the run is stuck
+    or a process the demo depends on died."""
+
+    cluster: ControlPlane
+    namespace: str
+    logs: dict[str, Path]  # what to read when something is stuck: name -> log file
+    processes: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
+    stall_seconds: float = STALL_SECONDS
+
+    def row(self) -> tuple[str, str]:
+        """The table's header and the run's row."""
+        out = self.cluster.kubectl("get", "flr", RUN, "-n", self.namespace, "-o", "wide").stdout.splitlines()
+        return out[0], out[1] if len(out) > 1 else ""
+
+    def dead_process(self) -> str | None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                return f"the {name} exited with code {proc.returncode}; its log: {self.logs.get(name, '(none)')}"
+        return None
+
+    def stuck(self, status: dict[str, Any], seconds: float) -> str:
+        progress = status.get("progress") or {}
+        where = progress.get("stage") or status.get("message") or "no progress reported yet"
+        logs = ", ".join(f"{name}: {path}" for name, path in self.logs.items())
+        return (
+            f"{RUN} shows the same for {seconds:.0f} s: phase {status.get('phase') or 'none'}, "
+            f"{where}, step {progress.get('step', 0)}/{progress.get('totalSteps', STEPS)}. Logs: {logs}"
+        )
+
+    def until_done(self) -> str:
+        header, shown = self.row()
+        print(header, flush=True)
+        changed = quiet = time.monotonic()
+        last = ""
+        while True:
+            _, shown = self.row()
+            status = self.cluster.kubectl_json("get", "flr", RUN, "-n", self.namespace).get("status") or {}
+            now = time.monotonic()
+            if without_age(shown) != without_age(last):
+                print(shown, flush=True)
+                last, changed, quiet = shown, now, now
+            phase = status.get("phase") or ""
+            if phase in ("Succeeded", "Failed"):
+                return phase
+            died = self.dead_process()
+            if died:
+                raise DemoStuck(died)
+            if now - changed > self.stall_seconds:
+                raise DemoStuck(self.stuck(status, now - changed))
+            if now - quiet >= QUIET_SECONDS:
+                progress = status.get("progress") or {}
+                eta = f", ETA {progress['eta']}" if progress.get("eta") else ""
+                print(f"   ... {phase or 'Pending'}, {progress.get('stage') or 'waiting'}: "
+                      f"unchanged for {now - changed:.0f} s{eta}", flush=True)  # fmt: skip
+                quiet = now
+            time.sleep(1)
+
+
+def without_age(row: str) -> str:
+    """A table row less its last column, AGE, which changes every second by itself."""
+    return row.rsplit(None, 1)[0] if row.strip() else ""
+
+
+class DemoStuck(RuntimeError):
+    """The run stopped making progress, or a process it needs died."""
+
+
+def start_operator(cluster: ControlPlane, namespace: str, workdir: Path) -> subprocess.Popen[bytes]:
+    """`fluxlora operator`, authenticated as the chart's ServiceAccount."""
+    token = cluster.create_token(namespace, OPERATOR_SA)
+    kubeconfig = token_kubeconfig(workdir / "operator.kubeconfig", cluster.server, str(cluster.ca_file), token)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fluxlora.cli", "operator", "--namespace", namespace, "--liveness", "",
+         "--metrics-address", ""],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=open(workdir / "operator.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def fill_claims(cluster: ControlPlane, namespace: str, tiny: TinyFlux) -> dict[str, Path]:
+    """The tiny FLUX in the model claim; 4 images with captions and a face in the dataset claim."""
+    claims = {c: cluster.bound_claim(namespace, c).host_path for c in ("flux-models", "lora-datasets", "lora-outputs")}
+    tiny.link_models(claims["flux-models"])
+    write_demo_dataset(claims["lora-datasets"] / "alice")
+    save(rescaled(face_crop(), 0.5), claims["lora-datasets"] / "alice" / "alice.png")
+    return claims
+
+
+def report(cluster: ControlPlane, namespace: str, output_claim: Path) -> None:
+    """What a user looks at once the run is done."""
+    say(f"kubectl describe flr {RUN} (conditions and events)")
+    described = cluster.kubectl("describe", "flr", RUN, "-n", namespace).stdout
+    print("\n".join(described.splitlines()[-25:]))
+    status = cluster.kubectl_json("get", "flr", RUN, "-n", namespace)["status"]
+    say("what ran, and where the resumable checkpoint is")
+    print(json.dumps({k: status.get(k) for k in ("repro", "resume")}, indent=2))
+    say("likeness of each checkpoint (the tiny FLUX draws no face: 'no face', never a number)")
+    print(json.dumps(status.get("likeness"), indent=2))
+    output = output_claim / RUN
+    files = sorted(str(p.relative_to(output)) for p in output.glob("*/*") if p.is_file())[:12]
+    print("output claim:", *files, sep="\n  ")
+    samples = cluster.kubectl("get", "fluxlorasamplesets", "-n", namespace).stdout
+    say(f"sample thumbnails (kubectl get fluxlorasamplesets; originals beside the checkpoints):\n{samples}")
+
+
 def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
     namespace = f"fluxlora-demo-{secrets.token_hex(3)}"
     workdir = Path(cluster.state_dir) / namespace
@@ -115,66 +262,41 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
         "the namespace's default ServiceAccount",
         lambda: cluster.kubectl("get", "sa", "default", "-n", namespace, check=False).returncode == 0,
     )
-    operator = None
-    dashboard = None
+    kubelet_stop = threading.Event()
+    processes: dict[str, subprocess.Popen[Any]] = {}
+    stopping = False
     try:
         say(f"helm install fluxlora charts/fluxlora -n {namespace}")
         installed = helm(
-            cluster,
-            "install",
-            "fluxlora",
-            str(ROOT / "charts" / "fluxlora"),
-            "-n",
-            namespace,
-            "--set",
-            f"watchNamespaces={{{namespace}}}",
-        )
+            cluster, "install", "fluxlora", str(ROOT / "charts" / "fluxlora"), "-n", namespace,
+            "--set", f"watchNamespaces={{{namespace}}}",
+        )  # fmt: skip
         print(installed.stdout or installed.stderr)
         if installed.returncode:
             return 1
 
         say("operator: `fluxlora operator`, authenticated as the chart's ServiceAccount")
-        token = cluster.create_token(namespace, OPERATOR_SA)
-        kubeconfig = token_kubeconfig(workdir / "operator.kubeconfig", cluster.server, str(cluster.ca_file), token)
-        operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fluxlora.cli",
-                "operator",
-                "--namespace",
-                namespace,
-                "--liveness",
-                "",
-                "--metrics-address",
-                "",
-            ],
-            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-            stdout=open(workdir / "operator.log", "wb"),  # noqa: SIM115 - lives as long as the process
-            stderr=subprocess.STDOUT,
-        )
-
+        processes["operator"] = start_operator(cluster, namespace, workdir)
         say(
             "claims: the tiny FLUX in the model claim, 4 images with captions and a photo of a face (the likeness "
             "reference) in the dataset claim"
         )
-        claims = {c: cluster.bound_claim(namespace, c) for c in ("flux-models", "lora-datasets", "lora-outputs")}
-        for name in tiny.files:
-            (claims["flux-models"].host_path / name).symlink_to(tiny.directory / name)
-        write_demo_dataset(claims["lora-datasets"].host_path / "alice")
-        save(rescaled(face_crop(), 0.5), claims["lora-datasets"].host_path / "alice" / "alice.png")
+        claims = fill_claims(cluster, namespace, tiny)
 
         run = demo_run()
+        cpu = CPU.describe()
         say(
             f"kubectl apply -f examples/run-fast.yaml with maxTrainSteps {STEPS}, the CPU settings "
             f"{json.dumps(CPU_TRAINING)} and samples {json.dumps(run['spec']['samples'])}\n"
-            "   [SIMULATED: the kwok GPU node. REAL: sd-scripts training the tiny FLUX on this CPU, about 10 s "
-            "a step; at start-up it encodes the sample prompts with T5, which reads the tiny FLUX's 9.8 GB "
-            "sparse T5 file (page cache), some 10 s a prompt]"
+            f"   [SIMULATED: the kwok GPU node. REAL: sd-scripts training the tiny FLUX on this CPU "
+            f"({cpu['cpu']}; {cpu['capability']}) in {cpu['precision']}, some seconds a step; at start-up it "
+            "loads the models, caches the latents and encodes the sample prompts with T5, reading the tiny "
+            "FLUX's sparse T5 file (page cache); the STAGE column says which]"
         )
         print(cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run)).stdout)
         dashboard, url = start_dashboard(cluster, namespace, workdir)
-        run_page = f"{url}#/runs/{namespace}/alice-fast"
+        processes["dashboard"] = dashboard
+        run_page = f"{url}#/runs/{namespace}/{RUN}"
         say(f"dashboard (live while it trains): {run_page}")
 
         sim = PodSimulator(
@@ -190,51 +312,23 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
             engine_env=engine.env(),
             seed_snapshot=lambda source, snapshot: write_te_caches(engine, source, out=snapshot),
         )
-        stop = threading.Event()
 
         def kubelet() -> None:
-            while not stop.is_set():
+            while not kubelet_stop.is_set():
                 sim.step(namespace)
-                time.sleep(0.5)
+                kubelet_stop.wait(0.5)
 
         threading.Thread(target=kubelet, daemon=True).start()
 
-        say("kubectl get flr -w")
-        last, phase = "", None
-        deadline = time.monotonic() + 900
-        first = True
-        while time.monotonic() < deadline:
-            out = cluster.kubectl("get", "flr", "alice-fast", "-n", namespace, "-o", "wide").stdout.splitlines()
-            if first:
-                print(out[0])
-                first = False
-            if out[1:] and out[1] != last:
-                last = out[1]
-                print(last, flush=True)
-            phase = cluster.kubectl(
-                "get", "flr", "alice-fast", "-n", namespace, "-o", "jsonpath={.status.phase}"
-            ).stdout
-            if phase in ("Succeeded", "Failed"):
-                break
-            time.sleep(1)
-        stop.set()
-
-        say("kubectl describe flr alice-fast (conditions and events)")
-        described = cluster.kubectl("describe", "flr", "alice-fast", "-n", namespace).stdout
-        print("\n".join(described.splitlines()[-25:]))
-        status = cluster.kubectl_json("get", "flr", "alice-fast", "-n", namespace)["status"]
-        say("what ran, and where the resumable checkpoint is")
-        print(json.dumps({k: status.get(k) for k in ("repro", "resume")}, indent=2))
-        say("likeness of each checkpoint (the tiny FLUX draws no face: 'no face', never a number)")
-        print(json.dumps(status.get("likeness"), indent=2))
-        output = claims["lora-outputs"].host_path / "alice-fast"
-        print(
-            "output claim:",
-            *sorted(str(p.relative_to(output)) for p in output.glob("*/*") if p.is_file())[:12],
-            sep="\n  ",
-        )
-        samples = cluster.kubectl("get", "fluxlorasamplesets", "-n", namespace).stdout
-        say(f"sample thumbnails (kubectl get fluxlorasamplesets; originals beside the checkpoints):\n{samples}")
+        say(f"kubectl get flr -w  (a row when it changes; the trainer's log: {workdir}/<pod>/run.log)")
+        logs = {"operator": workdir / "operator.log", "dashboard": workdir / "dashboard.log", "trainer": workdir}
+        try:
+            phase = Watch(cluster, namespace, logs, processes).until_done()
+        except DemoStuck as stuck:
+            say(f"Error: {stuck}")
+            return 1
+        kubelet_stop.set()
+        report(cluster, namespace, claims["lora-outputs"])
         say(f"phase: {phase}")
         hint = (
             "press Enter or Ctrl-C to stop it and the demo"
@@ -245,15 +339,19 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
         print(run_page, flush=True)
         serve_until_done()
         return 0 if phase == "Succeeded" else 1
+    except BaseException:
+        stopping = True  # a signal or Ctrl-C: main() stops every process; no more API calls here
+        raise
     finally:
-        if dashboard is not None:
-            dashboard.terminate()
-            dashboard.wait(timeout=30)
-        if operator is not None:
-            operator.terminate()
-            operator.wait(timeout=30)
-        helm(cluster, "uninstall", "fluxlora", "-n", namespace)
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        kubelet_stop.set()
+        for proc in processes.values():
+            proc.terminate()
+        for proc in processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        if not stopping:
+            helm(cluster, "uninstall", "fluxlora", "-n", namespace)
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 if __name__ == "__main__":

@@ -545,6 +545,12 @@ class Progress(ApiModel):
     total_steps: int | None = Field(default=None, description="Steps of the whole run (maxTrainSteps).")
     percent: int | None = Field(default=None, description="step / totalSteps, in percent.")
     summary: str | None = Field(default=None, description="'step/totalSteps (percent%)', for the printer column.")
+    stage: str | None = Field(
+        default=None,
+        description="What the attempt is doing, from the engine's output: 'Starting engine', 'Preparing dataset', "
+        "'Loading model', 'Caching latents 3/5', 'Caching text encoder outputs', 'Encoding prompts 1/3', "
+        "'Sampling 1/2', 'Training', 'Saving', 'Scoring likeness', then 'Done', 'Stopped' or 'Failed'.",
+    )
     loss: float | None = Field(default=None, description="Moving average loss (avr_loss).")
     eta: str | None = Field(default=None, description="Estimated time left, e.g. 16m08s.")
     eta_seconds: int | None = Field(default=None, description="Estimated time left in seconds.")

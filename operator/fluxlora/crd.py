@@ -161,6 +161,12 @@ PRINTER_COLUMNS: list[Schema] = [
     {"name": "Profile", "type": "string", "jsonPath": ".spec.profile", "description": "Training profile."},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase", "description": "Phase of the run."},
     {
+        "name": "Stage",
+        "type": "string",
+        "jsonPath": ".status.progress.stage",
+        "description": "What the current attempt is doing (loading the model, caching latents, sampling, training).",
+    },
+    {
         "name": "Progress",
         "type": "string",
         "jsonPath": ".status.progress.summary",

@@ -83,6 +83,15 @@ CONTROLLERS = (
     "replicaset-controller",
 )
 
+#: The keys of the state's "ports" that each component binds (chosen afresh on each try).
+PORTS_OF: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd", "etcd_peer"),
+    "kube-apiserver": ("apiserver",),
+    "kube-controller-manager": ("kcm",),
+    "kube-scheduler": ("scheduler",),
+    "kwok": (),
+}
+
 GPU_RESOURCE = "nvidia.com/gpu"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 TEST_NAMESPACE_LABEL = "fluxlora.dev/test-namespace"
@@ -90,6 +99,10 @@ TEST_NAMESPACE_LABEL = "fluxlora.dev/test-namespace"
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not be built, started or reached."""
+
+
+class _Relaunch(ControlPlaneError):
+    """etcd or kube-apiserver exited during start-up: the whole launch starts again."""
 
 
 class KubectlError(subprocess.CalledProcessError):
@@ -169,6 +182,36 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _any_free_port(key: str) -> int:
+    """The default port chooser of ControlPlane.start: any free port, whatever the key."""
+    return free_port()
+
+
+def _exit_status(returncode: int) -> str:
+    """Popen's returncode in words: 'exit status N', or the signal that killed the process."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        signame = signal.Signals(-returncode).name
+    except ValueError:
+        signame = "unknown"
+    return f"killed by signal {-returncode} ({signame})"
+
+
+def _describe_log(path: Path, lines: int = 30) -> str:
+    """'log <path>' and its last lines; an empty or missing log says so (a bare header misleads)."""
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"log {path}: (no log file)"
+    except OSError as e:
+        return f"log {path}: (unreadable: {e.strerror})"
+    if not text.strip():
+        return f"log {path}: (log is empty)"
+    tail = text.rstrip("\n").splitlines()[-lines:]
+    return f"log {path} (last {len(tail)} lines):\n" + "\n".join(tail)
 
 
 def _run(cmd: Sequence[str | Path], cwd: Path | None = None) -> None:
@@ -270,21 +313,34 @@ def _proc_cmdline(pid: int) -> str:
         return ""
 
 
-def _alive(pid: int, binary: str, state_dir: Path | None = None) -> bool:
+def _alive(pid: int, binary: str, state_dir: Path | None = None, settle: float = 2.0) -> bool:
     """pid exists, is not a zombie, and still runs `binary` of this state dir.
 
     Guards against pid reuse: pids wrap at 32768 here, so a dead component's pid can come back
-    as the same binary of another control plane (every component's argv names its state dir)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        return False
-    cmdline = _proc_cmdline(pid)
+    as the same binary of another control plane (every component's argv names its state dir).
+
+    A process just started reads an empty cmdline for a moment: the kernel closes the
+    close-on-exec pipe that makes Popen return before it sets up the new argv. Taken for dead,
+    such a component was reported as "exited during startup" (with an empty log) and skipped by
+    stop_state_dir (left running). So an empty cmdline is read again for up to `settle` s.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+        cmdline = _proc_cmdline(pid)
+        if cmdline or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
     if binary not in cmdline:
         return False
-    return state_dir is None or any(str(d) in cmdline for d in (state_dir, Path(os.path.realpath(state_dir))))
+    # With the separator: a state dir's name is a prefix of a private one's (cluster, cluster-pytest-x).
+    dirs = (state_dir, Path(os.path.realpath(state_dir))) if state_dir is not None else ()
+    return state_dir is None or any(os.path.join(d, "") in cmdline for d in dirs)
 
 
 def _rss_kib(pid: int) -> int:
@@ -356,6 +412,15 @@ class ControlPlane:
         self.kubectl_path: str = str(binaries.path("kubectl"))
         self.helm_path: str = str(binaries.path("helm"))
         self._empty_kubeconfig = state_dir / "empty-kubeconfig"
+        # What start() uses; an attached control plane spawns nothing.
+        self._choose_port: Callable[[str], int] = _any_free_port
+        self._die_with_parent = False
+        #: The running try of each component, every process spawned (all tries), tries per component.
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._spawned: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._tries: dict[str, int] = {}
+        #: "<exit status>, log <path>" of a component's first exit during start-up.
+        self._first_exit: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -386,11 +451,22 @@ class ControlPlane:
         binaries: Binaries | None = None,
         die_with_parent: bool = False,
         reuse: bool = True,
+        choose_port: Callable[[str], int] | None = None,
     ) -> ControlPlane:
         """Start a control plane in state_dir (reusing a healthy one there if `reuse`).
 
-        die_with_parent: the processes get SIGTERM when this Python process
+        die_with_parent: the processes get SIGKILL when this Python process
         dies, even by SIGKILL (used by pytest; `up` leaves it off).
+
+        A component that exits during start-up is started once more on fresh
+        ports (etcd or kube-apiserver: the whole launch again); its exit status
+        and log tail go to stderr. A second exit gives up: ControlPlaneError,
+        and every process this start spawned is stopped.
+
+        choose_port: picks the port for a key of the state's "ports" ("etcd",
+        "etcd_peer", "apiserver", "kcm", "scheduler"), called right before the
+        component that binds it starts, and again on its retry. Default: a free
+        port. Tests pass one that hands a component a port that is taken.
         """
         state_dir = (state_dir or default_state_dir()).resolve()
         binaries = binaries or ensure_binaries()
@@ -417,23 +493,21 @@ class ControlPlane:
             f'{tokens["admin"]},{ADMIN_USER},{ADMIN_USER},"system:masters"\n'
             f"{tokens['user']},{PLAIN_USER},{PLAIN_USER}\n"
         )
-        ports = {k: free_port() for k in ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler")}
-        server = f"https://127.0.0.1:{ports['apiserver']}"
         state: dict[str, Any] = {
-            "server": server,
-            "ports": ports,
+            "server": "",  # set (and the kubeconfig written) when kube-apiserver gets its port
+            "ports": {},
             "pids": {},
             "admin_token": tokens["admin"],
             "user_token": tokens["user"],
             "started_by_pid": os.getpid(),
             "started_at": time.time(),
         }
-        _write_kubeconfig(state_dir, server, tokens["admin"], tokens["user"])
         (state_dir / "empty-kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
         cp = cls(state_dir, binaries, state, owned=True)
+        cp._choose_port = choose_port or _any_free_port
+        cp._die_with_parent = die_with_parent
         try:
-            cp._launch_all(ports, die_with_parent)
-            cp.gpu_nodes(nodes, gpus)
+            cp._bring_up(nodes, gpus)
         except BaseException:
             cp.stop()
             raise
@@ -441,16 +515,73 @@ class ControlPlane:
         _write_state(state_dir, state)
         return cp
 
-    def _launch_all(self, ports: dict[str, int], die_with_parent: bool) -> None:
+    def _bring_up(self, nodes: int, gpus: int) -> None:
+        """Launch every component and make the fake nodes, retrying a component that exits once."""
+        while True:  # bounded: _Relaunch comes at most once each for etcd and kube-apiserver
+            try:
+                self._launch_all()
+                self._nodes_up(nodes, gpus)
+                return
+            except _Relaunch as e:
+                _log(f"{e}")
+                _log("starting the whole control plane again on fresh ports")
+                self._reset_launch()
+
+    def _launch_all(self) -> None:
+        self._start_component("etcd")
+        self._start_component("kube-apiserver")
+        # kube-controller-manager exits at once when the apiserver does not answer yet (it reads
+        # the extension-apiserver-authentication ConfigMap at start): wait for /readyz first.
+        _write_state(self.state_dir, self._state)
+        ca = Path(self.ca_file)
+        self._wait_component(
+            "kube-apiserver", lambda: _get(self.server, "/readyz", ca, self.admin_token) == "ok", timeout=60
+        )
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            self._start_component(name)
+        _write_state(self.state_dir, self._state)
+        self._await_ready()
+
+    def _await_ready(self) -> None:
+        """Wait for kube-controller-manager and kube-scheduler (again after a retry)."""
+        for name, key in (("kube-controller-manager", "kcm"), ("kube-scheduler", "scheduler")):
+            self._wait_component(name, self._healthz(key), timeout=60)
+        # The default namespace's ServiceAccount shows that controllers run.
+        self._wait_component(
+            "kube-controller-manager",
+            lambda: self.kubectl("get", "sa", "default", "-n", "default", check=False).returncode == 0,
+            timeout=60,
+        )
+
+    def _nodes_up(self, nodes: int, gpus: int) -> None:
+        try:
+            self.gpu_nodes(nodes, gpus)
+        except (ControlPlaneError, KubectlError):
+            # kwok exiting shows only as nodes that never get Ready; gpu_nodes is idempotent.
+            if not self._check_exits():
+                raise
+            self._await_ready()
+            self.gpu_nodes(nodes, gpus)
+        # A component that exited meanwhile must not be left dead in a started control plane.
+        if self._check_exits():
+            self._await_ready()
+
+    def _healthz(self, port_key: str) -> Callable[[], bool]:
+        # The port is looked up at each call: a retry moves the component to a fresh one.
+        return lambda: _get(f"https://127.0.0.1:{self._state['ports'][port_key]}", "/healthz", None, None) == "ok"
+
+    def _argv(self, name: str) -> list[str]:
+        """The command line of a component, on the ports its last start chose."""
         d = self.state_dir
         pki = d / "pki"
-        b = self.binaries.path
-        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-        peer_url = f"http://127.0.0.1:{ports['etcd_peer']}"
-        self._spawn(
-            "etcd",
-            [
-                b("etcd"),
+        kc = self.kubeconfig
+        ports = self._state["ports"]
+        binary = str(self.binaries.path(name))
+        if name == "etcd":
+            etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+            peer_url = f"http://127.0.0.1:{ports['etcd_peer']}"
+            return [
+                binary,
                 "--name=default",
                 f"--data-dir={d / 'etcd'}",
                 f"--listen-client-urls={etcd_url}",
@@ -461,14 +592,11 @@ class ControlPlane:
                 "--unsafe-no-fsync",
                 "--log-level=warn",
                 "--quota-backend-bytes=2147483648",
-            ],
-            die_with_parent,
-        )
-        self._spawn(
-            "kube-apiserver",
-            [
-                b("kube-apiserver"),
-                f"--etcd-servers={etcd_url}",
+            ]
+        if name == "kube-apiserver":
+            return [
+                binary,
+                f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
                 f"--secure-port={ports['apiserver']}",
@@ -488,21 +616,10 @@ class ControlPlane:
                 # TaintNodesByCondition puts node.kubernetes.io/not-ready:NoSchedule on every new
                 # Node; only the node-lifecycle controller (left out on purpose) would lift it.
                 "--disable-admission-plugins=TaintNodesByCondition",
-            ],
-            die_with_parent,
-        )
-        kc = self.kubeconfig
-        # kube-controller-manager exits at once when the apiserver does not answer yet (it reads
-        # the extension-apiserver-authentication ConfigMap at start): wait for /readyz first.
-        _write_state(d, self._state)
-        ca = Path(self.ca_file)
-        self._wait_component(
-            "kube-apiserver", lambda: _get(self.server, "/readyz", ca, self.admin_token) == "ok", timeout=60
-        )
-        self._spawn(
-            "kube-controller-manager",
-            [
-                b("kube-controller-manager"),
+            ]
+        if name == "kube-controller-manager":
+            return [
+                binary,
                 f"--kubeconfig={kc}",
                 f"--authentication-kubeconfig={kc}",
                 f"--authorization-kubeconfig={kc}",
@@ -516,13 +633,10 @@ class ControlPlane:
                 "--profiling=false",
                 "--concurrent-job-syncs=10",
                 "--concurrent-gc-syncs=10",
-            ],
-            die_with_parent,
-        )
-        self._spawn(
-            "kube-scheduler",
-            [
-                b("kube-scheduler"),
+            ]
+        if name == "kube-scheduler":
+            return [
+                binary,
                 f"--kubeconfig={kc}",
                 f"--authentication-kubeconfig={kc}",
                 f"--authorization-kubeconfig={kc}",
@@ -530,34 +644,31 @@ class ControlPlane:
                 f"--secure-port={ports['scheduler']}",
                 "--leader-elect=false",
                 "--profiling=false",
-            ],
-            die_with_parent,
-        )
-        self._spawn(
-            "kwok",
-            [
-                b("kwok"),
+            ]
+        if name == "kwok":
+            return [
+                binary,
                 f"--kubeconfig={kc}",
                 f"--config={STAGES_FILE}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
                 "--node-lease-duration-seconds=0",
-            ],
-            die_with_parent,
-        )
-        _write_state(d, self._state)
+            ]
+        raise ValueError(f"unknown component {name}")
 
-        for name, key in (("kube-controller-manager", "kcm"), ("kube-scheduler", "scheduler")):
-            self._wait_component(name, _healthz(f"https://127.0.0.1:{ports[key]}"), timeout=60)
-        # The default namespace's ServiceAccount shows that controllers run.
-        self._wait_component(
-            "kube-controller-manager",
-            lambda: self.kubectl("get", "sa", "default", "-n", "default", check=False).returncode == 0,
-            timeout=60,
-        )
+    def _start_component(self, name: str) -> None:
+        # Ports are chosen right before the component binds them, fresh on every try: free_port()
+        # releases its port, and the longer the gap the likelier another socket takes it.
+        ports = self._state["ports"]
+        for key in PORTS_OF[name]:
+            ports[key] = self._choose_port(key)
+        if name == "kube-apiserver":
+            self.server = self._state["server"] = f"https://127.0.0.1:{ports['apiserver']}"
+            _write_kubeconfig(self.state_dir, self.server, self.admin_token, self.user_token)
+        self._spawn(name, self._argv(name), self._die_with_parent)
 
     def _spawn(self, name: str, cmd: Sequence[str | Path], die_with_parent: bool) -> None:
-        log = open(self.state_dir / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(self._log_path(name), "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
                 [str(c) for c in cmd],
@@ -571,38 +682,118 @@ class ControlPlane:
         finally:
             log.close()
         _CHILDREN[proc.pid] = proc
+        self._procs[name] = proc
+        self._spawned.append((name, proc))
+        self._tries[name] = self._tries.get(name, 0) + 1
         self._state["pids"][name] = proc.pid
         (self.state_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
 
     def _wait_component(self, name: str, check: Callable[[], bool], timeout: float) -> None:
-        def alive_check() -> bool:
-            pid = self._state["pids"][name]
-            if not _alive(pid, name, self.state_dir):
-                raise ControlPlaneError(f"{name} exited during startup; log:\n{self._log_tail(name)}")
-            return check()
-
+        """Poll `check` until True; meanwhile notice (and retry, or give up on) components that exit."""
         deadline = time.monotonic() + timeout
         while True:
+            if self._check_exits():
+                deadline = time.monotonic() + timeout  # a retried component starts from scratch
             try:
-                if alive_check():
+                if check():
                     return
             except ControlPlaneError:
                 raise
             except Exception:  # noqa: S110 - not ready yet
                 pass
             if time.monotonic() > deadline:
-                raise ControlPlaneError(f"{name} not ready after {timeout:.0f} s; log:\n{self._log_tail(name)}")
+                raise ControlPlaneError(
+                    f"{name} not ready after {timeout:.0f} s; {_describe_log(self._log_path(name))}"
+                )
             time.sleep(0.1)
 
-    def _log_tail(self, name: str, lines: int = 30) -> str:
-        try:
-            text = (self.state_dir / "logs" / f"{name}.log").read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+    def _check_exits(self) -> bool:
+        """Start a component that exited once more on fresh ports (True if one was); give up on a second exit.
+
+        etcd or kube-apiserver exiting raises _Relaunch instead: every other component talks to
+        them, so the whole launch starts again.
+        """
+        retried = False
+        for name in COMPONENTS:
+            proc = self._procs.get(name)
+            if proc is None:
+                continue
+            returncode = proc.poll()
+            if returncode is None:
+                continue
+            del self._procs[name]
+            status = _exit_status(returncode)
+            earlier = self._first_exit.get(name)
+            if earlier is not None:
+                raise ControlPlaneError(
+                    f"{name} exited during startup again ({status}), giving up; "
+                    f"{_describe_log(self._log_path(name))}\n(its first try: {earlier})"
+                )
+            log = self._set_log_aside(name)
+            self._first_exit[name] = f"{status}, log {log}"
+            failure = f"{name} exited during startup ({status}); {_describe_log(log)}"
+            if name in ("etcd", "kube-apiserver"):
+                raise _Relaunch(failure)
+            _log(failure)
+            _log(f"starting {name} once more on fresh ports")
+            self._start_component(name)
+            _write_state(self.state_dir, self._state)
+            retried = True
+        return retried
+
+    def _reset_launch(self) -> None:
+        """Stop what the failed launch started and clear its traces, keeping its logs aside."""
+        self._stop_spawned()
+        for name in list(self._procs):
+            self._set_log_aside(name)
+        self._procs.clear()
+        self._state["pids"].clear()
+        self._state["ports"].clear()
+        for name in COMPONENTS:
+            with contextlib.suppress(OSError):
+                (self.state_dir / f"{name}.pid").unlink()
+        with contextlib.suppress(OSError):
+            (self.state_dir / "state.json").unlink()
+        # etcd's data dir records its member's peer URL: the new etcd gets a new port and a new dir.
+        shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
+        (self.state_dir / "etcd").mkdir()
+
+    def _set_log_aside(self, name: str) -> Path:
+        """Move the log of a finished try to <name>.try<N>.log (the next try writes <name>.log)."""
+        src = self._log_path(name)
+        dst = src.with_name(f"{name}.try{self._tries.get(name, 0)}.log")
+        with contextlib.suppress(FileNotFoundError):
+            src.replace(dst)
+        return dst
+
+    def _stop_spawned(self, grace: float = 5.0) -> None:
+        """Stop every process this object spawned (every try) that still runs; etcd last.
+
+        Unlike stop_state_dir this needs no pid file: a pid recorded on disk may have been
+        overwritten, but an unreaped child's pid cannot have been reused.
+        """
+        for phase in (
+            [p for n, p in self._spawned if n != "etcd"],
+            [p for n, p in self._spawned if n == "etcd"],
+        ):
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                running = [p for p in phase if p.poll() is None]
+                if not running:
+                    break
+                for p in running:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(p.pid, sig)
+                deadline = time.monotonic() + grace
+                while time.monotonic() < deadline and any(p.poll() is None for p in running):
+                    time.sleep(0.02)
+        _reap()
+
+    def _log_path(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
 
     def stop(self) -> None:
         """Stop all processes of this control plane (SIGTERM, then SIGKILL)."""
+        self._stop_spawned()
         stop_state_dir(self.state_dir)
 
     def pids(self) -> dict[str, int]:
@@ -744,7 +935,7 @@ class ControlPlane:
             ready,
             timeout=60,
             interval=0.2,
-            on_timeout=lambda: f"; kwok log:\n{self._log_tail('kwok')}",
+            on_timeout=lambda: f"; kwok {_describe_log(self._log_path('kwok'))}",
         )
         return names
 
@@ -898,10 +1089,6 @@ def _write_kubeconfig(state_dir: Path, server: str, admin_token: str, user_token
         yaml.safe_dump(config, f)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
-
-
-def _healthz(url: str) -> Callable[[], bool]:
-    return lambda: _get(url, "/healthz", None, None) == "ok"
 
 
 def _get(base: str, path: str, ca: Path | None, token: str | None, timeout: float = 2) -> str:

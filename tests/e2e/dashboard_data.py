@@ -44,6 +44,7 @@ class RunShape:
     warnings: list[str] = field(default_factory=list)
     history_points: int = 60
     likeness: dict[str, Any] | None = None
+    stage: str | None = None
 
 
 def run_document(name: str) -> dict[str, Any]:
@@ -86,6 +87,7 @@ def status_of(shape: RunShape, namespace: str) -> dict[str, Any]:
             "totalSteps": shape.total,
             "percent": percent,
             "summary": f"{shape.step}/{shape.total} ({percent}%)",
+            "stage": shape.stage,
             "loss": 0.4123,
             "eta": None if shape.step >= shape.total else "11m40s",
             "rate": "1.21 s/it",
@@ -244,6 +246,7 @@ PHASES = [
         "alice-running",
         "Running",
         step=420,
+        stage="Training",
         sample_steps=[0, 100, 200, 300, 400],
         attempts=[
             {

@@ -94,6 +94,7 @@ def test_runs_in_every_phase_live_in_the_browser(
         # what a person reads on alice's card
         assert card_text(driver, "alice-running", ".progress-text") == "420/1000 (42%)"
         assert card_text(driver, "alice-running", ".eta") == "11m40s"
+        assert card_text(driver, "alice-running", ".stage") == "Training"
         assert card_text(driver, "alice-running", ".attempts") == "2"
         assert "NVIDIA H100 80GB HBM3 · 97% busy · 59.8/79.6 GiB (75%) · 612 W" in card_text(
             driver, "alice-running", ".gpu"
@@ -116,10 +117,11 @@ def test_runs_in_every_phase_live_in_the_browser(
 
         # Live: the trainer reports step 450 and publishes samples of step 500; no reload.
         js(driver, "window.notReloaded = true")
-        live = RunShape(**{**alice.__dict__, "step": 450})
+        live = RunShape(**{**alice.__dict__, "step": 450, "stage": "Sampling 2/3"})
         seeder.patch_status("alice-running", status_of(live, namespace))
         progress = card("alice-running", ".progress-text")
         wait_until(driver, f"{progress}.textContent == '450/1000 (45%)'", "step 450")
+        wait_until(driver, f"{card('alice-running', '.stage')}.textContent == 'Sampling 2/3'", "the stage")
         seeder.add_samples(alice, 500)
         wait_until(driver, f"{card('alice-running', '.sample-step')}.textContent == '500'", "samples of step 500")
         cluster.kubectl("delete", "flr", "dave-pending", "-n", namespace)

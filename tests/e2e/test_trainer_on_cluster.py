@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -62,18 +63,35 @@ def claims(cluster: ControlPlane, namespace: str) -> dict[str, Any]:
 
 
 def run_until_done(
-    cluster: ControlPlane, namespace: str, sim: PodSimulator, name: str, timeout: float = 180
+    cluster: ControlPlane,
+    namespace: str,
+    sim: PodSimulator,
+    name: str,
+    timeout: float = 180,
+    rows: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Let `sim` run the run's pods until the run is Succeeded or Failed; its status."""
+    """Let `sim` run the run's pods until the run is Succeeded or Failed; its status. `rows`
+    collects what `kubectl get flr NAME` showed on the way (column name -> value), each change once."""
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
         sim.step(namespace)
+        if rows is not None:
+            header, *values = cluster.kubectl("get", "flr", name, "-n", namespace).stdout.splitlines()
+            row = dict(zip(table_columns(header), table_columns(values[0]), strict=False))
+            row.pop("AGE", None)
+            if not rows or rows[-1] != row:
+                rows.append(row)
         status = cluster.kubectl_json("get", "flr", name, "-n", namespace).get("status", {})
         if status.get("phase") in ("Succeeded", "Failed"):
             return status
         time.sleep(0.3)
     raise AssertionError(f"{name} did not finish: {json.dumps(status, indent=1)}")
+
+
+def table_columns(line: str) -> list[str]:
+    """The cells of a `kubectl get` table line (separated by 3 or more spaces; a cell may hold one)."""
+    return [cell.strip() for cell in re.split(r"\s{3,}", line.strip())]
 
 
 def test_preempted_trainer_resumes_at_the_saved_global_step_and_ends_at_max_steps(

@@ -9,6 +9,8 @@
 * ``CPU_TRAINING``: the spec.training overrides that make a built-in profile run on a CPU. The
   profiles are for GPUs: fp8 base weights and AdamW8bit need CUDA, and a 512-token T5 context
   costs 11 s a step on 2 cores where 16 tokens cost about 2.
+* ``CPU``, ``CPU_PRECISION``: this CPU and the precision the engine trains in on it (bf16 where
+  the CPU computes bf16 natively, float32 elsewhere: cpuprecision.py); ``CPU_TRAINING`` includes it.
 * ``CPU_SAMPLES``: the spec.samples overrides that make sample images affordable on a CPU (64 px,
   2 sampler steps). The engine encodes every sample prompt (and an empty negative prompt) with
   T5 at start-up, which reads the tiny FLUX's sparse T5 file in full: about 10 GB of zero pages,
@@ -31,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from cpuprecision import Precision, cpu_facts, precision_overrides
+
 import engine_env
 from podsim import IN_POD_ROOT
 
@@ -40,6 +44,9 @@ TB_SCALARS = HERE / "tb_scalars.py"
 CONTRACT_PROBE = HERE / "contract_probe.py"
 T5_TOKENS = 16
 
+CPU = cpu_facts()
+CPU_PRECISION: Precision = CPU.precision
+
 CPU_TRAINING: dict[str, Any] = {
     "optimizer": "AdamW",  # AdamW8bit needs bitsandbytes with CUDA
     "fp8Base": False,  # fp8 matmuls are a GPU feature
@@ -47,6 +54,7 @@ CPU_TRAINING: dict[str, Any] = {
     "dataLoaderWorkers": 0,
     "persistentDataLoaderWorkers": False,
     "t5xxlMaxTokenLength": T5_TOKENS,
+    **precision_overrides(CPU_PRECISION),
 }
 
 CPU_SAMPLES: dict[str, Any] = {"width": 64, "height": 64, "samplerSteps": 2}
@@ -90,6 +98,25 @@ class TinyFlux:
     @property
     def tokenizers(self) -> Path:
         return self.directory / "tokenizers"
+
+    def model_files(self, precision: Precision = CPU_PRECISION) -> dict[str, Path]:
+        """The model claim's file names and the tiny files behind them, for a run in `precision`.
+
+        T5 comes in the precision the engine runs it in: the engine converts a model whose file
+        has another dtype into anonymous memory (a float32 copy of the sparse bf16 T5 would be
+        19.6 GB), while one of the same dtype stays file-backed page cache the kernel can take back."""
+        files = {name: self.directory / name for name in self.files}
+        if precision == "fp32":
+            files["t5xxl_fp16.safetensors"] = self.directory / "t5xxl_fp32.safetensors"
+        return files
+
+    def link_models(self, target: Path, precision: Precision = CPU_PRECISION) -> None:
+        """Symlink the model files into `target` (a model claim's directory), as their claim names."""
+        target.mkdir(parents=True, exist_ok=True)
+        for name, path in self.model_files(precision).items():
+            link = target / name
+            if not link.exists():
+                link.symlink_to(path)
 
 
 def ensure_tiny_flux(engine: Engine) -> TinyFlux:
@@ -182,12 +209,7 @@ class LocalPod:
     ) -> LocalPod:
         (root / "run").mkdir(parents=True, exist_ok=True)
         (root / "output").mkdir(exist_ok=True)
-        models = root / "models"
-        models.mkdir(exist_ok=True)
-        for name in tiny.files:
-            link = models / name
-            if not link.exists():
-                link.symlink_to(tiny.directory / name)
+        tiny.link_models(root / "models")
         text = IN_POD_ROOT.sub(f"{root}/", json.dumps(run_json))
         (root / "run" / "run.json").write_text(text, encoding="utf-8")
         (root / "run" / "dataset.toml").write_text(IN_POD_ROOT.sub(f"{root}/", dataset_toml), encoding="utf-8")

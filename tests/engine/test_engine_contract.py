@@ -101,8 +101,9 @@ def engine_request(run: RenderedRun, images: Path, tiny: TinyFlux) -> tuple[list
     """The run's engine flags, dataset TOML and sample prompt file, with the pod's paths pointed at
     local files."""
     argv = run.argv[argv_tools.script_index(run.argv) + 1 :]
-    for flag, name in zip(("--pretrained_model_name_or_path", "--clip_l", "--t5xxl", "--ae"), tiny.files, strict=True):
-        argv = argv_tools.set_flag(argv, flag, str(tiny.directory / name))
+    files = tiny.model_files().values()
+    for flag, path in zip(("--pretrained_model_name_or_path", "--clip_l", "--t5xxl", "--ae"), files, strict=True):
+        argv = argv_tools.set_flag(argv, flag, str(path))
     argv = argv_tools.set_flag(argv, "--tokenizer_cache_dir", str(tiny.tokenizers))
     toml = run.dataset_toml.replace(json.dumps(run.config.layout().dataset_snapshot), json.dumps(str(images)))
     assert str(images) in toml

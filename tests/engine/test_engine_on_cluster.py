@@ -13,6 +13,7 @@ face, and every checkpoint says "no face", never a number.
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -56,13 +57,14 @@ def real_engine_pods(cluster: ControlPlane, engine: Engine, tiny: TinyFlux, **kw
 
 def claims_with_the_tiny_flux(cluster: ControlPlane, namespace: str, tiny: TinyFlux) -> dict[str, Path]:
     claims = {c: cluster.bound_claim(namespace, c).host_path for c in CLAIMS}
-    for name in tiny.files:  # what a user copies into the model claim
-        (claims["flux-models"] / name).symlink_to(tiny.directory / name)
+    tiny.link_models(claims["flux-models"])  # what a user copies into the model claim
     return claims
 
 
-def run_to_the_end(cluster: ControlPlane, namespace: str, sim: PodSimulator, name: str) -> dict[str, Any]:
-    return run_until_done(cluster, namespace, sim, name, timeout=600)  # the engine starts in ~25 s an attempt
+def run_to_the_end(
+    cluster: ControlPlane, namespace: str, sim: PodSimulator, name: str, rows: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    return run_until_done(cluster, namespace, sim, name, timeout=600, rows=rows)  # the engine starts in ~25 s
 
 
 def engine_images_in_the_browser(
@@ -125,11 +127,18 @@ def test_preempted_on_the_cluster_resumed_on_the_engine_succeeded_at_max_steps(
         save(rescaled(face_crop(), 0.5), claims["lora-datasets"] / "alice" / "alice.png")  # a real face, 128 px
         apply(cluster, namespace, tiny_run_document("alice-fast", **COSINE, samples=SAMPLES))
         sim = real_engine_pods(cluster, engine, tiny_flux, sigterm_after_state=2)
-        status = run_to_the_end(cluster, namespace, sim, "alice-fast")
+        rows: list[dict[str, str]] = []
+        status = run_to_the_end(cluster, namespace, sim, "alice-fast", rows)
         sample_set = cluster.kubectl_json("get", "fluxlorasamplesets", "alice-fast", "-n", namespace)
         engine_images_in_the_browser(cluster, namespace, sample_set, claims["lora-outputs"], tmp_path, report)
 
     assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
+    # `kubectl get flr` said what the starting engine was doing before its first step, then training.
+    shown = [(row.get("PHASE"), row.get("STAGE", ""), row.get("PROGRESS")) for row in rows]
+    starting = {re.sub(r" \d+(/\d+)?$", "", stage) for _, stage, progress in shown if progress == "0/4 (0%)"}
+    assert starting & {"Loading model", "Caching latents", "Encoding prompts", "Sampling"}, shown
+    assert ("Running", "Training") in {(phase, stage) for phase, stage, _ in shown}, shown
+    assert shown[-1][:2] == ("Succeeded", "Done"), shown
     first, second = status["attempts"]
     assert first["result"] == "Failed" and "terminated at step" in first["message"]
     assert second["result"] == "Succeeded" and second["resumedStep"] == 2

@@ -50,6 +50,19 @@ def test_a_run_succeeds_with_a_lora_that_names_the_engine_commit(cosine_uninterr
     assert any(isinstance(p["loss"], float) and p["loss"] > 0 for p in progress)
     assert progress[-1]["latestCheckpoint"].endswith("checkpoints/cosine.safetensors")
     assert only.sink.of("resume")[-1]["step"] == 4
+    # What the run said it was doing, from the engine's output: a cosine run without samples.
+    assert only.stages() == [
+        "Preparing dataset",
+        "Loading model",
+        "Caching latents",
+        "Caching text encoder outputs",
+        "Training",
+        "Saving",
+        "Training",
+        "Saving",
+    ]
+    reported = only.reported_stages()
+    assert reported[0] == "Starting engine" and reported[-1] == "Done" and "Training" in reported, reported
     # The lr the engine used, by its own TensorBoard log: a cosine after one warm-up step.
     assert sorted(cosine_uninterrupted.lr) == [1, 2, 3, 4]
     lr = cosine_uninterrupted.lr
@@ -159,6 +172,8 @@ def test_the_stand_in_behaves_like_the_engine_on_the_same_run(
             "resume_steps": sorted({r["step"] for r in sink.of("resume")}),
             "checkpoint_steps": sorted({p["latestCheckpointStep"] for p in progress if p["latestCheckpointStep"]}),
             "final_state": engine_facts.final_state_name("cosine") in outcome.latest_state,
+            # what `kubectl get flr` shows while it starts, from the engine's own log records
+            "stages": attempt.stages(),  # type: ignore[attr-defined]
         }
 
     assert seen(pod.checkpoints, fake) == seen(cosine_uninterrupted.pod.checkpoints, real)

@@ -16,6 +16,7 @@ What it writes (shapes from the engine's own model classes, so every key its
 * ``t5xxl_fp16.safetensors``: T5-XXL (4.89B parameters) as a sparse file: a real header, then a
   hole. safetensors memory-maps it; as long as T5 never runs (its outputs are cached beforehand)
   its pages are never read, so it costs no disk and no memory;
+* ``t5xxl_fp32.safetensors``: the same in float32, for runs that train in float32;
 * ``tokenizers/``: the ``--tokenizer_cache_dir`` layout; a byte-level CLIP vocabulary (no merges)
   and the engine tree's own T5 sentencepiece model (``configs/t5_old``).
 
@@ -64,14 +65,15 @@ def _save_random(model: Any, path: Path, generator: Any) -> int:
     return sum(t.numel() for t in tensors.values())
 
 
-def _save_sparse(model: Any, path: Path) -> int:
+def _save_sparse(model: Any, path: Path, dtype: str = "BF16") -> int:
     """A safetensors file whose data region is a hole: the header is real, every byte after it is zero."""
     header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
     offset = 0
     count = 0
+    width = {"BF16": 2, "F32": 4}[dtype]
     for name, tensor in model.state_dict(keep_vars=True).items():
-        size = tensor.numel() * 2  # BF16
-        header[name] = {"dtype": "BF16", "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
+        size = tensor.numel() * width
+        header[name] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + size]}
         offset += size
         count += tensor.numel()
     raw = json.dumps(header, separators=(",", ":")).encode()
@@ -120,6 +122,9 @@ def build(engine_dir: Path, out: Path) -> None:
     t5 = flux_utils.load_t5xxl(None, torch.bfloat16, "cpu", state_dict={})
     print(f"clip_l: {_save_random(clip, out / 'clip_l.safetensors', generator) / 1e6:.1f}M parameters", flush=True)
     print(f"t5xxl (sparse): {_save_sparse(t5, out / 't5xxl_fp16.safetensors') / 1e9:.2f}B parameters", flush=True)
+    # The same in float32, for runs in float32 (mixed_precision "no"): the engine loads T5 in the
+    # training precision, and a file already in it stays file-backed (a converted copy would not).
+    _save_sparse(t5, out / "t5xxl_fp32.safetensors", dtype="F32")
 
     tokenizers = out / "tokenizers"
     _clip_tokenizer(tokenizers / "openai_clip-vit-large-patch14")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -22,8 +22,9 @@ from fluxlora.render import RenderedRun, render
 from fluxlora.rules import evaluate
 from fluxlora_trainer.gpu import Nvml
 from fluxlora_trainer.prepare import prepare
+from fluxlora_trainer.progress import StageUpdate, StreamParser
 from fluxlora_trainer.report import Reporter
-from fluxlora_trainer.runspec import AttemptEnv, load_run
+from fluxlora_trainer.runspec import AttemptEnv, RunSpec, load_run
 from fluxlora_trainer.runtime import Outcome, Runtime, RuntimeOptions
 
 from realengine import CPU_TRAINING, Engine, LocalPod, TinyFlux, lr_by_process, write_te_caches
@@ -77,6 +78,25 @@ class Attempt:
     outcome: Outcome
     sink: RecordingSink
     seconds: float
+    output: tuple[Path, Path]  # the engine's stdout and stderr, as the pod's log would have them
+
+    def engine_output(self) -> tuple[str, str]:
+        out, err = self.output
+        return out.read_text(encoding="utf-8", errors="replace"), err.read_text(encoding="utf-8", errors="replace")
+
+    def stages(self) -> list[str]:
+        """The stages the engine's stderr goes through, by name (counts left out), in order."""
+        names: list[str] = []
+        parser = StreamParser()
+        for event in [*parser.feed(self.engine_output()[1]), *parser.flush()]:
+            if isinstance(event, StageUpdate) and (not names or names[-1] != event.stage):
+                names.append(event.stage)
+        return names
+
+    def reported_stages(self) -> list[str]:
+        """The stages the trainer reported in status.progress, in order (consecutive repeats once)."""
+        stages = [p.get("stage") for p in self.sink.of("progress")]
+        return [s for i, s in enumerate(stages) if s and (i == 0 or stages[i - 1] != s)]
 
 
 def train_attempt(
@@ -101,7 +121,34 @@ def train_attempt(
     if attempt == 1:
         prepare(run, env, nvml=nvml, freeze="")
     sink = RecordingSink()
-    runtime = Runtime(
+    output = (pod.root / f"engine-attempt{attempt}.stdout", pod.root / f"engine-attempt{attempt}.stderr")
+    with open(output[0], "wb") as out, open(output[1], "wb") as err:
+        runtime = _runtime(run, env, sink, nvml, engine_cmd, tiny, extra_env, out, err)
+        if stop_after_state is not None:
+
+            def preempt() -> None:
+                while not any((r.get("step") or 0) >= stop_after_state for r in sink.of("resume")):
+                    time.sleep(0.05)
+                runtime.request_stop()
+
+            threading.Thread(target=preempt, daemon=True).start()
+        started = time.monotonic()
+        outcome = runtime.execute()
+    return Attempt(outcome, sink, time.monotonic() - started, output)
+
+
+def _runtime(
+    run: RunSpec,
+    env: AttemptEnv,
+    sink: RecordingSink,
+    nvml: Nvml,
+    engine_cmd: list[str],
+    tiny: TinyFlux,
+    extra_env: Mapping[str, str] | None,
+    out: IO[bytes],
+    err: IO[bytes],
+) -> Runtime:
+    return Runtime(
         run,
         env,
         Reporter(sink, run.run.namespace, run.run.name, min_interval=0.0),
@@ -112,19 +159,10 @@ def train_attempt(
             extra_env={**(extra_env or {})},
             grace_seconds=120,
             install_signal_handlers=False,
+            passthrough_out=out,
+            passthrough_err=err,
         ),
     )
-    if stop_after_state is not None:
-
-        def preempt() -> None:
-            while not any((r.get("step") or 0) >= stop_after_state for r in sink.of("resume")):
-                time.sleep(0.05)
-            runtime.request_stop()
-
-        threading.Thread(target=preempt, daemon=True).start()
-    started = time.monotonic()
-    outcome = runtime.execute()
-    return Attempt(outcome, sink, time.monotonic() - started)
 
 
 @dataclass

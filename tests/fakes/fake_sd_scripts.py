@@ -98,6 +98,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip_until_initial_step", action="store_true")
     p.add_argument("--dataset_config", default=None)
     p.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    p.add_argument("--pretrained_model_name_or_path", default="flux1-dev.safetensors")
     p.add_argument("--sample_prompts", default=None)
     p.add_argument("--sample_every_n_steps", type=int, default=None)
     p.add_argument("--sample_at_first", action="store_true")
@@ -219,12 +220,14 @@ def sample_images(args: argparse.Namespace, label: str, global_step: int) -> Non
         prompts = json.load(f)
     directory = os.path.join(args.output_dir, "sample")
     os.makedirs(directory, exist_ok=True)
+    log(f"generating sample images at step / サンプル画像生成 ステップ: {global_step}")
     pause = env_float("FAKE_ENGINE_SAMPLE_SECONDS", 0.0)
     pictures: dict[str, str] = {}
     if os.environ.get("FAKE_ENGINE_SAMPLE_PICTURES"):
         with open(os.environ["FAKE_ENGINE_SAMPLE_PICTURES"], encoding="utf-8") as f:
             pictures = json.load(f)
     for i, prompt in enumerate(prompts):
+        log(f"prompt: {prompt.get('prompt', '')}")
         seed = prompt.get("seed")
         stamp = time.strftime("%Y%m%d%H%M%S", time.localtime())
         name = f"{args.output_name}_{label}_{i:02d}_{stamp}{'' if seed is None else f'_{seed}'}.png"
@@ -243,9 +246,15 @@ def sample_images(args: argparse.Namespace, label: str, global_step: int) -> Non
     record({"event": "samples", "label": label, "prompts": len(prompts)})
 
 
-def save_state(state_dir: str, epoch: int, global_step: int) -> None:
-    sys.stderr.write(f"\nINFO     saving state at step {global_step}\n")
+def log(message: str) -> None:
+    """A log record as the engine's rich handler writes it (not a terminal: 80 columns, no colour)."""
+    sys.stderr.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} INFO     {message}\n")
     sys.stderr.flush()
+
+
+def save_state(state_dir: str, epoch: int, global_step: int) -> None:
+    sys.stderr.write("\n")
+    log(f"saving state at step {global_step}")
     os.makedirs(state_dir, exist_ok=True)
     crash_at = env_int("FAKE_ENGINE_CRASH_IN_SAVE_AT")
     truncate_at = env_int("FAKE_ENGINE_TRUNCATE_STATE_AT")
@@ -282,10 +291,20 @@ def main(argv: list[str]) -> int:
     step_seconds = env_float("FAKE_ENGINE_STEP_SECONDS", 0.002)
     die_at = env_int("FAKE_ENGINE_DIE_AT_STEP")
 
-    # caching bar (not the training bar)
+    # the engine's start-up: the dataset, the models, the latents, the text encoders' outputs
+    log(f"Loading dataset config from {args.dataset_config}")
+    log("preparing accelerator")
+    log(f"Loading state dict from {args.pretrained_model_name_or_path}")
+    log("caching latents...")
     for i in range(1, 5):
         sys.stderr.write(f"\r{25 * i:3d}%|{'█' * (5 * i)}{' ' * (20 - 5 * i)}| {i}/4 [00:00<00:00, 123.45it/s]")
     sys.stderr.write("\n")
+    log("caching Text Encoder outputs")
+    if args.sample_prompts:
+        with open(args.sample_prompts, encoding="utf-8") as f:
+            texts = dict.fromkeys(p for item in json.load(f) for p in (item.get("prompt", ""), ""))
+        for text in texts:
+            log(f"cache Text Encoder outputs for prompt: {text}")
     time.sleep(env_float("FAKE_ENGINE_STARTUP_SECONDS", 0.0))
 
     steps_from_state = None
@@ -380,6 +399,7 @@ def main(argv: list[str]) -> int:
                 break
     sys.stderr.write("\n")
     if args.save_state:
+        log("saving last state.")
         save_state(os.path.join(args.output_dir, f"{name}-state"), epoch + 1, global_step)
     final = os.path.join(args.output_dir, f"{name}.safetensors")
     print(f"\nsaving checkpoint: {final}", flush=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from fluxlora_trainer.progress import (
     BarUpdate,
     CheckpointSaved,
+    StageUpdate,
     StateSaving,
     StreamParser,
     format_duration,
@@ -172,10 +175,13 @@ def test_stream_chunks_any_split() -> None:
     whole = StreamParser()
     expected = whole.feed(text) + whole.flush()
     assert [type(e).__name__ for e in expected] == [
+        "StageUpdate",  # Training
         "BarUpdate",
         "BarUpdate",
+        "StageUpdate",  # Saving
         "CheckpointSaved",
         "StateSaving",
+        "StageUpdate",  # Training again
         "BarUpdate",
     ]
     for size in (1, 2, 3, 7, 64):
@@ -200,7 +206,7 @@ def test_parser_never_crashes(text: str, chunk: int) -> None:
     p = StreamParser()
     for i in range(0, len(text), chunk):
         for ev in p.feed(text[i : i + chunk]):
-            assert isinstance(ev, BarUpdate | CheckpointSaved | StateSaving)
+            assert isinstance(ev, BarUpdate | CheckpointSaved | StateSaving | StageUpdate)
     p.flush()
 
 
@@ -222,3 +228,56 @@ def test_roundtrip_generated_bars(n: int, total: int, spp: float, loss: float) -
     ev = parse_bar(seg)
     assert ev is not None and ev.n == n and ev.total == total
     assert ev.loss == pytest.approx(float(f"{loss:.4g}"))
+
+
+# The real engine's output (pinned commit, CPU, float32): the tiny FLUX, 2 images, 4 steps, a
+# checkpoint every 2, two sample prompts at the start and at every checkpoint. Paths shortened.
+ENGINE_OUTPUT = Path(__file__).parent / "data"
+
+
+def stages_of(text: str, chunk: int) -> list[tuple[str, int | None, int | None]]:
+    parser = StreamParser()
+    events = []
+    for i in range(0, len(text), chunk):
+        events += parser.feed(text[i : i + chunk])
+    events += parser.flush()
+    return [(e.stage, e.done, e.total) for e in events if isinstance(e, StageUpdate)]
+
+
+@pytest.mark.parametrize("chunk", [1, 97, 65536])
+def test_stages_of_a_real_engine_run(chunk: int) -> None:
+    stderr = (ENGINE_OUTPUT / "engine-stderr-fp32-samples.txt").read_text(encoding="utf-8")
+    sampling = [("Sampling", 0, None), ("Sampling", 1, None), ("Sampling", 2, None)]
+    assert stages_of(stderr, chunk) == [
+        ("Preparing dataset", None, None),
+        ("Loading model", None, None),
+        ("Caching latents", None, None),
+        ("Caching latents", 0, 2),
+        ("Caching latents", 1, 2),
+        ("Caching latents", 2, 2),
+        ("Caching text encoder outputs", None, None),
+        ("Encoding prompts", 1, None),  # each prompt and the empty negative prompt
+        ("Encoding prompts", 2, None),
+        ("Encoding prompts", 3, None),
+        *sampling,  # before the first step
+        ("Training", None, None),
+        *sampling,  # at step 2
+        ("Saving", None, None),
+        ("Training", None, None),
+        *sampling,  # at step 4, the end: the bar's last redraws are no more training
+        ("Saving", None, None),
+    ]
+    stdout = (ENGINE_OUTPUT / "engine-stdout-fp32-samples.txt").read_text(encoding="utf-8")
+    assert stages_of(stdout, chunk) == [("Saving", None, None)]  # `saving checkpoint:` is printed
+
+
+def test_a_wrapped_log_record_is_read_whole() -> None:
+    """rich wraps a record at 80 columns: the words that name the stage may be on its second line."""
+    text = (
+        "2026-12-03 04:29:26 INFO     cache Text Encoder        flux_train_network.py:267\n"
+        "                             outputs for prompt: a photo\n"
+        "                             of ohwx woman\n"
+        "                    INFO     cache Text Encoder        flux_train_network.py:267\n"
+        "                             outputs for prompt:\n"
+    )
+    assert stages_of(text, 5) == [("Encoding prompts", 1, None), ("Encoding prompts", 2, None)]

@@ -51,6 +51,33 @@ def test_rate_limit_and_forced_patches() -> None:
     assert sink.patches[0]["status"]["progress"]["updatedAt"] == "1970-01-01T00:00:00Z"
 
 
+def test_unchanged_progress_is_sent_only_as_a_heartbeat() -> None:
+    """A trainer waiting on a slow stage sends one patch a heartbeat, not one a tick: every patch
+    is a line of `kubectl get flr -w` for every watcher."""
+    sink, clock = RecordingSink(), FakeClock()
+    r = Reporter(sink, "ns", "run", clock=clock, wall=lambda: clock.t, heartbeat=60.0)
+    for _ in range(60):  # a minute of ticks, the engine still loading the model
+        r.update("progress", {"step": 0, "stage": "Loading model"})
+        r.tick()
+        clock.t += 1.0
+    assert len(sink.patches) == 1
+    r.update("progress", {"step": 0, "stage": "Loading model"})
+    r.tick()
+    assert len(sink.patches) == 2  # the heartbeat: a new updatedAt, nothing else changed
+    assert sink.patches[1]["status"]["progress"]["updatedAt"] != sink.patches[0]["status"]["progress"]["updatedAt"]
+    clock.t += 10.0
+    r.update("progress", {"step": 0, "stage": "Caching latents 1/4"})
+    r.tick()
+    assert [p["status"]["progress"]["stage"] for p in sink.patches] == [
+        "Loading model",
+        "Loading model",
+        "Caching latents 1/4",
+    ]
+    clock.t += 1.0
+    r.update("progress", {"step": 0, "stage": "Caching latents 1/4"}, force=True)  # forced: always sent
+    assert len(sink.patches) == 4
+
+
 def test_failure_never_raises_and_retries() -> None:
     sink, clock = RecordingSink(fail=True), FakeClock()
     r = Reporter(sink, "ns", "run", clock=clock)

@@ -11,7 +11,13 @@ and prints events on stdout / through its logger:
 
 `StreamParser` takes raw chunks as they arrive (any split, any mix of `\\r` and `\\n`) and
 returns typed events. Only segments that start with `steps:` are bars of the training loop;
-`validation steps:` and the caching bars are ignored.
+`validation steps:` and the caching bars are ignored, except to count what a stage has done.
+
+Before its first step the engine works for minutes on a GPU (24 GB of weights, a latent per
+image, the sample prompts through T5, the step-0 samples). `StageParser` says which of those it
+is doing, from its log records (e.g. `caching latents...`, `generating sample images at step`),
+as `StageUpdate` events: `Preparing dataset`, `Loading model`, `Caching latents 3/5`,
+`Encoding prompts 1/3`, `Sampling 1/2`, `Training`, `Saving`.
 """
 
 from __future__ import annotations
@@ -59,7 +65,16 @@ class StateSaving:
     engine_step: int
 
 
-Event = BarUpdate | CheckpointSaved | StateSaving
+@dataclass(frozen=True)
+class StageUpdate:
+    """What the engine started doing; `done`/`total` count its items (images, prompts) when it says."""
+
+    stage: str
+    done: int | None = None
+    total: int | None = None
+
+
+Event = BarUpdate | CheckpointSaved | StateSaving | StageUpdate
 
 
 def parse_clock(text: str) -> float | None:
@@ -136,6 +151,104 @@ def parse_line(line: str) -> Event | None:
     return None
 
 
+# The engine logs through rich (library/utils.py): `[time] LEVEL    message    file.py:123`,
+# wrapped at the console width, continuation lines indented past the level column.
+_LOG_RECORD_RE = re.compile(
+    r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d| {19}) (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) +(?P<msg>.*?)"
+    r"(?: +[\w.-]+\.py:\d+)?\s*$"
+)
+_LOG_CONTINUATION_RE = re.compile(r"^ {29}(?P<msg>\S.*?)\s*$")
+
+PREPARING_DATASET = "Preparing dataset"
+LOADING_MODEL = "Loading model"
+CACHING_LATENTS = "Caching latents"
+CACHING_TEXT = "Caching text encoder outputs"
+ENCODING_PROMPTS = "Encoding prompts"
+SAMPLING = "Sampling"
+TRAINING = "Training"
+SAVING = "Saving"
+
+# The engine's log messages (first words; the pinned commit's wording) that start a stage, in
+# the order it runs them. A stage with `counts` counts each record that matches as one item.
+_STAGE_MARKERS: tuple[tuple[re.Pattern[str], str, bool], ...] = tuple(
+    (re.compile(pattern), stage, counts)
+    for pattern, stage, counts in (
+        (r"^(?:Loading dataset config from|prepare images|\[Prepare dataset|loading image sizes|make buckets)",
+         PREPARING_DATASET, False),
+        (r"^(?:preparing accelerator|Building (?:Flux|CLIP-L|AutoEncoder)|Loading state dict from)", LOADING_MODEL,
+         False),
+        (r"^caching latents\.\.\.", CACHING_LATENTS, False),
+        (r"^caching Text Encoder outputs", CACHING_TEXT, False),
+        (r"^cache Text Encoder outputs for prompt:", ENCODING_PROMPTS, True),
+        (r"^generating sample images at", SAMPLING, False),
+        (r"^(?:saving state at step|saving last state|saving checkpoint:|save trained model|model saved)", SAVING,
+         False),
+    )
+)  # fmt: skip
+# While sampling, each `prompt:` record is the next image.
+_SAMPLE_PROMPT_RE = re.compile(r"^prompt: ")
+# A tqdm bar without a description (the caching loops): `50%|█████     | 1/2 [00:00<00:00,  3.87it/s]`.
+_BARE_BAR_RE = re.compile(r"^\s*\d{1,3}%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)")
+_BAR_COUNT_RE = re.compile(r"\|\s*(?P<n>\d+)/(?P<total>\d+)\s*\[")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class StageParser:
+    """Follows the engine's log records (rich wraps them over several lines) and its bars; says
+    when the stage, or the count of what it has done, changes."""
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.done: int | None = None
+        self.total: int | None = None
+        self._record = ""  # the log record read so far
+        self._record_matched = False
+
+    def _move(self, stage: str, done: int | None = None, total: int | None = None) -> StageUpdate | None:
+        if (stage, done, total) == (self.stage, self.done, self.total):
+            return None
+        self.stage, self.done, self.total = stage, done, total
+        return StageUpdate(stage, done, total)
+
+    def _on_message(self, message: str) -> StageUpdate | None:
+        if self.stage == SAMPLING and _SAMPLE_PROMPT_RE.match(message):
+            return self._move(SAMPLING, (self.done or 0) + 1)
+        for pattern, stage, counts in _STAGE_MARKERS:
+            if pattern.match(message):
+                if counts:
+                    return self._move(stage, (self.done or 0) + 1 if self.stage == stage else 1)
+                return None if self.stage == stage else self._move(stage, 0 if stage == SAMPLING else None)
+        return None
+
+    def feed(self, segment: str) -> StageUpdate | None:
+        line = _ANSI_RE.sub("", segment).rstrip()
+        if line.startswith("steps:"):
+            # The bar is redrawn after every save; at its end that is no more training.
+            steps = _BAR_COUNT_RE.search(line)
+            if steps and int(steps.group("n")) >= int(steps.group("total")):
+                return None
+            return self._move(TRAINING)
+        bar = _BARE_BAR_RE.match(line)
+        if bar:
+            if self.stage == CACHING_LATENTS:
+                return self._move(CACHING_LATENTS, int(bar.group("n")), int(bar.group("total")))
+            return None
+        record = _LOG_RECORD_RE.match(line)
+        more = None if record else _LOG_CONTINUATION_RE.match(line)
+        if record:
+            self._record, self._record_matched = record.group("msg"), False
+        elif more and self._record:
+            self._record = f"{self._record} {more.group('msg')}"
+        else:  # a plain line (the engine's print()s on stdout)
+            self._record, self._record_matched = "", False
+            return self._on_message(line.strip())
+        if self._record_matched:
+            return None
+        update = self._on_message(self._record)
+        self._record_matched = update is not None
+        return update
+
+
 class StreamParser:
     """Incremental parser for one output stream (stdout or stderr) of the engine.
 
@@ -145,6 +258,7 @@ class StreamParser:
 
     def __init__(self) -> None:
         self._pending = ""
+        self._stages = StageParser()
 
     def feed(self, chunk: str) -> list[Event]:
         if not chunk:
@@ -162,7 +276,11 @@ class StreamParser:
             seg = data[start:cut]
             start = cut + 1
             if seg:
-                ev = parse_line(seg.removeprefix("\x1b[2K"))
+                segment = seg.removeprefix("\x1b[2K")
+                stage = self._stages.feed(segment)
+                if stage is not None:
+                    events.append(stage)
+                ev = parse_line(segment)
                 if ev is not None:
                     events.append(ev)
         rest = data[start:length]
@@ -172,8 +290,10 @@ class StreamParser:
     def flush(self) -> list[Event]:
         """Parse what is left (at end of stream)."""
         rest, self._pending = self._pending, ""
-        ev = parse_line(rest) if rest else None
-        return [ev] if ev is not None else []
+        if not rest:
+            return []
+        events = [self._stages.feed(rest), parse_line(rest)]
+        return [ev for ev in events if ev is not None]
 
 
 def format_duration(seconds: float) -> str:
@@ -195,13 +315,6 @@ def format_duration(seconds: float) -> str:
 _EXCEPTION_RE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt)(?::\s.*)?$")
 # `accelerate launch` re-raises the child's failure as its own exception, after the engine's.
 _LAUNCHER_ERROR = "subprocess.CalledProcessError"
-# The engine logs through rich (library/utils.py): `[time] LEVEL    message    file.py:123`,
-# wrapped at the console width, continuation lines indented past the level column.
-_LOG_RECORD_RE = re.compile(
-    r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d| {19}) (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) +(?P<msg>.*?)"
-    r"(?: +[\w.-]+\.py:\d+)?\s*$"
-)
-_LOG_CONTINUATION_RE = re.compile(r"^ {29}(?P<msg>\S.*?)\s*$")
 # The engine's messages are bilingual, `English / 日本語: detail`: keep the English and the detail.
 _SECOND_LANGUAGE_RE = re.compile(r"\s+/\s*[^\x00-\x7f][^:]*")
 

@@ -39,6 +39,9 @@ VERSION = "v1alpha1"
 PLURAL = "fluxloraruns"
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MIN_INTERVAL_SECONDS = 10.0
+# Progress that did not change is sent again only this often (its updatedAt says the trainer is
+# alive): every patch is a watch event, a line of `kubectl get flr -w` for each watcher.
+HEARTBEAT_SECONDS = 60.0
 # The status keys the trainer writes (the operator's are fluxlora.status.OPERATOR_KEYS).
 TRAINER_KEYS = ("progress", "resume", "repro", "likeness")
 
@@ -231,6 +234,7 @@ class Reporter:
     `progress(...)` records the latest progress; a patch goes out when `tick()` finds at least
     `min_interval` seconds since the last successful patch, or immediately when `force=True`
     (checkpoints, the end). A failed patch stays pending and is retried on the next tick.
+    Progress equal to the last one staged is not staged again before `heartbeat` seconds.
     """
 
     def __init__(
@@ -240,6 +244,7 @@ class Reporter:
         name: str,
         *,
         min_interval: float = MIN_INTERVAL_SECONDS,
+        heartbeat: float = HEARTBEAT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -247,12 +252,14 @@ class Reporter:
         self.namespace = namespace
         self.name = name
         self.min_interval = min_interval
+        self.heartbeat = heartbeat
         self.clock = clock
         self.wall = wall
         self._lock = threading.Lock()
         self._pending: dict[str, Any] = {}
         self._last_sent: float | None = None
         self._force = False
+        self._last_progress: tuple[dict[str, Any], float] | None = None  # staged value, when
         self._retry_at: float | None = None
         self._failed_in_row = 0
         self.sent = 0
@@ -265,6 +272,11 @@ class Reporter:
             raise ValueError(f"the trainer does not own status.{key}")
         with self._lock:
             if key == "progress":
+                now = self.clock()
+                last = self._last_progress
+                if not force and last is not None and last[0] == value and now - last[1] < self.heartbeat:
+                    return
+                self._last_progress = (value, now)
                 value = {**value, "updatedAt": rfc3339(self.wall())}
             self._pending[key] = value
             self._force = self._force or force

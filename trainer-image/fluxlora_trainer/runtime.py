@@ -32,7 +32,18 @@ from fluxlora.losshistory import LossHistory
 from . import checkpoints, engine, repro, termination
 from .checkpoint_scorer import CheckpointScorer, Embedder
 from .gpu import GpuSample, Nvml
-from .progress import BarUpdate, CheckpointSaved, Event, StateSaving, StreamParser, engine_error, format_duration
+from .progress import (
+    ENCODING_PROMPTS,
+    SAMPLING,
+    BarUpdate,
+    CheckpointSaved,
+    Event,
+    StageUpdate,
+    StateSaving,
+    StreamParser,
+    engine_error,
+    format_duration,
+)
 from .report import Reporter, SampleSetSink, StatusSource
 from .resume import AttemptPlan, plan_attempt
 from .runspec import AttemptEnv, RunSpec, RunSpecError
@@ -44,6 +55,14 @@ _STEP_CKPT_RE = re.compile(r"-step(\d{8})\.[A-Za-z0-9]+$")
 _READ_SIZE = 65536
 # Engine stderr lines kept for the failure reason: its traceback, then the launcher's.
 TAIL_LINES = 200
+
+
+# Stages of the attempt around the engine's own (progress.py reads those from its output).
+STARTING = "Starting engine"
+SCORING = "Scoring likeness"
+DONE = "Done"
+STOPPED = "Stopped"
+FAILED = "Failed"
 
 
 @dataclass
@@ -96,6 +115,9 @@ class Tracker:
     gpu: GpuSample | None = None
     history: LossHistory = field(default_factory=LossHistory)
     latest_sample_step: int | None = None
+    stage: str | None = None  # what the engine is doing, e.g. "Caching latents 3/5"
+    # How many items the stages that count without saying how many have: the sample prompts.
+    stage_totals: dict[str, int] = field(default_factory=dict)
 
     @property
     def step(self) -> int:
@@ -111,6 +133,11 @@ class Tracker:
             self.seconds_per_step = ev.seconds_per_step
             self.rate = ev.rate
         self.remaining_seconds = ev.remaining_seconds
+
+    def on_stage(self, ev: StageUpdate) -> None:
+        total = ev.total if ev.total is not None else self.stage_totals.get(ev.stage)
+        count = f" {ev.done}/{total}" if ev.done is not None and total else f" {ev.done}" if ev.done else ""
+        self.stage = ev.stage + count
 
     def checkpoint_step(self, path: str) -> int:
         m = _STEP_CKPT_RE.search(path)
@@ -140,6 +167,7 @@ class Tracker:
             "totalSteps": total,
             "percent": percent,
             "summary": f"{self.step}/{total} ({percent}%)",  # the Progress printer column
+            "stage": self.stage,
             "loss": self.loss,
             "eta": format_duration(eta) if eta is not None and math.isfinite(eta) else None,
             "etaSeconds": round(eta) if eta is not None and math.isfinite(eta) else None,
@@ -151,6 +179,14 @@ class Tracker:
             "latestSampleStep": self.latest_sample_step,
             "lossHistory": self.history.points() or None,
         }
+
+
+def _stage_totals(run: RunSpec) -> dict[str, int]:
+    """The engine encodes every distinct sample prompt and the empty negative prompt once, then
+    draws one image per prompt at each sample point."""
+    if run.samples is None or not run.samples.prompts:
+        return {}
+    return {ENCODING_PROMPTS: len({*run.samples.prompts, ""}), SAMPLING: len(run.samples.prompts)}
 
 
 def make_plan(run: RunSpec, env: AttemptEnv) -> AttemptPlan:
@@ -279,7 +315,7 @@ class Runtime:
             return self._fail(termination.EXIT_RESUME_STATE, f"cannot resume: {exc}", None)
         for note in plan.notes:
             log.warning("resume plan: %s", note)
-        tracker = Tracker(plan=plan, attempt=env.attempt)
+        tracker = Tracker(plan=plan, attempt=env.attempt, stage_totals=_stage_totals(run))
         rel = run.layout.relative
         if env.resume_checkpoint:
             tracker.latest_state = run.layout.absolute(env.resume_checkpoint)
@@ -288,6 +324,7 @@ class Runtime:
         self._start_samples(tracker)
 
         if plan.nothing_to_do:
+            tracker.stage = DONE
             self.reporter.update("progress", tracker.progress_status(rel), force=True)
             msg = f"completed: step {plan.start_step}/{plan.max_train_steps} (nothing left to train)"
             return Outcome(
@@ -438,6 +475,7 @@ class Runtime:
             self._reader_thread(proc.stderr, "stderr", self.opts.passthrough_err, events, tail),
         ]
         rel = self.run.layout.relative
+        tracker.stage = STARTING
         self.reporter.update("progress", tracker.progress_status(rel), force=True)
         open_streams = len(readers)
         next_gpu = self.clock()
@@ -528,6 +566,9 @@ class Runtime:
             if self._scorer is not None:
                 self._scorer.checkpoint_saved(tracker.latest_checkpoint_step, path)
             return True
+        if isinstance(ev, StageUpdate):
+            tracker.on_stage(ev)
+            return False
         if isinstance(ev, StateSaving):
             return False
         return False  # pragma: no cover
@@ -607,8 +648,11 @@ class Runtime:
             msg = f"engine exited with code {rc} at step {step}/{total}: {why}; last complete state {state}"
         if self._scorer is not None:
             wait = self.opts.likeness_wait_stopped_seconds if terminated else self.opts.likeness_wait_seconds
+            tracker.stage = SCORING
+            self.reporter.update("progress", tracker.progress_status(rel), force=True)
             self._scorer.finish(wait)
             self._report_likeness()
+        tracker.stage = DONE if completed else STOPPED if terminated else FAILED
         self.reporter.update("progress", tracker.progress_status(rel))
         self.reporter.flush()
         return Outcome(

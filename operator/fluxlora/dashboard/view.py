@@ -172,6 +172,7 @@ def summary(run: Mapping[str, Any], sample_set: Mapping[str, Any] | None = None)
         "totalSteps": progress.get("totalSteps"),
         "percent": progress.get("percent") or 0,
         "progressText": progress.get("summary") or ("not started" if not progress else ""),
+        "stage": progress.get("stage"),
         "loss": progress.get("loss"),
         "eta": progress.get("eta"),
         "rate": progress.get("rate"),

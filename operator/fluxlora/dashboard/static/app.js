@@ -64,6 +64,7 @@ function facts(run) {
     "div",
     { class: "facts" },
     el("span", { class: "progress-text" }, el("b", { text: run.progressText || "–" })),
+    run.stage ? el("span", { class: "stage" }, el("b", { text: run.stage })) : null,
     el("span", {}, "loss ", el("b", { class: "loss", text: fmtLoss(run.loss) })),
     el("span", {}, "ETA ", el("b", { class: "eta", text: run.eta || "–" })),
     el("span", {}, "attempts ", el("b", { class: "attempts", text: run.attempts })),
