@@ -6,6 +6,7 @@ spec.samples of `--prompts` prompts at `--size` px with `--sampler-steps` denois
 before the first step and every `--every` steps, through the trainer runtime; times come from the
 engine's own log lines, stamped as they arrive. Prints one JSON object:
 
+  cpu, capability, precision  the CPU, whether it has native bf16, the precision trained in
   wall_s                 the attempt, engine start-up included
   t5_prompt_encoding_s   start-up: the engine encodes each prompt and the empty negative prompt
                          with T5 and CLIP-L (the tiny FLUX's T5 is a sparse file read in full)
@@ -41,7 +42,7 @@ from fluxlora_trainer.report import Reporter  # noqa: E402
 from fluxlora_trainer.runspec import AttemptEnv, load_run  # noqa: E402
 from fluxlora_trainer.runtime import Runtime, RuntimeOptions  # noqa: E402
 
-from realengine import ensure_engine, ensure_tiny_flux  # noqa: E402
+from realengine import CPU, ensure_engine, ensure_tiny_flux  # noqa: E402
 from trainer_helpers import RecordingSink  # noqa: E402
 from training import _NoGpu, new_pod, tiny_run_document  # noqa: E402
 
@@ -148,6 +149,7 @@ def main() -> int:
             per_image.append(min(following) - t)
     images = len((sink.sample_set or {}).get("samples") or [])
     result = {
+        **CPU.describe(),  # the CPU, whether it computes bf16 natively, the precision the engine ran in
         "steps": args.steps,
         "prompts": args.prompts,
         "size_px": args.size,

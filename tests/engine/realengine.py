@@ -47,15 +47,21 @@ T5_TOKENS = 16
 CPU = cpu_facts()
 CPU_PRECISION: Precision = CPU.precision
 
-CPU_TRAINING: dict[str, Any] = {
-    "optimizer": "AdamW",  # AdamW8bit needs bitsandbytes with CUDA
-    "fp8Base": False,  # fp8 matmuls are a GPU feature
-    "gradientCheckpointing": False,  # nothing to save on a CPU, twice the compute
-    "dataLoaderWorkers": 0,
-    "persistentDataLoaderWorkers": False,
-    "t5xxlMaxTokenLength": T5_TOKENS,
-    **precision_overrides(CPU_PRECISION),
-}
+
+def cpu_training(precision: Precision) -> dict[str, Any]:
+    """spec.training that makes a built-in profile train on a CPU, in `precision`."""
+    return {
+        "optimizer": "AdamW",  # AdamW8bit needs bitsandbytes with CUDA
+        "fp8Base": False,  # fp8 matmuls are a GPU feature
+        "gradientCheckpointing": False,  # nothing to save on a CPU, twice the compute
+        "dataLoaderWorkers": 0,
+        "persistentDataLoaderWorkers": False,
+        "t5xxlMaxTokenLength": T5_TOKENS,
+        **precision_overrides(precision),
+    }
+
+
+CPU_TRAINING: dict[str, Any] = cpu_training(CPU_PRECISION)
 
 CPU_SAMPLES: dict[str, Any] = {"width": 64, "height": 64, "samplerSteps": 2}
 
@@ -206,10 +212,11 @@ class LocalPod:
         tiny: TinyFlux,
         dataset_toml: str,
         sample_prompts: str | None = None,
+        precision: Precision = CPU_PRECISION,
     ) -> LocalPod:
         (root / "run").mkdir(parents=True, exist_ok=True)
         (root / "output").mkdir(exist_ok=True)
-        tiny.link_models(root / "models")
+        tiny.link_models(root / "models", precision)
         text = IN_POD_ROOT.sub(f"{root}/", json.dumps(run_json))
         (root / "run" / "run.json").write_text(text, encoding="utf-8")
         (root / "run" / "dataset.toml").write_text(IN_POD_ROOT.sub(f"{root}/", dataset_toml), encoding="utf-8")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
+from cpuprecision import Precision
 
 from fluxlora.profiles import ProfileSet
 from fluxlora.render import RenderedRun, render
@@ -27,7 +28,7 @@ from fluxlora_trainer.report import Reporter
 from fluxlora_trainer.runspec import AttemptEnv, RunSpec, load_run
 from fluxlora_trainer.runtime import Outcome, Runtime, RuntimeOptions
 
-from realengine import CPU_TRAINING, Engine, LocalPod, TinyFlux, lr_by_process, write_te_caches
+from realengine import CPU_PRECISION, Engine, LocalPod, TinyFlux, cpu_training, lr_by_process, write_te_caches
 from sample_data import write_dataset
 from trainer_helpers import RecordingSink
 
@@ -43,6 +44,7 @@ def tiny_run_document(
     save_every: int = 2,
     warmup: int = 1,
     samples: dict[str, Any] | None = None,
+    precision: Precision = CPU_PRECISION,
 ) -> dict[str, Any]:
     """The fast example, made to train the tiny FLUX on a CPU in a few steps. No sample images
     unless `samples` (spec.samples) says so: sampling on a CPU costs a T5 pass per prompt."""
@@ -51,7 +53,7 @@ def tiny_run_document(
     document["spec"]["network"] = {"dim": 4}
     document["spec"]["dataset"]["repeats"] = 1
     document["spec"]["training"] = {
-        **CPU_TRAINING,
+        **cpu_training(precision),
         "maxTrainSteps": steps,
         "saveEveryNSteps": save_every,
         "lrScheduler": scheduler,
@@ -181,10 +183,20 @@ def lr_by_global_step(engine: Engine, logging_dir: Path, starts: list[int]) -> d
     return {start + step: lr for start, run in zip(starts, runs, strict=True) for step, lr in run.items() if step > 0}
 
 
-def new_pod(root: Path, engine: Engine, tiny: TinyFlux, document: dict[str, Any], images: int = 2) -> LocalPod:
-    """A pod for `document` with a dataset of small images and the text-encoder caches in place."""
+def new_pod(
+    root: Path,
+    engine: Engine,
+    tiny: TinyFlux,
+    document: dict[str, Any],
+    images: int = 2,
+    precision: Precision = CPU_PRECISION,
+) -> LocalPod:
+    """A pod for `document` (trained in `precision`) with a dataset of small images and the
+    text-encoder caches in place."""
     rendered = render_document(document)
-    pod = LocalPod.create(root, rendered.run_json(), tiny, rendered.dataset_toml, rendered.sample_prompts_file)
+    pod = LocalPod.create(
+        root, rendered.run_json(), tiny, rendered.dataset_toml, rendered.sample_prompts_file, precision
+    )
     write_dataset(pod.dataset_source, images)
     write_te_caches(engine, pod.dataset_source, out=pod.snapshot)
     return pod
