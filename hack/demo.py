@@ -315,7 +315,12 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
 
         def kubelet() -> None:
             while not kubelet_stop.is_set():
-                sim.step(namespace)
+                try:
+                    sim.step(namespace)
+                except Exception as exc:  # a kubectl cut short while the demo stops, or a hiccup
+                    if kubelet_stop.is_set():
+                        return
+                    print(f"   (pod simulator: {exc}; retrying)", flush=True)
                 kubelet_stop.wait(0.5)
 
         threading.Thread(target=kubelet, daemon=True).start()
@@ -341,6 +346,7 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
         return 0 if phase == "Succeeded" else 1
     except BaseException:
         stopping = True  # a signal or Ctrl-C: main() stops every process; no more API calls here
+        kubelet_stop.set()
         raise
     finally:
         kubelet_stop.set()
