@@ -104,7 +104,7 @@ def test_a_sample_set_at_its_size_bound_is_stored_and_bounds_are_enforced(crd: C
 def test_get_prints_the_printer_columns(crd: ControlPlane, namespace: str) -> None:
     run = yaml.safe_load((ROOT / "examples" / "run-final.yaml").read_text())
     assert _apply(crd, namespace, run, dry_run=False) == ""
-    progress = {"summary": "10/30 (33%)", "loss": 0.407, "eta": "16m08s"}
+    progress = {"summary": "10/30 (33%)", "stage": "Training", "loss": 0.407, "eta": "16m08s"}
     likeness = {
         "state": "Scoring",
         "checkpoints": [{"step": 250, "samples": 4, "faces": 0, "passed": 0, "note": "no face in the 4 samples"}],
@@ -112,9 +112,9 @@ def test_get_prints_the_printer_columns(crd: ControlPlane, namespace: str) -> No
     status = json.dumps({"status": {"phase": "Running", "progress": progress, "likeness": likeness}})
     crd.kubectl("patch", "flr", "alice-final", "-n", namespace, "--subresource=status", "--type=merge", "-p", status)
     header, row = crd.kubectl("get", "flr", "-n", namespace).stdout.splitlines()
-    assert header.split() == ["NAME", "PROFILE", "PHASE", "PROGRESS", "LOSS", "ETA", "BEST", "AGE"]
-    assert row.split()[:7] == ["alice-final", "final", "Running", "10/30", "(33%)", "0.407", "16m08s"]
-    assert len(row.split()) == 8, row  # BEST is blank (then AGE): no checkpoint has a likeness yet
+    assert header.split() == ["NAME", "PROFILE", "PHASE", "STAGE", "PROGRESS", "LOSS", "ETA", "BEST", "AGE"]
+    assert row.split()[:8] == ["alice-final", "final", "Running", "Training", "10/30", "(33%)", "0.407", "16m08s"]
+    assert len(row.split()) == 9, row  # BEST is blank (then AGE): no checkpoint has a likeness yet
     best = {
         "step": 500,
         "likeness": 0.7123,
@@ -124,8 +124,8 @@ def test_get_prints_the_printer_columns(crd: ControlPlane, namespace: str) -> No
     crd.kubectl("patch", "flr", "alice-final", "-n", namespace, "--subresource=status", "--type=merge", "-p", status)
     header, row = crd.kubectl("get", "flr", "-n", namespace, "-o", "wide").stdout.splitlines()
     columns = header.split()
-    assert columns[:8] == ["NAME", "PROFILE", "PHASE", "PROGRESS", "LOSS", "ETA", "BEST", "LIKENESS"]
-    assert row.split()[7:9] == ["500", "0.7123"]
+    assert columns[:9] == ["NAME", "PROFILE", "PHASE", "STAGE", "PROGRESS", "LOSS", "ETA", "BEST", "LIKENESS"]
+    assert row.split()[8:10] == ["500", "0.7123"]
 
 
 @pytest.mark.parametrize("example", ["run-fast.yaml", "run-final.yaml"])

@@ -151,8 +151,8 @@ def test_helm_install_apply_run_to_succeeded_and_uninstall(
 
         # What a user reads.
         header, row = cluster.kubectl("get", "flr", "-n", namespace).stdout.splitlines()
-        assert header.split()[:6] == ["NAME", "PROFILE", "PHASE", "PROGRESS", "LOSS", "ETA"]
-        assert row.split()[:5] == ["alice-fast", "fast", "Succeeded", "40/40", "(100%)"]
+        assert header.split()[:7] == ["NAME", "PROFILE", "PHASE", "STAGE", "PROGRESS", "LOSS", "ETA"]
+        assert row.split()[:6] == ["alice-fast", "fast", "Succeeded", "Done", "40/40", "(100%)"]
         assert status["progress"]["step"] == 40 and status["progress"]["loss"] is not None
         assert status["repro"]["datasetHash"].startswith("sha256:")
         assert status["repro"]["engineCommit"] == "48d368fa557731ad0488c07304dfeba8c07910eb"
