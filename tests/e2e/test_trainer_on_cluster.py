@@ -7,11 +7,13 @@ pod's environment and a token of the run's own ServiceAccount.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,25 +65,13 @@ def claims(cluster: ControlPlane, namespace: str) -> dict[str, Any]:
 
 
 def run_until_done(
-    cluster: ControlPlane,
-    namespace: str,
-    sim: PodSimulator,
-    name: str,
-    timeout: float = 180,
-    rows: list[dict[str, str]] | None = None,
+    cluster: ControlPlane, namespace: str, sim: PodSimulator, name: str, timeout: float = 180
 ) -> dict[str, Any]:
-    """Let `sim` run the run's pods until the run is Succeeded or Failed; its status. `rows`
-    collects what `kubectl get flr NAME` showed on the way (column name -> value), each change once."""
+    """Let `sim` run the run's pods until the run is Succeeded or Failed; its status."""
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
         sim.step(namespace)
-        if rows is not None:
-            header, *values = cluster.kubectl("get", "flr", name, "-n", namespace).stdout.splitlines()
-            row = dict(zip(table_columns(header), table_columns(values[0]), strict=False))
-            row.pop("AGE", None)
-            if not rows or rows[-1] != row:
-                rows.append(row)
         status = cluster.kubectl_json("get", "flr", name, "-n", namespace).get("status", {})
         if status.get("phase") in ("Succeeded", "Failed"):
             return status
@@ -89,9 +79,42 @@ def run_until_done(
     raise AssertionError(f"{name} did not finish: {json.dumps(status, indent=1)}")
 
 
-def table_columns(line: str) -> list[str]:
-    """The cells of a `kubectl get` table line (separated by 3 or more spaces; a cell may hold one)."""
-    return [cell.strip() for cell in re.split(r"\s{3,}", line.strip())]
+def table_row(table: str) -> dict[str, str]:
+    """The first row of a `kubectl get` table, by column name. kubectl aligns every cell under
+    its column's name, so a blank cell stays blank rather than shifting the cells after it."""
+    header, row = table.splitlines()[:2]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    ends = [*starts[1:], None]
+    return {n: row[a:b].strip() for n, a, b in zip(names, starts, ends, strict=True)}
+
+
+@contextlib.contextmanager
+def rows_shown(cluster: ControlPlane, namespace: str, name: str, every: float = 0.5) -> Iterator[list[dict[str, str]]]:
+    """What `kubectl get flr NAME` shows (AGE aside) while the block runs, each change once."""
+    rows: list[dict[str, str]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        got = cluster.kubectl("get", "flr", name, "-n", namespace, check=False)
+        if got.returncode == 0 and len(got.stdout.splitlines()) > 1:
+            row = table_row(got.stdout)
+            row.pop("AGE", None)
+            if not rows or rows[-1] != row:
+                rows.append(row)
+
+    def watch() -> None:
+        while not done.wait(every):
+            sample()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield rows
+    finally:
+        done.set()
+        thread.join(timeout=30)
+        sample()  # what it shows at the end
 
 
 def test_preempted_trainer_resumes_at_the_saved_global_step_and_ends_at_max_steps(

@@ -23,7 +23,7 @@ import pytest
 from conftest import COSINE
 from PIL import Image
 from test_e2e import operator_from_chart
-from test_trainer_on_cluster import run_until_done
+from test_trainer_on_cluster import rows_shown, run_until_done
 
 from fluxlora.sdscripts import ENGINE_COMMIT
 from fluxlora_trainer.samples import thumbnail
@@ -61,10 +61,8 @@ def claims_with_the_tiny_flux(cluster: ControlPlane, namespace: str, tiny: TinyF
     return claims
 
 
-def run_to_the_end(
-    cluster: ControlPlane, namespace: str, sim: PodSimulator, name: str, rows: list[dict[str, str]] | None = None
-) -> dict[str, Any]:
-    return run_until_done(cluster, namespace, sim, name, timeout=600, rows=rows)  # the engine starts in ~25 s
+def run_to_the_end(cluster: ControlPlane, namespace: str, sim: PodSimulator, name: str) -> dict[str, Any]:
+    return run_until_done(cluster, namespace, sim, name, timeout=600)  # the engine starts in ~25 s an attempt
 
 
 def engine_images_in_the_browser(
@@ -127,14 +125,14 @@ def test_preempted_on_the_cluster_resumed_on_the_engine_succeeded_at_max_steps(
         save(rescaled(face_crop(), 0.5), claims["lora-datasets"] / "alice" / "alice.png")  # a real face, 128 px
         apply(cluster, namespace, tiny_run_document("alice-fast", **COSINE, samples=SAMPLES))
         sim = real_engine_pods(cluster, engine, tiny_flux, sigterm_after_state=2)
-        rows: list[dict[str, str]] = []
-        status = run_to_the_end(cluster, namespace, sim, "alice-fast", rows)
+        with rows_shown(cluster, namespace, "alice-fast") as rows:
+            status = run_to_the_end(cluster, namespace, sim, "alice-fast")
         sample_set = cluster.kubectl_json("get", "fluxlorasamplesets", "alice-fast", "-n", namespace)
         engine_images_in_the_browser(cluster, namespace, sample_set, claims["lora-outputs"], tmp_path, report)
 
     assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
     # `kubectl get flr` said what the starting engine was doing before its first step, then training.
-    shown = [(row.get("PHASE"), row.get("STAGE", ""), row.get("PROGRESS")) for row in rows]
+    shown = [(row["PHASE"], row["STAGE"], row["PROGRESS"]) for row in rows]
     starting = {re.sub(r" \d+(/\d+)?$", "", stage) for _, stage, progress in shown if progress == "0/4 (0%)"}
     assert starting & {"Loading model", "Caching latents", "Encoding prompts", "Sampling"}, shown
     assert ("Running", "Training") in {(phase, stage) for phase, stage, _ in shown}, shown
