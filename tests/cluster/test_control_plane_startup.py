@@ -131,6 +131,13 @@ def test_alive_waits_out_the_empty_cmdline_of_a_process_in_exec(
 # --------------------------------------------------------------------------- real components
 
 
+def start_small(state_dir: Path, choose: Callable[[str], int]) -> ControlPlane:
+    """A private control plane with one fake node, its ports chosen by `choose`."""
+    return ControlPlane.start(
+        state_dir, nodes=1, gpus=1, binaries=ensure_binaries(), die_with_parent=True, reuse=False, choose_port=choose
+    )
+
+
 def test_components_that_exit_once_are_retried_on_fresh_ports(
     tmp_path: Path, taken_port: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -138,15 +145,7 @@ def test_components_that_exit_once_are_retried_on_fresh_ports(
     # kube-scheduler's first one (only the scheduler starts again).
     state_dir = tmp_path / "cp"
     choose, calls = chooser(taken_port, {"apiserver": 1, "scheduler": 1})
-    cp = ControlPlane.start(
-        state_dir,
-        nodes=1,
-        gpus=1,
-        binaries=ensure_binaries(),
-        die_with_parent=True,
-        reuse=False,
-        choose_port=choose,
-    )
+    cp = start_small(state_dir, choose)
     try:
         err = capsys.readouterr().err
         sys.stderr.write(err)  # shown by pytest if an assertion below fails
@@ -179,15 +178,7 @@ def test_a_component_that_exits_twice_gives_up_and_leaves_nothing_running(tmp_pa
     state_dir = tmp_path / "cp"
     choose, calls = chooser(taken_port, {"scheduler": 2})
     with pytest.raises(ControlPlaneError) as failure:
-        ControlPlane.start(
-            state_dir,
-            nodes=1,
-            gpus=1,
-            binaries=ensure_binaries(),
-            die_with_parent=True,
-            reuse=False,
-            choose_port=choose,
-        )
+        start_small(state_dir, choose)
     message = str(failure.value)
     logs = state_dir / "logs"
     assert message.startswith("kube-scheduler exited during startup again (exit status 1), giving up; ")
