@@ -401,6 +401,8 @@ def load_documents(data: bytes) -> Iterator[Any]:
 
 
 def _field(path: str, key: str) -> str:
+    if not key:  # an empty key stays visible in the path: `[""]`, not nothing
+        return f'{path}[""]'
     return f"{path}.{key}" if path else key
 
 

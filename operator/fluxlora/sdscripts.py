@@ -1,7 +1,7 @@
 """The engine contract: sd-scripts' FLUX LoRA CLI at the pinned commit, and rendering.
 
-``FLAGS`` is written from ../shared/reference/sd-scripts-flux.md (the parser of
-flux_train_network.py at ENGINE_COMMIT). ``engine_parser()`` builds an argparse
+``FLAGS`` is written from the parser of flux_train_network.py at ENGINE_COMMIT
+(tests/engine checks every flag against the engine's own ``setup_parser``). ``engine_parser()`` builds an argparse
 parser from it; tests parse every rendered argv with it, so an unknown or
 mistyped flag fails a test instead of a GPU job. Every setting is rendered as
 an explicit CLI flag: sd-scripts' --config_file skips type and choice checks.

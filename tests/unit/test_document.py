@@ -55,6 +55,9 @@ def test_normalize_is_what_the_api_server_stores() -> None:
         ("spec.x", "must be a finite number"),
         ("spec.y", "is not valid Unicode"),
     ]
+    # Found by the fuzz test: an empty key stays in the path, so the error still names a field.
+    _, problems = normalize({"": {"0": math.inf}, "spec": {"": {"": math.nan}}})
+    assert [p.field for p in problems] == ['[""].0', 'spec[""][""]']
 
 
 def test_an_unexpected_failure_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
