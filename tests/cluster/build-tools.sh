@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the test control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm) from the Go module proxy into a cache
+# kube-scheduler, kubectl, kwok, helm) and the real node's kubelet, kube-proxy, containerd (with
+# its runc shim and ctr) and pause from the Go module proxy into a cache
 # outside the work tree, keyed by version. Binaries already built are skipped.
 # Prints the cache's bin directories, one per line, on stdout when done.
 # Safe to run twice at once: each cache key is built under its own lock
@@ -25,6 +26,8 @@ K8S=$(required_version kubernetes k8s.io/kubernetes)
 ETCD=$(required_version etcd go.etcd.io/etcd/server/v3)
 KWOK=$(required_version kwok sigs.k8s.io/kwok)
 HELM=$(required_version helm helm.sh/helm/v3)
+CONTAINERD=$(required_version containerd github.com/containerd/containerd/v2)
+PAUSE_KEY="pause-$(sha256sum "$tools/pause/main.go" | cut -c1-12)"
 
 k8s_minor=${K8S#v1.}; k8s_minor=${k8s_minor%%.*}
 P=k8s.io/component-base/version
@@ -105,12 +108,20 @@ build() { # wrapper-dir cache-key binary-name package ldflags
 build etcd "etcd-$ETCD" etcd go.etcd.io/etcd/server/v3 "-s -w"
 build kwok "kwok-$KWOK" kwok sigs.k8s.io/kwok/cmd/kwok "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK"
 build helm "$HELM_KEY" helm helm.sh/helm/v3/cmd/helm "$HELM_LDFLAGS"
-for cmd in kubectl kube-apiserver kube-controller-manager kube-scheduler; do
+for cmd in kubectl kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
   build kubernetes "kubernetes-$K8S" "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$K8S_LDFLAGS"
 done
+# The real node's runtime. Its graph drivers that need cgo (btrfs, devmapper, zfs) are left out:
+# the node uses overlayfs.
+CONTAINERD_LDFLAGS="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD"
+for cmd in containerd containerd-shim-runc-v2 ctr; do
+  GOFLAGS="$GOFLAGS -tags=no_btrfs,no_devmapper,no_zfs" \
+    build containerd "containerd-$CONTAINERD" "$cmd" "github.com/containerd/containerd/v2/cmd/$cmd" "$CONTAINERD_LDFLAGS"
+done
+build pause "$PAUSE_KEY" pause . "-s -w"
 
 # kwok's stage definitions ship in its module zip; the launcher reads our own
 # stages (stages.yaml beside this script), so nothing else is needed from it.
-for key in "etcd-$ETCD" "kwok-$KWOK" "$HELM_KEY" "kubernetes-$K8S"; do
+for key in "etcd-$ETCD" "kwok-$KWOK" "$HELM_KEY" "kubernetes-$K8S" "containerd-$CONTAINERD" "$PAUSE_KEY"; do
   echo "$cache/$key/bin"
 done

@@ -1,11 +1,13 @@
 //go:build tools
 
-// Package tools pins the Kubernetes control-plane commands built for tests.
+// Package tools pins the Kubernetes commands built for tests: the control plane, and the kubelet and kube-proxy of the real node.
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )

@@ -1,0 +1,3 @@
+module fluxlora.dev/tools/pause
+
+go 1.26.8
