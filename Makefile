@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv tools engine lint typecheck unit test test-cluster test-engine crd examples cluster-up cluster-down cluster-status test-floor bench bench-takeover bench-validate demo clean
+.PHONY: help venv tools engine images lint typecheck unit test test-cluster test-engine crd examples cluster-up cluster-down cluster-status test-floor bench bench-takeover bench-validate demo clean
 
 help:
 	@echo "make demo         the example run on a local control plane, trained by the real engine (tiny FLUX, CPU)"
@@ -13,7 +13,9 @@ help:
 	@echo "make test-floor   the unit, operator and e2e tests on the lowest dependency versions we allow"
 	@echo "make tools        build the test control plane binaries (cached under ~/.cache/fluxlora)"
 	@echo "make engine       build the real engine's environment (sd-scripts + torch; cached under ~/.cache/fluxlora)"
+	@echo "make images       build the operator and trainer images (buildah, cached under ~/.cache/fluxlora/images)"
 	@echo "make cluster-up   start a local control plane with fake GPU nodes; prints export KUBECONFIG=..."
+	@echo "                  REAL_NODE=1: also a real node (kubelet, containerd) running the images"
 	@echo "make cluster-down stop it"
 	@echo "make crd          regenerate crds/ from the API models"
 
@@ -26,6 +28,10 @@ $(VENV)/.installed: pyproject.toml trainer-image/pyproject.toml
 
 tools:
 	bash tests/cluster/build-tools.sh >/dev/null
+
+# The operator and trainer images from their Dockerfiles (buildah; cached under ~/.cache/fluxlora/images).
+images: venv engine
+	@$(PY) tests/cluster/images.py
 
 # Last line: export FLUXLORA_ENGINE_CMD='<JSON argv>' (what `fluxlora-trainer run --engine-cmd` takes).
 engine: venv

@@ -6,6 +6,9 @@ starts a private one and stops it at the end of the session, also when tests
 fail or the run is interrupted. Missing Go or a failed build fails the tests
 that use it, with the build's message; it never skips.
 
+``real_node`` (session): a real node beside the fake ones (tests/cluster/realnode.py): kubelet,
+containerd and runc running the images of ``make images`` (built here when missing). It reuses
+the node of ``REAL_NODE=1 make cluster-up`` or starts one and stops it at the end of the session.
 ``namespace`` (function): a fresh namespace on that cluster, deleted (without
 waiting) after the test, together with the PersistentVolumes that
 ``cluster.bound_claim`` made for it.
@@ -32,10 +35,11 @@ from controlplane import (  # noqa: E402 - found through the path set just above
     ControlPlaneError,
     session_control_plane,
 )
+from realnode import RealNode, RealNodeError  # noqa: E402
 
 # Fixtures that need the Go-built control plane (or its helm): a test using one must be marked
 # `cluster`, so that `pytest -m "not cluster"` never needs Go, helm or a cluster.
-CLUSTER_FIXTURES = frozenset({"cluster", "namespace", "helm"})
+CLUSTER_FIXTURES = frozenset({"cluster", "namespace", "helm", "real_node"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,6 +66,24 @@ def cluster() -> Iterator[ControlPlane]:
         yield cp
     finally:
         manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: ControlPlane) -> Iterator[RealNode]:
+    node = RealNode.attach(cluster)
+    if node is None:
+        import images  # builds the images when missing (minutes, with progress), else finds them
+
+        try:
+            archives = images.build_images()
+            node = RealNode.start(cluster, archives, images.cache_dir())
+        except (RealNodeError, SystemExit) as e:
+            pytest.fail(f"the real node is unavailable: {e}", pytrace=False)
+    try:
+        yield node
+    finally:
+        if node.owned:
+            node.stop()
 
 
 def _namespace_name(node_name: str) -> str:

@@ -47,6 +47,8 @@ from typing import Any
 
 import yaml
 
+import realnode
+
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-tools.sh"
 STAGES_FILE = HERE / "stages.yaml"
@@ -612,6 +614,8 @@ class ControlPlane:
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
+                # `kubectl logs` of a real node's pod: its kubelet by address (no DNS knows its name).
+                "--kubelet-preferred-address-types=InternalIP",
                 "--profiling=false",
                 # TaintNodesByCondition puts node.kubernetes.io/not-ready:NoSchedule on every new
                 # Node; only the node-lifecycle controller (left out on purpose) would lift it.
@@ -947,6 +951,7 @@ class ControlPlane:
         access_modes: Sequence[str] = ("ReadWriteOnce",),
         host_path: str | Path | None = None,
         timeout: float = 60,
+        local_node: str | None = None,
     ) -> BoundClaim:
         """Create a PVC bound to a new static hostPath PV; return once the claim is Bound.
 
@@ -955,6 +960,9 @@ class ControlPlane:
         once. host_path defaults to a fresh directory under the state dir,
         which a test can use for real files. The PV carries the label
         fluxlora.dev/test-namespace=<namespace> (the `namespace` fixture deletes it).
+
+        local_node: a `local` PV on that (real) node instead of hostPath: the kind of volume whose
+        ownership the kubelet sets to the pod's fsGroup, as a CSI volume's would be.
         """
         pv_name = f"{namespace}-{name}"[:253]
         path = Path(host_path) if host_path is not None else self.state_dir / "volumes" / namespace / name
@@ -969,7 +977,24 @@ class ControlPlane:
                 "persistentVolumeReclaimPolicy": "Retain",
                 "storageClassName": "",
                 "volumeMode": "Filesystem",
-                "hostPath": {"path": str(path), "type": "DirectoryOrCreate"},
+                **(
+                    {
+                        "local": {"path": str(path)},
+                        "nodeAffinity": {
+                            "required": {
+                                "nodeSelectorTerms": [
+                                    {
+                                        "matchExpressions": [
+                                            {"key": "kubernetes.io/hostname", "operator": "In", "values": [local_node]}
+                                        ]
+                                    }
+                                ]
+                            }
+                        },
+                    }
+                    if local_node
+                    else {"hostPath": {"path": str(path), "type": "DirectoryOrCreate"}}
+                ),
                 "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": namespace, "name": name},
             },
         }
@@ -1206,6 +1231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     up = sub.add_parser("up", help="start (or reuse) the control plane")
     up.add_argument("--nodes", type=int, default=int(os.environ.get("FLUXLORA_FAKE_NODES", "2")))
     up.add_argument("--gpus", type=int, default=int(os.environ.get("FLUXLORA_FAKE_GPUS", "8")))
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        default=os.environ.get("REAL_NODE") == "1",
+        help="also a real node (kubelet, containerd, runc) running the images of `make images` (REAL_NODE=1)",
+    )
     sub.add_parser("down", help="stop the control plane")
     sub.add_parser("status", help="say whether it runs, with pids and memory")
     sub.add_parser("env", help="print export lines (KUBECONFIG, PATH)")
@@ -1224,10 +1255,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 cp = ControlPlane.start(state_dir, nodes=args.nodes, gpus=args.gpus, binaries=binaries, reuse=False)
                 _log(f"started at {cp.server} in {time.monotonic() - t0:.1f} s; logs in {state_dir / 'logs'}")
+            if args.real_node and realnode.RealNode.attach(cp) is None:
+                import images  # the image builder pulls in the engine's helpers: only when asked
+
+                archives = images.build_images()
+                realnode.RealNode.start(cp, archives, images.cache_dir())
+                _log(f"real node {realnode.NODE_NAME} up; its logs in {state_dir / 'node'}")
             print(f"export PATH={':'.join(map(str, cp.bin_dirs))}:$PATH")
             print(f"export KUBECONFIG={cp.kubeconfig}")
             return 0
         if args.command == "down":
+            if (state_dir / "node").is_dir():
+                realnode.stop_leftovers(state_dir / "node")
+                realnode.network_down()
             stopped = stop_state_dir(state_dir)
             _log(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
             return 0
@@ -1251,7 +1291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"export PATH={':'.join(map(str, cp_env.bin_dirs))}:$PATH")
             print(f"export KUBECONFIG={cp_env.kubeconfig}")
             return 0
-    except ControlPlaneError as e:
+    except (ControlPlaneError, realnode.RealNodeError) as e:
         print(f"controlplane: {e}", file=sys.stderr)
         return 1
     return 2

@@ -252,6 +252,9 @@ state = "{state / "containerd-state"}"
     sandbox = "{PAUSE_IMAGE}"
 
 [plugins."io.containerd.cri.v1.runtime"]
+  # This machine lets no process lower its oom_score_adj (runc would fail to start the pod's
+  # sandbox at -998); containers get no lower value than containerd's own.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
@@ -340,6 +343,22 @@ class RealNode:
         self.state = state
         self.images_root = images_root
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        #: Whether this object started the node (and so stops it).
+        self.owned = True
+
+    @classmethod
+    def attach(cls, control_plane: Any) -> RealNode | None:
+        """The node already running for this control plane (`REAL_NODE=1 make cluster-up`), or None."""
+        state = Path(control_plane.state_dir) / "node"
+        for name in PROCESSES:
+            try:
+                pid = int((state / f"{name}.pid").read_text())
+                os.kill(pid, 0)
+            except (OSError, ValueError):
+                return None
+        node = cls(control_plane, NodeBinaries.find(control_plane.bin_dirs), state, state)
+        node.owned = False
+        return node if node._node_ready() else None
 
     # -- lifecycle
 
@@ -373,7 +392,10 @@ class RealNode:
             ],
         )
         self._kubernetes_endpoints(port)
-        self._spawn("containerd", in_node_netns([str(self.binaries.containerd), "--config", str(self.state / "containerd.toml")]))
+        self._spawn(
+            "containerd",
+            in_node_netns([str(self.binaries.containerd), "--config", str(self.state / "containerd.toml")]),
+        )
         self._wait("containerd", lambda: self.ctr("version", check=False).returncode == 0, 30)
         self._import_images(images)
         self._spawn(
@@ -457,7 +479,10 @@ class RealNode:
         )
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return _run([str(self.binaries.ctr), "--address", str(self.state / "containerd.sock"), "-n", "k8s.io", *args], check=check)
+        return _run(
+            [str(self.binaries.ctr), "--address", str(self.state / "containerd.sock"), "-n", "k8s.io", *args],
+            check=check,
+        )
 
     def _import_images(self, images: Sequence[Path]) -> None:
         pause = self._pause_archive()

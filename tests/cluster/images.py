@@ -32,8 +32,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "engine"))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "tests" / d) for d in ("engine", "e2e", "cluster", "fakes")]
 
 import engine_env  # noqa: E402  (the engine archive and the cache, as `make engine` finds them)
 
@@ -84,7 +84,7 @@ def digest_paths(paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
     for top in paths:
         files = [top] if top.is_file() or top.is_symlink() else sorted(p for p in top.rglob("*"))
         for f in files:
-            if IGNORED_PARTS.intersection(f.parts) or f.is_dir() and not f.is_symlink():
+            if IGNORED_PARTS.intersection(f.parts) or (f.is_dir() and not f.is_symlink()):
                 continue
             h.update(str(f.relative_to(ROOT) if f.is_relative_to(ROOT) else f).encode() + b"\0")
             if f.is_symlink():
@@ -172,7 +172,9 @@ def chart_image(field: str) -> str:
     """The image the chart's values.yaml names by default (field: image or trainerImage)."""
     values = (ROOT / "charts" / "fluxlora" / "values.yaml").read_text(encoding="utf-8")
     chart = (ROOT / "charts" / "fluxlora" / "Chart.yaml").read_text(encoding="utf-8")
-    app_version = next(line.split(":", 1)[1].strip().strip('"') for line in chart.splitlines() if line.startswith("appVersion:"))
+    app_version = next(
+        line.split(":", 1)[1].strip().strip('"') for line in chart.splitlines() if line.startswith("appVersion:")
+    )
     if field == "trainerImage":
         return next(line.split(":", 1)[1].strip() for line in values.splitlines() if line.startswith("trainerImage:"))
     lines = values.splitlines()
@@ -181,7 +183,9 @@ def chart_image(field: str) -> str:
     return f"{repository}:{app_version}"
 
 
-OPERATOR = Image(chart_image("image"), "Dockerfile", ("pyproject.toml", "README.md", "operator", "configs"), "PYTHON_IMAGE")
+OPERATOR = Image(
+    chart_image("image"), "Dockerfile", ("pyproject.toml", "README.md", "operator", "configs"), "PYTHON_IMAGE"
+)
 TRAINER = Image(
     chart_image("trainerImage"),
     "trainer-image/Dockerfile",
@@ -259,11 +263,8 @@ def image_size(archive: Path) -> int:
         return sum(m.size for m in tar.getmembers() if m.name.endswith((".tar", "/layer.tar")))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="*", choices=["operator", "trainer"], help="default: both")
-    args = parser.parse_args(argv)
-    which = args.which or ["operator", "trainer"]
+def build_images(which: Sequence[str] = ("operator", "trainer")) -> list[Path]:
+    """Build (or find cached) the images named in `which`; their docker archives."""
     for tool in ("buildah", "mmdebstrap"):
         if shutil.which(tool) is None:
             raise SystemExit(f"images: '{tool}' is not on PATH (Debian: apt-get install buildah mmdebstrap)")
@@ -275,10 +276,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "trainer" in which:
         stage_trainer_sources()
         archives.append(build(TRAINER, base))
+    say(f"images ready in {time.monotonic() - started:.0f} s")
+    return archives
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", nargs="*", choices=["operator", "trainer"], help="default: both")
+    args = parser.parse_args(argv)
+    archives = build_images(args.which or ["operator", "trainer"])
     for archive in archives:
         say(f"{archive.name}: {image_size(archive) / 2**20:.0f} MiB uncompressed")
-    say(f"done in {time.monotonic() - started:.0f} s")
-    for archive in archives:
         print(archive)
     return 0
 
