@@ -21,6 +21,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 COPY --from=build /wheels /wheels
+# The wheels were built from this source above (--no-index: nothing else is installed).
+# hadolint ignore=DL3013
 RUN python3 -m venv /opt/venv \
  && pip install --no-index --find-links /wheels fluxlora \
  && rm -rf /wheels \

@@ -201,3 +201,17 @@ def test_the_cli_without_a_reference_face_exits_3(tmp_path: Path) -> None:
     assert "no face in the reference: none of the 1 dataset images has exactly one face" in done.stdout
     refused = cli("--reference", str(ref), "--samples", str(samples), "--threshold", "1.5")
     assert refused.returncode == 2 and "--threshold" in refused.stderr
+
+
+def test_the_face_models_load_where_setuptools_has_no_pkg_resources(pictures: Path) -> None:
+    """The engine pins setuptools 84, which has no pkg_resources, and face-recognition-models'
+    own __init__ imports it: the trainer image found the scorer "unavailable" until the scorer
+    stopped importing that __init__."""
+    image = save(face_crop(), pictures / "astronaut.png")
+    blocked = (
+        "import sys, pathlib; sys.modules['pkg_resources'] = None\n"  # `import pkg_resources` now fails
+        "from fluxlora_trainer.faces import FaceModel\n"
+        f"print(len(FaceModel().faces(pathlib.Path({str(image)!r})).faces))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "1", proc.stdout + proc.stderr

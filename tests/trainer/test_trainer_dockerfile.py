@@ -40,7 +40,7 @@ def test_image_layout() -> None:
     assert len(entry) == 1 and entry[0].rstrip().endswith('"fluxlora-trainer"]')
     user = re.findall(r"^USER (\S+)$", t, flags=re.M)
     assert user and user[-1].split(":")[0].isdigit() and user[-1].split(":")[0] != "0"
-    assert "[trainer]" in t and "HF_HUB_OFFLINE=1" in t
+    assert "pip install /src /src/trainer-image" in t and "HF_HUB_OFFLINE=1" in t
 
 
 def test_bake_script_writes_the_dirs_sd_scripts_reads() -> None:

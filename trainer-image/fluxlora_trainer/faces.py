@@ -19,6 +19,7 @@ break the training process: a crash or a hang is only a checkpoint without a sco
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -95,21 +96,34 @@ def image_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+LANDMARKS_MODEL = "shape_predictor_5_face_landmarks.dat"
+RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+
+
+def models_directory() -> Path:
+    """Where face-recognition-models keeps its model files, found without importing it: its
+    __init__ imports pkg_resources, which setuptools >= 81 no longer has (the engine pins 84)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FaceModelUnavailable("the face scorer needs the package face-recognition-models (not installed)")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
 class FaceModel:
     """The detector, the landmark model and the recognition model, loaded once."""
 
     def __init__(self) -> None:
         try:
             import dlib
-            import face_recognition_models as models
         except ImportError as exc:  # also an old CPU: dlib's wheel may need instructions it lacks
             raise FaceModelUnavailable(
                 f"the face scorer needs the packages dlib-bin and face-recognition-models ({exc})"
             ) from exc
+        models = models_directory()
         try:
             self._detector = dlib.get_frontal_face_detector()
-            self._landmarks = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
-            self._recognizer = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+            self._landmarks = dlib.shape_predictor(str(models / LANDMARKS_MODEL))
+            self._recognizer = dlib.face_recognition_model_v1(str(models / RECOGNITION_MODEL))
         except (RuntimeError, OSError) as exc:
             raise FaceModelUnavailable(f"cannot load the face models: {exc}") from exc
 
