@@ -223,8 +223,9 @@ def _run(cmd: Sequence[str | Path], cwd: Path | None = None) -> None:
 
 
 def generate_certs(pki: Path) -> None:
-    """CA, apiserver serving cert (SAN IP:127.0.0.1,DNS:localhost), SA key pair."""
-    if (pki / "done").exists():
+    """CA, apiserver serving cert (SAN IP:127.0.0.1,DNS:localhost), SA key pair, and the client
+    certificate the apiserver shows a real node's kubelet (`kubectl logs`)."""
+    if (pki / "done").exists() and (pki / "kubelet-client.crt").exists():
         return
     pki.mkdir(parents=True, exist_ok=True)
     _run(
@@ -290,6 +291,17 @@ def generate_certs(pki: Path) -> None:
         ],
         cwd=pki,
     )
+    (pki / "client.ext").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    _run(
+        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "kubelet-client.key", "-out",
+         "kubelet-client.csr", "-subj", "/O=system:masters/CN=kube-apiserver-kubelet-client"],
+        cwd=pki,
+    )  # fmt: skip
+    _run(
+        ["openssl", "x509", "-req", "-in", "kubelet-client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+         "-CAcreateserial", "-out", "kubelet-client.crt", "-days", "3650", "-extfile", "client.ext"],
+        cwd=pki,
+    )  # fmt: skip
     _run(["openssl", "genrsa", "-out", "sa.key", "2048"], cwd=pki)
     _run(["openssl", "rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"], cwd=pki)
     for key in pki.glob("*.key"):
@@ -616,6 +628,8 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 # `kubectl logs` of a real node's pod: its kubelet by address (no DNS knows its name).
                 "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
                 "--profiling=false",
                 # TaintNodesByCondition puts node.kubernetes.io/not-ready:NoSchedule on every new
                 # Node; only the node-lifecycle controller (left out on purpose) would lift it.

@@ -10,9 +10,10 @@ engine and no registry on these machines):
 * the tokenizers: the tiny FLUX's, so these images train the tiny FLUX of the tests and the demo.
 
 Each image is tagged with the name the chart uses by default (ghcr.io/fluxlora/operator:0.1.0,
-ghcr.io/fluxlora/trainer:0.1.0), labelled with a content key (a hash of everything its build
-reads) and saved as a docker archive under ``~/.cache/fluxlora/images/`` for the test node's
-containerd to import. An image whose key is unchanged is not built again. Prints progress, at
+ghcr.io/fluxlora/trainer:0.1.0) and saved as a docker archive under ``~/.cache/fluxlora/images/``
+named by a content key (a hash of everything its build reads), for the test node's containerd to
+import. An image whose key is unchanged is not built again; buildah's layer cache makes a
+changed one rebuild only from the first step whose input changed. Prints progress, at
 least every 30 s, and as its last lines the archives, one per line.
 """
 
@@ -236,7 +237,7 @@ def build(image: Image, base: str) -> Path:
     build_args = {image.base_arg: base}
     key = image.key(base, build_args)
     archive = image.archive(key)
-    if image_key(image.name) == key and archive.is_file():
+    if archive.is_file():
         say(f"{image.name} cached (key {key}): {archive}")
         return archive
     say(f"building {image.name} from {image.dockerfile} (key {key})")
@@ -245,7 +246,9 @@ def build(image: Image, base: str) -> Path:
     argv += host_trust_volumes()
     for k, v in build_args.items():
         argv += ["--build-arg", f"{k}={v}"]
-    argv += ["--label", f"{KEY_LABEL}={key}", "-t", image.name, str(ROOT)]
+    # No --label here: buildah puts labels in every step's cache key, so a new key would rebuild
+    # every layer. The archive's name carries the key instead.
+    argv += ["-t", image.name, str(ROOT)]
     run(argv, f"build {image.name}")
     say(f"built {image.name} in {time.monotonic() - started:.0f} s; saving it for containerd")
     for old in archive.parent.glob(archive.name.rsplit("-", 1)[0] + "-*.tar"):

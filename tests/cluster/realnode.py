@@ -269,7 +269,7 @@ state = "{state / "containerd-state"}"
 """
 
 
-def kubelet_config(state: Path) -> dict[str, Any]:
+def kubelet_config(state: Path, ca_file: str) -> dict[str, Any]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -280,7 +280,12 @@ def kubelet_config(state: Path) -> dict[str, Any]:
         "address": NODE_IP,
         "readOnlyPort": 0,
         "healthzBindAddress": "127.0.0.1",
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False}},
+        # Only the API server's client certificate (signed by the cluster's CA) gets in.
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": False},
+            "x509": {"clientCAFile": ca_file},
+        },
         "authorization": {"mode": "AlwaysAllow"},
         # No DNS server here, and the machine's resolvers are off the machine: pods get none.
         "resolvConf": str(state / "resolv.conf"),
@@ -455,7 +460,7 @@ class RealNode:
         (s / "cni" / "10-fluxlora.conflist").write_text(json.dumps(cni_config(), indent=2))
         (s / "containerd.toml").write_text(containerd_config(s, cni_bin_dir()))
         (s / "resolv.conf").write_text("")
-        (s / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(s)))
+        (s / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(s, self.cp.ca_file)))
         (s / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(s)))
         (s / "node.kubeconfig").write_text(yaml.safe_dump(node_kubeconfig(self.cp.ca_file, port, self.cp.admin_token)))
         (s / "node.kubeconfig").chmod(0o600)

@@ -10,22 +10,19 @@ images` built from the repository's Dockerfiles (tests/cluster/realnode.py).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from test_e2e import helm
 from test_trainer_on_cluster import rows_shown
 
 from fluxlora.sdscripts import ENGINE_COMMIT
 
 import realnode
+from containers import claims_on_the_node, on_the_real_node, operator_in_containers
 from controlplane import ControlPlane
 from face_pictures import face_crop, rescaled, save
 from podsim import write_demo_dataset
@@ -35,49 +32,12 @@ from training import tiny_run_document
 
 pytestmark = [pytest.mark.engine, pytest.mark.cluster]
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "fluxlora"
-RELEASE = "fluxlora"
 RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
-CLAIMS = ("flux-models", "lora-datasets", "lora-outputs")
-ON_THE_REAL_NODE = {
-    "nodeSelector": {realnode.TAINT_KEY: "true"},
-    "tolerations": [{"key": realnode.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-}
-
-
-@contextlib.contextmanager
-def operator_in_containers(cluster: ControlPlane, namespace: str) -> Iterator[None]:
-    """`helm install` with the chart's default images, on the real node."""
-    installed = helm(
-        cluster, "install", RELEASE, str(CHART), "-n", namespace, "--wait", "--timeout", "180s",
-        "--set-json", f"nodeSelector={json.dumps(ON_THE_REAL_NODE['nodeSelector'])}",
-        "--set-json", f"tolerations={json.dumps(ON_THE_REAL_NODE['tolerations'])}",
-        "--set-json", f'policy.allowedTolerationKeys=["nvidia.com/gpu", "{realnode.TAINT_KEY}"]',
-    )  # fmt: skip
-    assert installed.returncode == 0, (
-        installed.stderr + cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide").stdout
-    )
-    try:
-        yield
-    finally:
-        helm(cluster, "uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "60s")
-
-
-def claims_on_the_node(cluster: ControlPlane, namespace: str, tiny: TinyFlux) -> dict[str, Path]:
-    """The three claims as local PersistentVolumes of the real node, the tiny FLUX copied into the
-    model claim (a container sees no link into this machine's cache)."""
-    claims = {c: cluster.bound_claim(namespace, c, local_node=realnode.NODE_NAME).host_path for c in CLAIMS}
-    for name, path in tiny.model_files().items():
-        # Sparse: the T5 files are gigabytes of holes.
-        subprocess.run(["cp", "--sparse=always", str(path), str(claims["flux-models"] / name)], check=True)
-    return claims
 
 
 def run_document(name: str, memory: str, samples: dict[str, Any] | None) -> dict[str, Any]:
     document = tiny_run_document(name, scheduler="cosine", accumulation=1, steps=4, save_every=2, samples=samples)
-    document["spec"]["resources"] = {**ON_THE_REAL_NODE, "cpu": "2", "memory": memory, "shmSize": "1Gi"}
-    return document
+    return on_the_real_node(document, cpu="1800m", memory=memory)  # the operators ask 100m of 2
 
 
 def wait_for_status(
