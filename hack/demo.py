@@ -12,6 +12,11 @@ outputs are cached beforehand); the run trains on the CPU with the CPU settings
 of tests/engine/realengine.py, in bf16 where the CPU computes it natively and in
 float32 elsewhere (tests/engine/cpuprecision.py).
 
+When the images are built (`make images`) or REAL_NODE=1 says so, and the demo runs as root, it
+takes the path in containers instead: the test cluster's real node (tests/cluster/realnode.py:
+kubelet, containerd, runc) runs the chart's operator image and the trainer image, the engine
+inside it. The demo says which path it took and why; REAL_NODE=0 keeps the pod simulator.
+
 It waits as long as the run makes progress (no fixed deadline): it fails only when what
 `kubectl get flr` shows has not changed for FLUXLORA_DEMO_STALL_SECONDS (default 600), or a
 process it started died, saying what is stuck and where its log is. Ctrl-C or SIGTERM stops
@@ -44,6 +49,8 @@ sys.path[:0] = [str(ROOT / "tests" / d) for d in ("cluster", "e2e", "engine", "f
 from proctree import become_subreaper, stop_descendants  # noqa: E402
 from test_e2e import OPERATOR_SA, helm, token_kubeconfig  # noqa: E402
 
+import images  # noqa: E402
+from containers import claims_on_the_node, install_operator, on_the_real_node  # noqa: E402
 from controlplane import ControlPlane, ensure_binaries, session_control_plane  # noqa: E402
 from face_pictures import face_crop, rescaled, save  # noqa: E402
 from podsim import PodSimulator, write_demo_dataset  # noqa: E402
@@ -57,6 +64,7 @@ from realengine import (  # noqa: E402
     ensure_tiny_flux,
     write_te_caches,
 )
+from realnode import RealNode  # noqa: E402
 
 STEPS = 6
 SAVE_EVERY = 3
@@ -91,8 +99,24 @@ def main() -> int:
         say("building or reusing the engine: sd-scripts + torch (`make engine`), and the tiny FLUX")
         engine = ensure_engine()
         tiny = ensure_tiny_flux(engine)
+        real, why = choose_path()
+        say(f"path: {'containers on a real node' if real else 'the pod simulator on a kwok node'} ({why})")
         with session_control_plane() as cluster:
-            return demo(cluster, engine, tiny)
+            if not real:
+                return demo(cluster, engine, tiny, None)
+            say("building or reusing the images (`make images`; a cold build takes about 10 min)")
+            archives = images.build_images()
+            node = RealNode.attach(cluster)
+            if node is None:
+                say("starting the real node: kubelet, containerd, runc; importing the images (about 2 min)")
+                node = RealNode.start(cluster, archives, images.cache_dir())
+            else:
+                node.ensure_images(archives)
+            try:
+                return demo(cluster, engine, tiny, node)
+            finally:
+                if node.owned:
+                    node.stop()
     except (Stopped, KeyboardInterrupt) as stop:
         print(f"\n== stopping ({stop or 'Ctrl-C'}): every process the demo started", flush=True)
         return 130 if isinstance(stop, KeyboardInterrupt) else 143
@@ -100,6 +124,20 @@ def main() -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the cleanup below is not to be cut short
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         stop_descendants(grace=3.0, budget=10.0)
+
+
+def choose_path() -> tuple[bool, str]:
+    """Whether the demo runs in containers on the real node, and why (said to the user)."""
+    asked = os.environ.get("REAL_NODE", "")
+    if asked == "0":
+        return False, "REAL_NODE=0"
+    if os.geteuid() != 0:
+        return False, "a real node needs root (network namespaces, mounts)"
+    if asked == "1":
+        return True, "REAL_NODE=1"
+    if images.built():
+        return True, "the images are built (`make images`); REAL_NODE=0 keeps the pod simulator"
+    return False, "the images are not built: `make images` (about 10 min cold), or REAL_NODE=1 builds them"
 
 
 def demo_run() -> dict[str, Any]:
@@ -152,7 +190,7 @@ class Watch:
 
     cluster: ControlPlane
     namespace: str
-    logs: dict[str, Path]  # what to read when something is stuck: name -> log file
+    logs: dict[str, Path | str]  # what to read when something is stuck: name -> log file or command
     processes: dict[str, subprocess.Popen[Any]] = field(default_factory=dict)
     stall_seconds: float = STALL_SECONDS
 
@@ -227,10 +265,14 @@ def start_operator(cluster: ControlPlane, namespace: str, workdir: Path) -> subp
     )  # fmt: skip
 
 
-def fill_claims(cluster: ControlPlane, namespace: str, tiny: TinyFlux) -> dict[str, Path]:
+def fill_claims(cluster: ControlPlane, namespace: str, tiny: TinyFlux, on_node: bool) -> dict[str, Path]:
     """The tiny FLUX in the model claim; 4 images with captions and a face in the dataset claim."""
-    claims = {c: cluster.bound_claim(namespace, c).host_path for c in ("flux-models", "lora-datasets", "lora-outputs")}
-    tiny.link_models(claims["flux-models"])
+    if on_node:
+        claims = claims_on_the_node(cluster, namespace, tiny)
+    else:
+        names = ("flux-models", "lora-datasets", "lora-outputs")
+        claims = {c: cluster.bound_claim(namespace, c).host_path for c in names}
+        tiny.link_models(claims["flux-models"])
     write_demo_dataset(claims["lora-datasets"] / "alice")
     save(rescaled(face_crop(), 0.5), claims["lora-datasets"] / "alice" / "alice.png")
     return claims
@@ -253,7 +295,7 @@ def report(cluster: ControlPlane, namespace: str, output_claim: Path) -> None:
     say(f"sample thumbnails (kubectl get fluxlorasamplesets; originals beside the checkpoints):\n{samples}")
 
 
-def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
+def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux, node: RealNode | None) -> int:
     namespace = f"fluxlora-demo-{secrets.token_hex(3)}"
     workdir = Path(cluster.state_dir) / namespace
     workdir.mkdir(parents=True, exist_ok=True)
@@ -266,29 +308,35 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
     processes: dict[str, subprocess.Popen[Any]] = {}
     stopping = False
     try:
-        say(f"helm install fluxlora charts/fluxlora -n {namespace}")
-        installed = helm(
-            cluster, "install", "fluxlora", str(ROOT / "charts" / "fluxlora"), "-n", namespace,
-            "--set", f"watchNamespaces={{{namespace}}}",
-        )  # fmt: skip
+        if node is None:
+            say(f"helm install fluxlora charts/fluxlora -n {namespace}")
+            installed = helm(
+                cluster, "install", "fluxlora", str(ROOT / "charts" / "fluxlora"), "-n", namespace,
+                "--set", f"watchNamespaces={{{namespace}}}",
+            )  # fmt: skip
+        else:
+            say(f"helm install fluxlora charts/fluxlora -n {namespace} (the operator image, 2 replicas, real node)")
+            installed = install_operator(cluster, namespace)
         print(installed.stdout or installed.stderr)
         if installed.returncode:
             return 1
 
-        say("operator: `fluxlora operator`, authenticated as the chart's ServiceAccount")
-        processes["operator"] = start_operator(cluster, namespace, workdir)
+        if node is None:
+            say("operator: `fluxlora operator`, authenticated as the chart's ServiceAccount")
+            processes["operator"] = start_operator(cluster, namespace, workdir)
         say(
             "claims: the tiny FLUX in the model claim, 4 images with captions and a photo of a face (the likeness "
             "reference) in the dataset claim"
         )
-        claims = fill_claims(cluster, namespace, tiny)
+        claims = fill_claims(cluster, namespace, tiny, on_node=node is not None)
 
-        run = demo_run()
+        run = demo_run() if node is None else on_the_real_node(demo_run(), cpu="1800m", memory="8Gi")
         cpu = CPU.describe()
         say(
             f"kubectl apply -f examples/run-fast.yaml with maxTrainSteps {STEPS}, the CPU settings "
             f"{json.dumps(CPU_TRAINING)} and samples {json.dumps(run['spec']['samples'])}\n"
-            f"   [SIMULATED: the kwok GPU node. REAL: sd-scripts training the tiny FLUX on this CPU "
+            f"   [SIMULATED: {'the GPU (the real node advertises nvidia.com/gpu)' if node else 'the kwok GPU node'}. "
+            f"REAL: {'the trainer image on a kubelet, ' if node else ''}sd-scripts training the tiny FLUX on this CPU "
             f"({cpu['cpu']}; {cpu['capability']}) in {cpu['precision']}, some seconds a step; at start-up it "
             "loads the models, caches the latents and encodes the sample prompts with T5, reading the tiny "
             "FLUX's sparse T5 file (page cache); the STAGE column says which]"
@@ -299,34 +347,48 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux) -> int:
         run_page = f"{url}#/runs/{namespace}/{RUN}"
         say(f"dashboard (live while it trains): {run_page}")
 
-        sim = PodSimulator(
-            cluster.kubectl,
-            cluster.server,
-            str(cluster.ca_file),
-            cluster.create_token,
-            workdir=workdir,
-            report_interval=2.0,
-            log=lambda _: None,
-            engine_cmd=engine.cmd,
-            tokenizer_dir=str(tiny.tokenizers),
-            engine_env=engine.env(),
-            seed_snapshot=lambda source, snapshot: write_te_caches(engine, source, out=snapshot),
-        )
+        if node is None:
+            sim = PodSimulator(
+                cluster.kubectl,
+                cluster.server,
+                str(cluster.ca_file),
+                cluster.create_token,
+                workdir=workdir,
+                report_interval=2.0,
+                log=lambda _: None,
+                engine_cmd=engine.cmd,
+                tokenizer_dir=str(tiny.tokenizers),
+                engine_env=engine.env(),
+                seed_snapshot=lambda source, snapshot: write_te_caches(engine, source, out=snapshot),
+            )
 
-        def kubelet() -> None:
-            while not kubelet_stop.is_set():
-                try:
-                    sim.step(namespace)
-                except Exception as exc:  # a kubectl cut short while the demo stops, or a hiccup
-                    if kubelet_stop.is_set():
-                        return
-                    print(f"   (pod simulator: {exc}; retrying)", flush=True)
-                kubelet_stop.wait(0.5)
+            def kubelet() -> None:
+                while not kubelet_stop.is_set():
+                    try:
+                        sim.step(namespace)
+                    except Exception as exc:  # a kubectl cut short while the demo stops, or a hiccup
+                        if kubelet_stop.is_set():
+                            return
+                        print(f"   (pod simulator: {exc}; retrying)", flush=True)
+                    kubelet_stop.wait(0.5)
 
-        threading.Thread(target=kubelet, daemon=True).start()
+            threading.Thread(target=kubelet, daemon=True).start()
 
-        say(f"kubectl get flr -w  (a row when it changes; the trainer's log: {workdir}/<pod>/run.log)")
-        logs = {"operator": workdir / "operator.log", "dashboard": workdir / "dashboard.log", "trainer": workdir}
+            say(f"kubectl get flr -w  (a row when it changes; the trainer's log: {workdir}/<pod>/run.log)")
+            logs: dict[str, Path | str] = {
+                "operator": workdir / "operator.log",
+                "dashboard": workdir / "dashboard.log",
+                "trainer": workdir,
+            }
+        else:
+            pods = f"kubectl logs -n {namespace} -l fluxlora.dev/run={RUN} -c train"
+            say(f"kubectl get flr -w  (a row when it changes; the trainer's log: {pods})")
+            logs = {
+                "operator": f"kubectl logs -n {namespace} -l app.kubernetes.io/component=operator",
+                "dashboard": workdir / "dashboard.log",
+                "trainer": pods,
+                "node": node.state,
+            }
         try:
             phase = Watch(cluster, namespace, logs, processes).until_done()
         except DemoStuck as stuck:

@@ -70,15 +70,17 @@ def cluster() -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="session")
 def real_node(cluster: ControlPlane) -> Iterator[RealNode]:
-    node = RealNode.attach(cluster)
-    if node is None:
-        import images  # builds the images when missing (minutes, with progress), else finds them
+    import images  # builds the images when missing (minutes, with progress), else finds them
 
-        try:
-            archives = images.build_images()
+    try:
+        archives = images.build_images()
+        node = RealNode.attach(cluster)
+        if node is None:
             node = RealNode.start(cluster, archives, images.cache_dir())
-        except (RealNodeError, SystemExit) as e:
-            pytest.fail(f"the real node is unavailable: {e}", pytrace=False)
+        else:
+            node.ensure_images(archives)  # a node of `REAL_NODE=1 make cluster-up`: the images as built now
+    except (RealNodeError, SystemExit) as e:
+        pytest.fail(f"the real node is unavailable: {e}", pytrace=False)
     try:
         yield node
     finally:

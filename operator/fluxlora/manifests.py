@@ -24,7 +24,7 @@ ATTEMPT_LABEL = "fluxlora.dev/attempt"
 PROFILE_LABEL = "fluxlora.dev/profile"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 CONFIG_HASH_ANNOTATION = "fluxlora.dev/config-hash"
-TRAINER_UID = 1000
+TRAINER_UID = 10001  # the trainer image's own user (trainer-image/Dockerfile: USER 10001:10001)
 
 # Environment of the trainer containers, per attempt (read by fluxlora_trainer; names in podenv).
 ENV_ATTEMPT = podenv.ATTEMPT

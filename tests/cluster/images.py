@@ -96,23 +96,35 @@ def digest_paths(paths: Iterable[Path], extra: Iterable[str] = ()) -> str:
     return h.hexdigest()[:16]
 
 
+def image_id(name: str) -> str | None:
+    proc = subprocess.run(
+        ["buildah", "images", "--quiet", "--no-trunc", name], capture_output=True, text=True, check=False
+    )
+    return proc.stdout.split()[0] if proc.returncode == 0 and proc.stdout.split() else None
+
+
 def image_key(name: str) -> str | None:
     """The content key an image in buildah's store carries, or None if there is no such image."""
     proc = subprocess.run(
-        ["buildah", "inspect", "--type", "image", "--format", "{{json .OCIv1.Config.Labels}}", name],
+        ["buildah", "inspect", "--type", "image", name],
         capture_output=True,
         text=True,
         check=False,
     )
     if proc.returncode != 0:
         return None
-    labels = json.loads(proc.stdout or "null") or {}
-    return labels.get(KEY_LABEL)
+    labels = json.loads(proc.stdout).get("OCIv1", {}).get("config", {}).get("Labels") or {}
+    key = labels.get(KEY_LABEL)
+    return str(key) if key is not None else None
+
+
+def base_key() -> str:
+    return digest_paths([Path("/etc/apt/sources.list.d")], [BASE_SUITE, *BASE_PACKAGES])
 
 
 def base_image() -> str:
     """Debian with Python, from Debian's packages (mmdebstrap), imported into buildah's store."""
-    key = digest_paths([Path("/etc/apt/sources.list.d")], [BASE_SUITE, *BASE_PACKAGES])
+    key = base_key()
     name = f"{BASE_NAME}:{BASE_SUITE}-{key}"
     if image_key(name) == key:
         say(f"base image {name} cached")
@@ -241,6 +253,7 @@ def build(image: Image, base: str) -> Path:
         say(f"{image.name} cached (key {key}): {archive}")
         return archive
     say(f"building {image.name} from {image.dockerfile} (key {key})")
+    replaced = image_id(image.name)
     started = time.monotonic()
     argv = ["buildah", "bud", "--layers", "--network", "host", "--format", "docker", "-f", image.dockerfile]
     argv += host_trust_volumes()
@@ -251,6 +264,10 @@ def build(image: Image, base: str) -> Path:
     argv += ["-t", image.name, str(ROOT)]
     run(argv, f"build {image.name}")
     say(f"built {image.name} in {time.monotonic() - started:.0f} s; saving it for containerd")
+    if replaced and replaced != image_id(image.name):
+        # The image this build replaced: gigabytes on a small disk. Its layers that the new one
+        # shares (and buildah's cache of each step) stay.
+        subprocess.run(["buildah", "rmi", replaced], capture_output=True, check=False)
     for old in archive.parent.glob(archive.name.rsplit("-", 1)[0] + "-*.tar"):
         old.unlink()
     tmp = archive.with_suffix(".tmp")
@@ -264,6 +281,13 @@ def image_size(archive: Path) -> int:
     """Uncompressed size of an image's layers in a docker archive."""
     with tarfile.open(archive) as tar:
         return sum(m.size for m in tar.getmembers() if m.name.endswith((".tar", "/layer.tar")))
+
+
+def built() -> list[Path] | None:
+    """The archives of both images as the sources are now, if both are built; else None."""
+    base = f"{BASE_NAME}:{BASE_SUITE}-{base_key()}"
+    archives = [image.archive(image.key(base, {image.base_arg: base})) for image in (OPERATOR, TRAINER)]
+    return archives if all(a.is_file() for a in archives) else None
 
 
 def build_images(which: Sequence[str] = ("operator", "trainer")) -> list[Path]:

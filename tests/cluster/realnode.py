@@ -237,10 +237,10 @@ def cni_config() -> dict[str, Any]:
     }
 
 
-def containerd_config(state: Path, cni_bin: str) -> str:
+def containerd_config(state: Path, root: Path, cni_bin: str) -> str:
     runc = shutil.which("runc") or "/usr/sbin/runc"
     return f"""version = 3
-root = "{state / "containerd-root"}"
+root = "{root}"
 state = "{state / "containerd-state"}"
 
 [grpc]
@@ -367,6 +367,13 @@ class RealNode:
 
     # -- lifecycle
 
+    @property
+    def containerd_root(self) -> Path:
+        """containerd's images and snapshots, kept across nodes (keyed by containerd's build): a
+        node imports an image once, not at every start (the trainer image takes about 2 min)."""
+        build = self.binaries.containerd.parent.parent  # <cache>/containerd-<version>
+        return build.parent / f"node-{build.name}"
+
     @classmethod
     def start(cls, control_plane: Any, images: Sequence[Path], cache: Path, timeout: float = 180) -> RealNode:
         """Network first (rules before any pod), then containerd, images, kube-proxy, kubelet."""
@@ -435,6 +442,7 @@ class RealNode:
         _log(f"node {NODE_NAME} Ready with {GPUS} nvidia.com/gpu in {time.monotonic() - t0:.0f} s")
 
     def stop(self) -> None:
+        self._forget_containers()
         for name in reversed(PROCESSES):
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:
@@ -447,7 +455,7 @@ class RealNode:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
-        stop_leftovers(self.state)
+        stop_leftovers(self.state, self.containerd_root)
         network_down()
         with contextlib.suppress(Exception):
             self.cp.kubectl("delete", "node", NODE_NAME, "--ignore-not-found", "--wait=false", check=False)
@@ -458,7 +466,8 @@ class RealNode:
         s = self.state
         (s / "cni").mkdir()
         (s / "cni" / "10-fluxlora.conflist").write_text(json.dumps(cni_config(), indent=2))
-        (s / "containerd.toml").write_text(containerd_config(s, cni_bin_dir()))
+        self.containerd_root.mkdir(parents=True, exist_ok=True)
+        (s / "containerd.toml").write_text(containerd_config(s, self.containerd_root, cni_bin_dir()))
         (s / "resolv.conf").write_text("")
         (s / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(s, self.cp.ca_file)))
         (s / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(s)))
@@ -490,12 +499,24 @@ class RealNode:
         )
 
     def _import_images(self, images: Sequence[Path]) -> None:
-        pause = self._pause_archive()
-        for archive in (pause, *images):
+        self.ensure_images([self._pause_archive(), *images])
+
+    def ensure_images(self, archives: Sequence[Path]) -> None:
+        """Import the docker archives containerd does not have yet (their names carry a content key,
+        so a rebuilt image is a new archive), each under the tag it was saved with."""
+        record = self.containerd_root / "imported.txt"
+        done = set(record.read_text().split()) if record.is_file() else set()
+        for archive in archives:
+            if archive.name in done:
+                continue
             t0 = time.monotonic()
             _log(f"importing {archive.name} into containerd")
-            self.ctr("images", "import", "--no-unpack=false", str(archive))
+            # The unpacked snapshot is all a container needs: the layers' copies in the content
+            # store would double the image's size on disk.
+            self.ctr("images", "import", "--local", "--discard-unpacked-layers", str(archive))
             _log(f"imported {archive.name} in {time.monotonic() - t0:.0f} s")
+            with record.open("a") as out:
+                out.write(f"{archive.name}\n")
 
     def _pause_archive(self) -> Path:
         """A docker archive of the pause image: one layer with the pause binary."""
@@ -515,6 +536,25 @@ class RealNode:
         _run(["buildah", "push", "--quiet", PAUSE_IMAGE, f"docker-archive:{tmp}:{PAUSE_IMAGE}"])
         tmp.rename(out)
         return out
+
+    def _forget_containers(self) -> None:
+        """Stop the kubelet, then remove every container from containerd's records, which outlive
+        this node (containerd's root is kept for its images): the next node starts with none."""
+        kubelet = self.procs.get("kubelet")
+        if kubelet is not None and kubelet.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(kubelet.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                kubelet.wait(10)
+        containerd = self.procs.get("containerd")
+        if containerd is None or containerd.poll() is not None:
+            return
+        for task in self.ctr("tasks", "ls", "-q", check=False).stdout.split():
+            self.ctr("tasks", "kill", "-s", "SIGKILL", task, check=False)
+            self.ctr("tasks", "delete", "--force", task, check=False)
+        containers = self.ctr("containers", "ls", "-q", check=False).stdout.split()
+        if containers:
+            self.ctr("containers", "rm", *containers, check=False)
 
     def _node(self) -> dict[str, Any] | None:
         proc = self.cp.kubectl("get", "node", NODE_NAME, "-o", "json", check=False)
@@ -561,9 +601,9 @@ class RealNode:
         return f"last lines of {path}:\n" + "\n".join(text)
 
 
-def stop_leftovers(state: Path) -> None:
+def stop_leftovers(state: Path, containerd_root: Path | None = None) -> None:
     """Stop node processes recorded in `state` (a node whose starter died), and the containers'
-    shims; unmount what the kubelet and containerd left mounted under `state`."""
+    shims; unmount what the kubelet and containerd left mounted under `state` and containerd's root."""
     for name in reversed(PROCESSES):
         with contextlib.suppress(OSError, ValueError):
             pid = int((state / f"{name}.pid").read_text())
@@ -580,5 +620,6 @@ def stop_leftovers(state: Path) -> None:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.killpg(int(pid), signal.SIGKILL)
     mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-    for mount in sorted((m for m in mounts if m.startswith(str(state))), key=len, reverse=True):
+    roots = tuple(str(p) for p in (state, containerd_root) if p is not None)
+    for mount in sorted((m for m in mounts if m.startswith(roots)), key=len, reverse=True):
         _run(["umount", "-l", mount], check=False)

@@ -30,6 +30,7 @@ Environment:
   FAKE_ENGINE_STEP_SECONDS   sleep per optimizer step (default 0.002)
   FAKE_ENGINE_STARTUP_SECONDS  sleep before training (model loading; default 0)
   FAKE_ENGINE_DIE_AT_STEP    exit 1 with an error after this many steps of this process
+  FAKE_ENGINE_SIGKILL_AT_STEP  SIGKILL itself after this many steps (as the OOM killer would)
   FAKE_ENGINE_CRASH_IN_SAVE_AT  when saving the state of this engine step, write only
                              train_state.json and model.safetensors, then exit 137
   FAKE_ENGINE_TRUNCATE_STATE_AT  when saving the state of this engine step, write every file but
@@ -52,6 +53,7 @@ import json
 import math
 import os
 import random
+import signal
 import struct
 import sys
 import time
@@ -290,6 +292,7 @@ def main(argv: list[str]) -> int:
     M = args.max_train_steps
     step_seconds = env_float("FAKE_ENGINE_STEP_SECONDS", 0.002)
     die_at = env_int("FAKE_ENGINE_DIE_AT_STEP")
+    sigkill_at = env_int("FAKE_ENGINE_SIGKILL_AT_STEP")
 
     # the engine's start-up: the dataset, the models, the latents, the text encoders' outputs
     log(f"Loading dataset config from {args.dataset_config}")
@@ -380,6 +383,8 @@ def main(argv: list[str]) -> int:
                     sys.stderr.flush()
                     record({"event": "died", "bar_n": bar.n, "engine_global": global_step})
                     return 1
+                if sigkill_at is not None and bar.n >= sigkill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
                 every = args.sample_every_n_steps
                 if args.sample_prompts and every and global_step % every == 0:
                     sample_images(args, f"{global_step:06d}", global_step)

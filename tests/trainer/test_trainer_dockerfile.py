@@ -75,3 +75,12 @@ def test_image_and_tests_install_one_requirements_set() -> None:
     pins = (REPO / "trainer-image" / "engine-requirements.txt").read_text()
     assert "torch==2.6.0" in pins and "torchvision==0.21.0" in pins
     assert "engine-requirements.txt" in (REPO / "tests" / "engine" / "engine_env.py").read_text()
+
+
+def test_the_pod_runs_as_the_image_user() -> None:
+    """The Job's runAsUser/fsGroup is the user the image creates: found on the real node, where
+    the pods ran as 1000, a user the image does not know (no passwd entry, no home)."""
+    from fluxlora.manifests import TRAINER_UID
+
+    assert re.findall(r"^USER (\d+):(\d+)$", text(), flags=re.M) == [(str(TRAINER_UID), str(TRAINER_UID))]
+    assert f"useradd --uid {TRAINER_UID} " in text()

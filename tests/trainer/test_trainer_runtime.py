@@ -197,6 +197,14 @@ def test_engine_failure_reason(make_run, sink: RecordingSink) -> None:  # type: 
     assert "last complete state runs/demo/checkpoints/demo-lora-step00000005-state (step 5)" in out.message
 
 
+def test_an_engine_killed_by_a_signal_says_which_and_what_sends_it(make_run, sink: RecordingSink) -> None:  # type: ignore[no-untyped-def]
+    fx: RunFixture = make_run(max_steps=30, save_every=5)
+    out = attempt(fx, sink, 1, engine_env={"FAKE_ENGINE_SIGKILL_AT_STEP": "7"})
+    assert out.exit_code == termination.EXIT_ENGINE_FAILED
+    assert out.message.startswith("engine killed by SIGKILL at step 7/30 (out of memory? the kernel's OOM killer")
+    assert "last complete state runs/demo/checkpoints/demo-lora-step00000005-state (step 5)" in out.message
+
+
 def test_resume_past_the_first_epoch_ends_at_exactly_max(make_run, sink: RecordingSink) -> None:  # type: ignore[no-untyped-def]
     # 2 images x 4 repeats = 8 steps per epoch; resume at 10 is in epoch 2 and 8 does not divide 30.
     fx: RunFixture = make_run(images=2, repeats=4, max_steps=30, save_every=5)

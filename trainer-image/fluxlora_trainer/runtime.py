@@ -51,6 +51,19 @@ from .samples import SamplePublisher, SampleWatcher
 
 log = logging.getLogger(__name__)
 
+# Nothing in the pod sends the engine a SIGKILL but the runtime after a SIGTERM's grace, which
+# counts as terminated: an unasked one comes from the kernel (found on a real node: the engine is
+# the first process the cgroup's OOM killer picks).
+OOM_HINT = " (out of memory? the kernel's OOM killer sends SIGKILL when the container reaches its memory limit)"
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 _STEP_CKPT_RE = re.compile(r"-step(\d{8})\.[A-Za-z0-9]+$")
 _READ_SIZE = 65536
 # Engine stderr lines kept for the failure reason: its traceback, then the launcher's.
@@ -643,6 +656,12 @@ class Runtime:
             code = termination.EXIT_ENGINE_INCOMPLETE
             missing = "the final LoRA" if step >= total else f"reaching maxTrainSteps and without {final.name}"
             msg = f"the engine exited 0 at step {step}/{total} without {missing}: {why}"
+        elif rc < 0:  # a signal the runtime did not forward
+            code = termination.EXIT_ENGINE_FAILED
+            msg = (
+                f"engine killed by {signal_name(-rc)} at step {step}/{total}"
+                f"{OOM_HINT if -rc == signal.SIGKILL else ''}; last complete state {state}; its last line: {why}"
+            )
         else:
             code = termination.EXIT_ENGINE_FAILED
             msg = f"engine exited with code {rc} at step {step}/{total}: {why}; last complete state {state}"
