@@ -11,23 +11,30 @@ images` built from the repository's Dockerfiles (tests/cluster/realnode.py).
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from test_e2e import operator_from_chart
+from test_engine_on_cluster import apply, claims_with_the_tiny_flux, real_engine_pods, run_to_the_end
 from test_trainer_on_cluster import rows_shown
 
-from fluxlora.exitcodes import EXIT_ENGINE_FAILED
+from fluxlora.exitcodes import EXIT_ENGINE_FAILED, EXIT_TERMINATED
+from fluxlora.manifests import TRAINER_UID
 from fluxlora.sdscripts import ENGINE_COMMIT
 
 import realnode
-from containers import claims_on_the_node, on_the_real_node, operator_in_containers
-from controlplane import ControlPlane
+from containers import ON_THE_REAL_NODE, claims_on_the_node, on_the_real_node, operator_in_containers
+from controlplane import TEST_NAMESPACE_LABEL, ControlPlane
 from face_pictures import face_crop, rescaled, save
 from podsim import write_demo_dataset
-from realengine import CPU_SAMPLES, TinyFlux, lora_metadata
+from realengine import CPU_SAMPLES, Engine, TinyFlux, lora_metadata
 from realnode import RealNode
 from training import tiny_run_document
 
@@ -66,61 +73,171 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_in_containers_a_run_deleted_mid_run_resumes_from_its_state_and_succeeds(
-    cluster: ControlPlane,
-    real_node: RealNode,
-    namespace: str,
-    tiny_flux: TinyFlux,
-    report: Callable[[str], None],
-) -> None:
+SAMPLES = {**CPU_SAMPLES, "prompts": ["a photo of [trigger], portrait"], "everyNSteps": 2, "atStart": True}
+
+
+@dataclass
+class Outcome:
+    """What a run deleted (or SIGTERMed) mid-run left: what users and the operator see."""
+
+    status: dict[str, Any]
+    rows: list[dict[str, str]]  # `kubectl get flr`, each change once
+    exit_codes: list[int | None]  # the train container's, per attempt
+    output: Path  # the run's directory on the output claim
+    sample_set: dict[str, Any]
+    seconds_to_first_step: float  # from the first pod's creation to the first step on the run
+
+    def summary(self) -> dict[str, Any]:
+        """What the pod simulator must reproduce of a real node's run."""
+        phases = [row["PHASE"] for row in self.rows if row["PHASE"]]  # blank: before the operator saw it
+        return {
+            "phases": [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]],
+            "attempts": [
+                (a["result"], a["reason"], a.get("resumedStep"), a.get("resumedFrom"), _message_kind(a["message"]))
+                for a in self.status["attempts"]
+            ],
+            "exit_codes": self.exit_codes,
+            "progress": {k: self.status["progress"][k] for k in ("step", "totalSteps", "latestSampleStep")},
+            "resume": self.status["resume"],
+            "engine": self.status["repro"]["engineCommit"],
+            "likeness": [c["step"] for c in self.status["likeness"]["checkpoints"]],
+            "samples": sorted((s["step"], s["prompt"], s["attempt"]) for s in self.sample_set["samples"]),
+            "conditions": sorted((c["type"], c["status"]) for c in self.status["conditions"]),
+        }
+
+
+def _message_kind(message: str) -> str:
+    """An attempt's message without its numbers and paths: what kind of ending it says."""
+    return re.sub(r"[\d/]+|\S*alice\S*", "#", message.split(";")[0])
+
+
+def exit_codes_while_deleted(cluster: ControlPlane, namespace: str, pod: str) -> int | None:
+    """Watch a deleted pod until it is gone; the train container's exit code as it last showed."""
+    code = None
+    while True:
+        got = cluster.kubectl("get", "pod", pod, "-n", namespace, "-o", "json", check=False)
+        if got.returncode != 0:
+            return code
+        for container in json.loads(got.stdout)["status"].get("containerStatuses", []):
+            terminated = container.get("state", {}).get("terminated")
+            if container["name"] == "train" and terminated:
+                code = terminated["exitCode"]
+        time.sleep(0.2)
+
+
+def deleted_mid_run_in_containers(cluster: ControlPlane, namespace: str, tiny: TinyFlux) -> Outcome:
+    """On the real node: the chart's operator image, the run in the trainer image, its pod deleted
+    once the state of step 2 is saved (as a drain or a preemption does: SIGTERM through tini)."""
     cluster.kubectl("label", "namespace", namespace, RESTRICTED)
-    claims = claims_on_the_node(cluster, namespace, tiny_flux)
+    claims = claims_on_the_node(cluster, namespace, tiny)
     write_demo_dataset(claims["lora-datasets"] / "alice", images=2)
     save(rescaled(face_crop(), 0.5), claims["lora-datasets"] / "alice" / "alice.png")
-    samples = {**CPU_SAMPLES, "prompts": ["a photo of [trigger], portrait"], "everyNSteps": 2, "atStart": True}
     with operator_in_containers(cluster, namespace):
         operators = cluster.kubectl_json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator")
         assert len(operators["items"]) == 2
         assert {p["spec"]["nodeName"] for p in operators["items"]} == {realnode.NODE_NAME}
-        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run_document("alice", "8Gi", samples)))
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run_document("alice", "8Gi", SAMPLES)))
         with rows_shown(cluster, namespace, "alice") as rows:
-            # The first state is saved at step 2: delete the pod then, as a node drain or a
-            # preemption would (SIGTERM through tini to the engine, then the grace period).
-            wait_for_status(cluster, namespace, "alice", lambda s: (s.get("resume") or {}).get("step") == 2, 900)
+            wait_for_status(cluster, namespace, "alice", lambda s: (s.get("progress") or {}).get("step", 0) >= 1, 900)
             (first_pod,) = trainer_pods(cluster, namespace, "alice")
+            first_step = time.time() - _time(first_pod["metadata"]["creationTimestamp"]).timestamp()
+            wait_for_status(cluster, namespace, "alice", lambda s: (s.get("resume") or {}).get("step") == 2, 900)
             cluster.kubectl("delete", "pod", first_pod["metadata"]["name"], "-n", namespace, "--wait=false")
+            first_code = exit_codes_while_deleted(cluster, namespace, first_pod["metadata"]["name"])
             status = wait_for_status(
                 cluster, namespace, "alice", lambda s: s.get("phase") in ("Succeeded", "Failed"), 900
             )
+        (last_pod,) = trainer_pods(cluster, namespace, "alice")
+        (train,) = last_pod["status"]["containerStatuses"]
+        sample_set = cluster.kubectl_json("get", "fluxlorasamplesets", "alice", "-n", namespace)
+    return Outcome(
+        status, rows, [first_code, train["state"]["terminated"]["exitCode"]], claims["lora-outputs"] / "alice",
+        sample_set, first_step,
+    )  # fmt: skip
 
+
+def sigtermed_mid_run_by_the_pod_simulator(
+    cluster: ControlPlane, namespace: str, tmp_path: Path, engine: Engine, tiny: TinyFlux
+) -> Outcome:
+    """The same run where the pod simulator plays the kubelet (tests/e2e/podsim.py): a kwok node,
+    the trainer as local processes with the real engine, SIGTERMed once the state of step 2 is saved."""
+    with operator_from_chart(cluster, namespace, tmp_path):
+        claims = claims_with_the_tiny_flux(cluster, namespace, tiny)
+        write_demo_dataset(claims["lora-datasets"] / "alice", images=2)
+        save(rescaled(face_crop(), 0.5), claims["lora-datasets"] / "alice" / "alice.png")
+        document = run_document("alice", "8Gi", SAMPLES)
+        for key in ON_THE_REAL_NODE:
+            del document["spec"]["resources"][key]
+        apply(cluster, namespace, document)
+        sim = real_engine_pods(cluster, engine, tiny, sigterm_after_state=2)
+        started = time.time()
+        with rows_shown(cluster, namespace, "alice") as rows:
+            status = run_to_the_end(cluster, namespace, sim, "alice")
+        pods = sorted(trainer_pods(cluster, namespace, "alice"), key=lambda p: p["metadata"]["creationTimestamp"])
+        codes = [int(p["metadata"].get("annotations", {}).get("fluxlora.dev/fake-exit-code", 0)) for p in pods]
+        sample_set = cluster.kubectl_json("get", "fluxlorasamplesets", "alice", "-n", namespace)
+    return Outcome(status, rows, codes, claims["lora-outputs"] / "alice", sample_set, time.time() - started)
+
+
+@pytest.fixture(scope="module")
+def in_containers(cluster: ControlPlane, real_node: RealNode, tiny_flux: TinyFlux) -> Outcome:
+    """The real node's run, once for the tests of this module."""
+    namespace = f"t-in-containers-{secrets.token_hex(3)}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl("label", "namespace", namespace, f"{TEST_NAMESPACE_LABEL}={namespace}")
+    cluster.wait_for(
+        "the namespace's default ServiceAccount",
+        lambda: cluster.kubectl("get", "sa", "default", "-n", namespace, check=False).returncode == 0,
+    )
+    try:
+        return deleted_mid_run_in_containers(cluster, namespace, tiny_flux)
+    finally:
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        cluster.kubectl("delete", "pv", "-l", f"{TEST_NAMESPACE_LABEL}={namespace}", "--wait=false", check=False)
+
+
+def test_in_containers_a_run_deleted_mid_run_resumes_from_its_state_and_succeeds(
+    in_containers: Outcome, report: Callable[[str], None]
+) -> None:
+    status, output = in_containers.status, in_containers.output
     assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
     first, second = status["attempts"]
     assert first["result"] == "Failed", first
     assert second["result"] == "Succeeded" and second["resumedStep"] == 2, second
     assert second["resumedFrom"] == "alice/checkpoints/alice-step00000002-state"
+    # SIGTERM reached the engine through tini and the runtime: it stopped and said so.
+    assert in_containers.exit_codes == [EXIT_TERMINATED, 0], (in_containers.exit_codes, first)
+    assert first["message"].startswith("terminated at step "), first
     assert status["progress"]["step"] == status["progress"]["totalSteps"] == 4
     assert status["resume"]["step"] == 4 and status["repro"]["engineCommit"] == ENGINE_COMMIT
-    shown = [(row["PHASE"], row["STAGE"]) for row in rows]
+    shown = [(row["PHASE"], row["STAGE"]) for row in in_containers.rows]
     assert ("Running", "Training") in shown and shown[-1] == ("Succeeded", "Done"), shown
-    output = claims["lora-outputs"] / "alice"
     lora = output / "checkpoints" / "alice.safetensors"
     assert lora_metadata(lora)["modelspec.implementation_version"] == f"sd-scripts/{ENGINE_COMMIT}"
-    assert lora.stat().st_uid == 10001  # written by the image's user; the claim's group is the pod's fsGroup
+    # Written by the image's user, into a claim the kubelet gave to the pod's fsGroup.
+    assert (lora.stat().st_uid, lora.stat().st_gid) == (TRAINER_UID, TRAINER_UID)
     assert (output / "repro" / "command.txt").read_text().startswith("accelerate launch")
-    sample_set = cluster.kubectl_json("get", "fluxlorasamplesets", "alice", "-n", namespace)
-    assert {(s["step"], s["prompt"]) for s in sample_set["samples"]} == {(0, 0), (2, 0), (4, 0)}
+    # Samples and likeness arrived through the pod's projected ServiceAccount token.
+    assert {(s["step"], s["prompt"]) for s in in_containers.sample_set["samples"]} == {(0, 0), (2, 0), (4, 0)}
     assert [c["step"] for c in status["likeness"]["checkpoints"]] == [0, 2, 4]
-
-    pods = sorted(trainer_pods(cluster, namespace, "alice"), key=lambda p: p["metadata"]["creationTimestamp"])
-    second_pod = pods[-1]
-    (train,) = second_pod["status"]["containerStatuses"]
-    assert train["state"]["terminated"]["exitCode"] == 0
-    started = _time(second_pod["metadata"]["creationTimestamp"])
     report(
-        f"\nreal node: attempt 2's pod {second_pod['metadata']['name']} created {started:%H:%M:%S}, "
-        f"its container finished {train['state']['terminated']['finishedAt']}; "
-        f"attempts {[(a['result'], a.get('reason')) for a in status['attempts']]}"
+        f"\nreal node: first pod created to step 1 on the run: {in_containers.seconds_to_first_step:.0f} s; "
+        f"attempts {[(a['result'], a['reason']) for a in status['attempts']]}"
     )
+
+
+def test_the_pod_simulator_ends_a_run_as_the_real_node_does(
+    in_containers: Outcome,
+    cluster: ControlPlane,
+    namespace: str,
+    tmp_path: Path,
+    engine: Engine,
+    tiny_flux: TinyFlux,
+) -> None:
+    """podsim stands in for a kubelet wherever a real node is too slow: same phases, attempts, exit
+    codes and status for the same run interrupted at the same point."""
+    simulated = sigtermed_mid_run_by_the_pod_simulator(cluster, namespace, tmp_path, engine, tiny_flux)
+    assert simulated.summary() == in_containers.summary()
 
 
 def test_in_containers_a_memory_limit_too_small_ends_as_oomkilled_on_the_run(
