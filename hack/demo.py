@@ -108,7 +108,7 @@ def main() -> int:
             archives = images.build_images()
             node = RealNode.attach(cluster)
             if node is None:
-                say("starting the real node: kubelet, containerd, runc; importing the images (about 2 min)")
+                say("starting the real node: kubelet, containerd, runc (an image new to it takes 1-2 min to import)")
                 node = RealNode.start(cluster, archives, images.cache_dir())
             else:
                 node.ensure_images(archives)

@@ -115,6 +115,14 @@ def network_up() -> None:
     """Create the namespace, the veth pair and the drop rules (all before any pod can start)."""
     if os.geteuid() != 0:
         raise RealNodeError("the real node needs root (network namespaces, nft, mounts); run as root")
+    running = _run(["ip", "netns", "pids", NETNS], check=False).stdout.split()
+    if running:
+        # One real node per machine: its names and addresses are fixed, and tearing down another's
+        # network would cut its pods off.
+        raise RealNodeError(
+            f"a real node already runs on this machine (network namespace {NETNS}, processes {' '.join(running)}): "
+            "stop it first (`make cluster-down`, or end the test session or demo that started it)"
+        )
     network_down()
     _run(["nft", "-f", "-"], input=nft_ruleset())
     _run(["ip", "netns", "add", NETNS])
@@ -255,6 +263,8 @@ state = "{state / "containerd-state"}"
   # This machine lets no process lower its oom_score_adj (runc would fail to start the pod's
   # sandbox at -998); containers get no lower value than containerd's own.
   restrict_oom_score_adj = true
+  # Pods' network namespaces under the node's state, not /var/run/netns: a stopped node leaves none.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]

@@ -52,7 +52,8 @@ def test_stopping_the_demo_mid_run_stops_every_process_it_started(
     mark = secrets.token_hex(8)
     demo = subprocess.Popen(
         [sys.executable, str(ROOT / "hack" / "demo.py")],
-        env={**os.environ, MARK: mark, "PYTHONUNBUFFERED": "1"},
+        # The pod simulator's path: the real node's stays with the real-node tests (one node a machine).
+        env={**os.environ, MARK: mark, "PYTHONUNBUFFERED": "1", "REAL_NODE": "0"},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -96,3 +97,39 @@ def test_stopping_the_demo_mid_run_stops_every_process_it_started(
     commands = " ".join(c for _, c in started)
     for part in ("kube-apiserver", "etcd", "fluxlora.cli operator", "fluxlora_trainer.cli", "flux_train_network.py"):
         assert part in commands, part
+
+
+def _demo_module() -> object:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "hack" / "demo.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["demo"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "asked,root,built,expected",
+    [
+        ("0", True, True, (False, "REAL_NODE=0")),
+        ("1", False, True, (False, "a real node needs root (network namespaces, mounts)")),
+        ("1", True, False, (True, "REAL_NODE=1")),
+        ("", True, True, (True, "the images are built (`make images`); REAL_NODE=0 keeps the pod simulator")),
+        (
+            "",
+            True,
+            False,
+            (False, "the images are not built: `make images` (about 10 min cold), or REAL_NODE=1 builds them"),
+        ),
+    ],
+)
+def test_the_demo_says_which_path_it_takes_and_why(
+    asked: str, root: bool, built: bool, expected: tuple[bool, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    demo = _demo_module()
+    monkeypatch.setenv("REAL_NODE", asked)
+    monkeypatch.setattr(os, "geteuid", lambda: 0 if root else 1000)
+    monkeypatch.setattr(demo.images, "built", lambda: [Path("x.tar")] if built else None)  # type: ignore[attr-defined]
+    assert demo.choose_path() == expected  # type: ignore[attr-defined]
