@@ -47,7 +47,7 @@ typecheck: venv
 unit: venv
 	pytest -q tests/unit
 
-test: lint typecheck tools engine
+test: lint typecheck tools engine images
 	pytest -q
 
 # The lowest versions pyproject.toml allows (constraints/floor.txt), installed once in their own

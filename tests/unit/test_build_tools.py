@@ -12,7 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tests" / "cluster" / "build-tools.sh"
 TOOLS = ROOT / "tests" / "cluster" / "tools"
-BINARIES = {"etcd", "kwok", "helm", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+BINARIES = {
+    *("etcd", "kwok", "helm", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler"),
+    *("kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "pause"),  # the real node
+}
 
 # Records each build (binary name and ldflags), takes a moment like a real build, writes -o.
 FAKE_GO = """#!/usr/bin/env bash
@@ -41,9 +44,10 @@ def _client_go_minor() -> str:
 
 def _sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     here = tmp_path / "cluster"
-    for wrapper in ("kubernetes", "etcd", "kwok", "helm"):
+    for wrapper in ("kubernetes", "etcd", "kwok", "helm", "containerd", "pause"):
         (here / "tools" / wrapper).mkdir(parents=True)
         shutil.copy(TOOLS / wrapper / "go.mod", here / "tools" / wrapper / "go.mod")
+    shutil.copy(TOOLS / "pause" / "main.go", here / "tools" / "pause" / "main.go")
     shutil.copy(SCRIPT, here / "build-tools.sh")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
