@@ -309,8 +309,12 @@ def build_images(which: Sequence[str] = ("operator", "trainer")) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="*", choices=["operator", "trainer"], help="default: both")
+    # No `choices`: argparse refuses an empty list against them (Python 3.11).
+    parser.add_argument("which", nargs="*", help="operator and/or trainer (default: both)")
     args = parser.parse_args(argv)
+    unknown = set(args.which) - {"operator", "trainer"}
+    if unknown:
+        parser.error(f"unknown image {', '.join(sorted(unknown))}: choose operator and/or trainer")
     archives = build_images(args.which or ["operator", "trainer"])
     for archive in archives:
         say(f"{archive.name}: {image_size(archive) / 2**20:.0f} MiB uncompressed")
