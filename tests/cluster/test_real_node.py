@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from typing import Any
 
 import pytest
@@ -116,3 +117,27 @@ def test_a_restricted_pod_of_our_image_reaches_the_api_server_through_the_kubern
     assert '"gitVersion": "v1.36.3"' in log
     assert "uid 1000" in log  # the image's numeric user, as runAsNonRoot requires
     assert "root filesystem Read-only file system" in log
+
+
+def test_the_operator_image_carries_nothing_of_the_trainer(real_node: RealNode) -> None:
+    """The operator image installs the `fluxlora` distribution only: no torch, dlib, Pillow or
+    numpy, no trainer runtime, no `fluxlora-trainer` command."""
+    import images
+
+    container = subprocess.run(
+        ["buildah", "from", images.OPERATOR.name], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        probe = "import importlib.util as u; print(*[m for m in MODULES if u.find_spec(m)])".replace(
+            "MODULES", repr(("torch", "dlib", "PIL", "numpy", "fluxlora_trainer", "fluxlora", "kopf"))
+        )
+        found = subprocess.run(
+            ["buildah", "run", container, "--", "python3", "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+        commands = subprocess.run(
+            ["buildah", "run", container, "--", "ls", "/opt/venv/bin"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    finally:
+        subprocess.run(["buildah", "rm", container], capture_output=True, check=False)
+    assert found == ["fluxlora", "kopf"]
+    assert "fluxlora" in commands and "fluxlora-trainer" not in commands
