@@ -14,7 +14,7 @@ ghcr.io/fluxlora/trainer:0.1.0) and saved as a docker archive under ``~/.cache/f
 named by a content key (a hash of everything its build reads), for the test node's containerd to
 import. An image whose key is unchanged is not built again; buildah's layer cache makes a
 changed one rebuild only from the first step whose input changed. Prints progress, at
-least every 30 s, and as its last lines the archives, one per line.
+least every 20 s, and as its last lines the archives, one per line.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ sys.path[:0] = [str(ROOT / "tests" / d) for d in ("engine", "e2e", "cluster", "f
 
 import engine_env  # noqa: E402  (the engine archive and the cache, as `make engine` finds them)
 
-HEARTBEAT_SECONDS = 30.0
 KEY_LABEL = "dev.fluxlora.content-key"
 BASE_SUITE = "bookworm"
 # What both Dockerfiles need of their base: Python >= 3.11 with venv, and certificates for PyPI.
@@ -57,24 +55,8 @@ def cache_dir() -> Path:
 
 
 def run(argv: Sequence[str], what: str, capture: bool = False) -> str:
-    """Run a command, stream (or capture) its output, and say something at least every 30 s."""
-    started = time.monotonic()
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(HEARTBEAT_SECONDS):
-            say(f"{what}: still working ({time.monotonic() - started:.0f} s)")
-
-    threading.Thread(target=beat, daemon=True).start()
-    try:
-        proc = subprocess.run(
-            list(argv), stdout=subprocess.PIPE if capture else sys.stderr, stderr=sys.stderr, text=True, check=False
-        )
-    finally:
-        done.set()
-    if proc.returncode != 0:
-        raise SystemExit(f"images: {what} failed (exit {proc.returncode}): {' '.join(argv[:3])} ...")
-    return proc.stdout or ""
+    """Run a command, stream (or capture) its output, and say something at least every 20 s."""
+    return engine_env.run_with_heartbeat(argv, what, speaker=say, capture=capture, done_line=False, label="images")
 
 
 def digest_paths(paths: Iterable[Path], extra: Iterable[str] = ()) -> str:

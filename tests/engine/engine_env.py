@@ -31,6 +31,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,23 +85,34 @@ def engine_cmd(directory: Path) -> list[str]:
     ]
 
 
-def run_with_heartbeat(argv: list[str], what: str) -> None:
-    """Run a long command, streaming its output, and say something at least every 20 s."""
+def run_with_heartbeat(
+    argv: Sequence[str],
+    what: str,
+    speaker: Callable[[str], None] = say,
+    capture: bool = False,
+    done_line: bool = True,
+    label: str = "engine",
+) -> str:
+    """Run a long command, streaming its output (or capturing it: returned), and say something
+    through `speaker` at least every 20 s."""
     started = time.monotonic()
     done = threading.Event()
 
     def beat() -> None:
         while not done.wait(HEARTBEAT_SECONDS):
-            say(f"{what}: still working ({time.monotonic() - started:.0f} s)")
+            speaker(f"{what}: still working ({time.monotonic() - started:.0f} s)")
 
     threading.Thread(target=beat, daemon=True).start()
     try:
-        proc = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr, check=False)
+        stdout = subprocess.PIPE if capture else sys.stderr
+        proc = subprocess.run(list(argv), stdout=stdout, stderr=sys.stderr, text=True, check=False)
     finally:
         done.set()
     if proc.returncode != 0:
-        raise SystemExit(f"engine: {what} failed (exit {proc.returncode}): {' '.join(argv[:4])} ...")
-    say(f"{what}: done in {time.monotonic() - started:.0f} s")
+        raise SystemExit(f"{label}: {what} failed (exit {proc.returncode}): {' '.join(argv[:4])} ...")
+    if done_line:
+        speaker(f"{what}: done in {time.monotonic() - started:.0f} s")
+    return proc.stdout or ""
 
 
 def _archive_digest(archive: Path) -> str | None:
