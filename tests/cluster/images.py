@@ -146,18 +146,31 @@ def base_image() -> str:
     return name
 
 
+def copied_sources(dockerfile: Path) -> list[Path]:
+    """The repository paths a Dockerfile's COPY lines take from the build context (not --from)."""
+    sources: list[Path] = []
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
+            continue
+        sources += [ROOT / w for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
 @dataclass(frozen=True)
 class Image:
-    """One image of the project: its Dockerfile, what its COPY lines read, its tag."""
+    """One image of the project: its tag, its Dockerfile, the build argument naming its base."""
 
     name: str
     dockerfile: str
-    inputs: tuple[str, ...]
     base_arg: str
 
     def key(self, base: str, build_args: dict[str, str]) -> str:
+        """A hash of the Dockerfile, exactly what its COPY lines read, the base and the arguments:
+        what else lies in the tree (an egg-info, a cache) does not rebuild the image."""
         extra = [base, *(f"{k}={v}" for k, v in sorted(build_args.items()))]
-        return digest_paths([ROOT / self.dockerfile, *(ROOT / p for p in self.inputs)], extra)
+        dockerfile = ROOT / self.dockerfile
+        return digest_paths([dockerfile, *copied_sources(dockerfile)], extra)
 
     def archive(self, key: str) -> Path:
         return cache_dir() / f"{self.name.rsplit('/', 1)[-1].replace(':', '-')}-{key}.tar"
@@ -178,15 +191,8 @@ def chart_image(field: str) -> str:
     return f"{repository}:{app_version}"
 
 
-OPERATOR = Image(
-    chart_image("image"), "Dockerfile", ("pyproject.toml", "README.md", "operator", "configs"), "PYTHON_IMAGE"
-)
-TRAINER = Image(
-    chart_image("trainerImage"),
-    "trainer-image/Dockerfile",
-    ("pyproject.toml", "README.md", "operator", "configs", "trainer-image"),
-    "CUDA_IMAGE",
-)
+OPERATOR = Image(chart_image("image"), "Dockerfile", "PYTHON_IMAGE")
+TRAINER = Image(chart_image("trainerImage"), "trainer-image/Dockerfile", "CUDA_IMAGE")
 
 
 def stage_trainer_sources() -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import images
+
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_DOCKERFILE = ROOT / "Dockerfile"
 TRAINER_DOCKERFILE = ROOT / "trainer-image" / "Dockerfile"
@@ -18,15 +20,7 @@ TRAINER_DOCKERFILE = ROOT / "trainer-image" / "Dockerfile"
 INSTALLS = {OPERATOR_DOCKERFILE: [ROOT], TRAINER_DOCKERFILE: [ROOT, ROOT / "trainer-image"]}
 
 
-def copied(dockerfile: Path) -> list[Path]:
-    """The repository paths a Dockerfile's COPY lines take from the build context."""
-    sources: list[Path] = []
-    for line in dockerfile.read_text(encoding="utf-8").splitlines():
-        words = line.split()
-        if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
-            continue
-        sources += [ROOT / w for w in words[1:-1] if not w.startswith("--")]
-    return sources
+copied = images.copied_sources  # what the image builder hashes is what these tests check
 
 
 def is_copied(path: Path, sources: list[Path]) -> bool:
