@@ -15,7 +15,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,8 @@ class Outcome:
     output: Path  # the run's directory on the output claim
     sample_set: dict[str, Any]
     seconds_to_first_step: float  # from the first pod's creation to the first step on the run
+    operators: list[str] = field(default_factory=list)  # the operator pods (real node only)
+    lease_holder: str | None = None  # who holds the operators' Lease (real node only)
 
     def summary(self) -> dict[str, Any]:
         """What the pod simulator must reproduce of a real node's run."""
@@ -150,9 +152,10 @@ def deleted_mid_run_in_containers(cluster: ControlPlane, namespace: str, tiny: T
         (last_pod,) = trainer_pods(cluster, namespace, "alice")
         (train,) = last_pod["status"]["containerStatuses"]
         sample_set = cluster.kubectl_json("get", "fluxlorasamplesets", "alice", "-n", namespace)
+        lease = cluster.kubectl_json("get", "lease", "fluxlora-operator", "-n", namespace)
     return Outcome(
         status, rows, [first_code, train["state"]["terminated"]["exitCode"]], claims["lora-outputs"] / "alice",
-        sample_set, first_step,
+        sample_set, first_step, [p["metadata"]["name"] for p in operators["items"]], lease["spec"]["holderIdentity"],
     )  # fmt: skip
 
 
@@ -201,6 +204,8 @@ def test_in_containers_a_run_deleted_mid_run_resumes_from_its_state_and_succeeds
 ) -> None:
     status, output = in_containers.status, in_containers.output
     assert status["phase"] == "Succeeded", json.dumps(status, indent=1)
+    # Two operator replicas, one active: it holds the Lease.
+    assert len(in_containers.operators) == 2 and in_containers.lease_holder in in_containers.operators
     first, second = status["attempts"]
     assert first["result"] == "Failed", first
     assert second["result"] == "Succeeded" and second["resumedStep"] == 2, second
