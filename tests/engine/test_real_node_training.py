@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,18 +114,36 @@ def _message_kind(message: str) -> str:
     return re.sub(r"[\d/]+|\S*alice\S*", "#", message.split(";")[0])
 
 
-def exit_codes_while_deleted(cluster: ControlPlane, namespace: str, pod: str) -> int | None:
-    """Watch a deleted pod until it is gone; the train container's exit code as it last showed."""
-    code = None
-    while True:
-        got = cluster.kubectl("get", "pod", pod, "-n", namespace, "-o", "json", check=False)
-        if got.returncode != 0:
-            return code
-        for container in json.loads(got.stdout)["status"].get("containerStatuses", []):
-            terminated = container.get("state", {}).get("terminated")
-            if container["name"] == "train" and terminated:
-                code = terminated["exitCode"]
-        time.sleep(0.2)
+def delete_and_watch(cluster: ControlPlane, namespace: str, pod: str, timeout: float = 120) -> int | None:
+    """Delete a pod and watch it until it is gone; the train container's exit code as the pod
+    last showed it. A watch sees every version, so the short-lived terminated status is not missed."""
+    watch = subprocess.Popen(
+        [cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "get", "pod", pod, "-n", namespace,
+         "--watch", "--output-watch-events", "-o", "json", f"--request-timeout={timeout:.0f}s"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert watch.stdout is not None
+    cluster.kubectl("delete", "pod", pod, "-n", namespace, "--wait=false")
+    code, text, decoder = None, "", json.JSONDecoder()
+    try:
+        for line in watch.stdout:
+            text += line
+            while text.strip():
+                try:
+                    event, end = decoder.raw_decode(text.lstrip())
+                except json.JSONDecodeError:
+                    break  # the rest of this event is still to come
+                text = text.lstrip()[end:]
+                for container in event["object"]["status"].get("containerStatuses", []):
+                    terminated = container.get("state", {}).get("terminated")
+                    if container["name"] == "train" and terminated:
+                        code = terminated["exitCode"]
+                if event["type"] == "DELETED":
+                    return code
+    finally:
+        watch.kill()
+        watch.wait()
+    return code
 
 
 def deleted_mid_run_in_containers(cluster: ControlPlane, namespace: str, tiny: TinyFlux) -> Outcome:
@@ -144,8 +163,7 @@ def deleted_mid_run_in_containers(cluster: ControlPlane, namespace: str, tiny: T
             (first_pod,) = trainer_pods(cluster, namespace, "alice")
             first_step = time.time() - _time(first_pod["metadata"]["creationTimestamp"]).timestamp()
             wait_for_status(cluster, namespace, "alice", lambda s: (s.get("resume") or {}).get("step") == 2, 900)
-            cluster.kubectl("delete", "pod", first_pod["metadata"]["name"], "-n", namespace, "--wait=false")
-            first_code = exit_codes_while_deleted(cluster, namespace, first_pod["metadata"]["name"])
+            first_code = delete_and_watch(cluster, namespace, first_pod["metadata"]["name"])
             status = wait_for_status(
                 cluster, namespace, "alice", lambda s: s.get("phase") in ("Succeeded", "Failed"), 900
             )
