@@ -121,7 +121,8 @@ def test_a_restricted_pod_of_our_image_reaches_the_api_server_through_the_kubern
 
 def test_the_operator_image_carries_nothing_of_the_trainer(real_node: RealNode) -> None:
     """The operator image installs the `fluxlora` distribution only: no torch, dlib, Pillow or
-    numpy, no trainer runtime, no `fluxlora-trainer` command."""
+    numpy, no trainer runtime, no `fluxlora-trainer` command. (No network for the probe: buildah's
+    default one would set up NAT on the machine.)"""
     import images
 
     container = subprocess.run(
@@ -132,10 +133,16 @@ def test_the_operator_image_carries_nothing_of_the_trainer(real_node: RealNode) 
             "MODULES", repr(("torch", "dlib", "PIL", "numpy", "fluxlora_trainer", "fluxlora", "kopf"))
         )
         found = subprocess.run(
-            ["buildah", "run", container, "--", "python3", "-c", probe], capture_output=True, text=True, check=True
+            ["buildah", "run", "--network", "none", container, "--", "python3", "-c", probe],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
         commands = subprocess.run(
-            ["buildah", "run", container, "--", "ls", "/opt/venv/bin"], capture_output=True, text=True, check=True
+            ["buildah", "run", "--network", "none", container, "--", "ls", "/opt/venv/bin"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.split()
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True, check=False)
