@@ -5,9 +5,9 @@ kohya-ss sd-scripts at the pinned commit (fluxlora.sdscripts.ENGINE_COMMIT) plus
 environment with trainer-image/engine-requirements.txt (the same file the trainer image
 installs), cached under ``~/.cache/fluxlora/engine-<commit>-<key>`` where the key hashes the
 commit, the requirements and the Python version. The source comes from
-``../shared/engines/sd-scripts-<commit>.tar.gz`` when that archive is here (checked against its
-SHA256SUMS; FLUXLORA_ENGINE_ARCHIVES names another directory), otherwise from a shallow git fetch
-of the commit, as a user's machine would do.
+``$FLUXLORA_ENGINE_ARCHIVES/sd-scripts-<commit>.tar.gz`` when that directory holds the archive
+(checked against its SHA256SUMS; for machines that reach no git host), otherwise from a shallow
+git fetch of the commit, as a user's machine would do.
 
 The engine names its own commit in every LoRA's metadata by running ``git rev-parse HEAD`` in its
 tree; an archive has no ``.git``, so a minimal one whose HEAD is the pinned commit is written.
@@ -36,13 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / "trainer-image" / "engine-requirements.txt"
-# Where an archive of the engine may be (these machines reach no git host): $FLUXLORA_ENGINE_ARCHIVES,
-# then `shared/engines` beside this checkout or above it, then the workplace's own.
-ARCHIVE_DIRS = [
-    *([Path(os.environ["FLUXLORA_ENGINE_ARCHIVES"])] if os.environ.get("FLUXLORA_ENGINE_ARCHIVES") else []),
-    *(parent / "shared" / "engines" for parent in ROOT.parents),
-    Path("/work/shared/engines"),
-]
+# Where an archive of the engine may be, for machines that reach no git host.
+ARCHIVE_DIRS = [Path(os.environ["FLUXLORA_ENGINE_ARCHIVES"])] if os.environ.get("FLUXLORA_ENGINE_ARCHIVES") else []
 ENGINE_REPO = "https://github.com/kohya-ss/sd-scripts.git"
 ENGINE_SCRIPT = "flux_train_network.py"
 HEARTBEAT_SECONDS = 20.0
