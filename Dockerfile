@@ -14,7 +14,7 @@ COPY pyproject.toml README.md ./
 COPY operator ./operator
 # operator/fluxlora/configs is a link to these profiles: without them the package has no profiles.
 COPY configs ./configs
-RUN python3 -m venv /opt/build && /opt/build/bin/pip wheel --wheel-dir /wheels .
+RUN python3 -m venv /opt/build && /opt/build/bin/pip wheel --wheel-dir /wheels '.[operator]'
 
 FROM ${PYTHON_IMAGE}
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -24,7 +24,7 @@ COPY --from=build /wheels /wheels
 # The wheels were built from this source above (--no-index: nothing else is installed).
 # hadolint ignore=DL3013
 RUN python3 -m venv /opt/venv \
- && pip install --no-index --find-links /wheels fluxlora \
+ && pip install --no-index --find-links /wheels 'fluxlora[operator]' \
  && rm -rf /wheels \
  && fluxlora --help > /dev/null \
  && useradd --uid 1000 --user-group --no-create-home --shell /usr/sbin/nologin fluxlora

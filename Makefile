@@ -23,7 +23,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml trainer-image/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]' -e ./trainer-image
+	$(PY) -m pip install -q -e '.[dev,operator]' -e ./trainer-image
 	touch $@
 
 tools:
@@ -56,7 +56,7 @@ FLOOR_VENV ?= .venv-floor
 test-floor: tools
 	python3 -m venv $(FLOOR_VENV)
 	$(FLOOR_VENV)/bin/python -m pip install -q --upgrade pip
-	$(FLOOR_VENV)/bin/python -m pip install -q -c constraints/floor.txt -e '.[dev]' -e ./trainer-image
+	$(FLOOR_VENV)/bin/python -m pip install -q -c constraints/floor.txt -e '.[dev,operator]' -e ./trainer-image
 	$(FLOOR_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(kopf|kubernetes|pydantic|pyyaml|click|aiohttp|prometheus.client|tomli.w) '
 	$(FLOOR_VENV)/bin/python -m pytest -q tests/unit tests/operator tests/e2e/test_e2e.py
 

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / d) for d in ("engine", "fakes", "trainer", "e2e", "cluster")]
+sys.path.insert(0, str(ROOT))  # run as a file: `tests.` imports from the repository root
 
 from fluxlora_trainer.gpu import Nvml  # noqa: E402
 from fluxlora_trainer.prepare import prepare  # noqa: E402
@@ -42,9 +42,9 @@ from fluxlora_trainer.report import Reporter  # noqa: E402
 from fluxlora_trainer.runspec import AttemptEnv, load_run  # noqa: E402
 from fluxlora_trainer.runtime import Runtime, RuntimeOptions  # noqa: E402
 
-from realengine import CPU, ensure_engine, ensure_tiny_flux  # noqa: E402
-from trainer_helpers import RecordingSink  # noqa: E402
-from training import _NoGpu, new_pod, tiny_run_document  # noqa: E402
+from tests.engine.realengine import CPU, ensure_engine, ensure_tiny_flux  # noqa: E402
+from tests.engine.training import _NoGpu, new_pod, tiny_run_document  # noqa: E402
+from tests.trainer.trainer_helpers import RecordingSink  # noqa: E402
 
 
 class StampedLines:

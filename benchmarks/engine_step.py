@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / d) for d in ("engine", "fakes", "trainer", "e2e", "cluster")]
+sys.path.insert(0, str(ROOT))  # run as a file: `tests.` imports from the repository root
 
-from cpuprecision import PRECISIONS, Precision  # noqa: E402
-
-from realengine import CPU, CPU_TRAINING, cpu_training, ensure_engine, ensure_tiny_flux  # noqa: E402
-from training import new_pod, tiny_run_document, train_uninterrupted  # noqa: E402
+from tests.engine.cpuprecision import PRECISIONS, Precision  # noqa: E402
+from tests.engine.realengine import CPU, CPU_TRAINING, cpu_training, ensure_engine, ensure_tiny_flux  # noqa: E402
+from tests.engine.training import new_pod, tiny_run_document, train_uninterrupted  # noqa: E402
 
 
 def one_run(steps: int, accumulation: int, precision: Precision, gpu_profile: bool) -> dict[str, Any]:

@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "fakes"))
+sys.path.insert(0, str(ROOT))  # run as a file: `tests.` imports from the repository root
 
 from PIL import Image  # noqa: E402
 
 from fluxlora_trainer.faces import FaceModel  # noqa: E402
 from fluxlora_trainer.scoring import build_reference, distance  # noqa: E402
 
-from face_pictures import (  # noqa: E402 - found through the path set just above
+from tests.fakes.face_pictures import (  # noqa: E402 - found through the path set just above
     NO_FACE_PICTURES,
     astronaut,
     blurred,

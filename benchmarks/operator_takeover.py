@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "cluster"))
-sys.path.insert(0, str(ROOT / "tests" / "operator"))
+sys.path.insert(0, str(ROOT))  # run as a file: `tests.` imports from the repository root
 
-from controlplane import session_control_plane  # noqa: E402
-from operator_helpers import Runs  # noqa: E402
-from takeover import kill_active_mid_batch  # noqa: E402
+from tests.cluster.controlplane import session_control_plane  # noqa: E402
+from tests.operator.operator_helpers import Runs  # noqa: E402
+from tests.operator.takeover import kill_active_mid_batch  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

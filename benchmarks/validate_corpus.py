@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # run as a file: `tests.` imports from the repository root
 
-from cases import Doc, hostile_documents  # noqa: E402
+from tests.cases import Doc, hostile_documents  # noqa: E402
 
 ERROR = re.compile(r"^.*?: error: (.+)$")
 # What a file that cannot be read as documents is told (document.py, cli.py); anything else names a field.

@@ -44,17 +44,16 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / d) for d in ("cluster", "e2e", "engine", "fakes", "unit")]
+sys.path.insert(0, str(ROOT))  # run as a file: `tests.` imports from the repository root
 
-from proctree import become_subreaper, stop_descendants  # noqa: E402
-from test_e2e import OPERATOR_SA, helm, token_kubeconfig  # noqa: E402
-
-import images  # noqa: E402
-from containers import claims_on_the_node, install_operator, on_the_real_node  # noqa: E402
-from controlplane import ControlPlane, ensure_binaries, session_control_plane  # noqa: E402
-from face_pictures import face_crop, rescaled, save  # noqa: E402
-from podsim import PodSimulator, write_demo_dataset  # noqa: E402
-from realengine import (  # noqa: E402
+from tests.cluster import images  # noqa: E402
+from tests.cluster.controlplane import ControlPlane, ensure_binaries, session_control_plane  # noqa: E402
+from tests.cluster.realnode import RealNode  # noqa: E402
+from tests.e2e.podsim import PodSimulator, write_demo_dataset  # noqa: E402
+from tests.e2e.proctree import become_subreaper, stop_descendants  # noqa: E402
+from tests.e2e.test_e2e import OPERATOR_SA, helm, token_kubeconfig  # noqa: E402
+from tests.engine.containers import claims_on_the_node, install_operator, on_the_real_node  # noqa: E402
+from tests.engine.realengine import (  # noqa: E402
     CPU,
     CPU_SAMPLES,
     CPU_TRAINING,
@@ -64,7 +63,7 @@ from realengine import (  # noqa: E402
     ensure_tiny_flux,
     write_te_caches,
 )
-from realnode import RealNode  # noqa: E402
+from tests.fakes.face_pictures import face_crop, rescaled, save  # noqa: E402
 
 STEPS = 6
 SAVE_EVERY = 3
@@ -93,6 +92,9 @@ def main() -> int:
     become_subreaper()
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stop_on_signal)
+    # Ctrl-C stops the demo even when it was started with SIGINT ignored (a shell without job
+    # control starts background commands so, and Python then never raises KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         say("building or reusing the control plane (the first build compiles Kubernetes: ~10 min on 2 cores)")
         ensure_binaries()
@@ -202,6 +204,9 @@ class Watch:
     def dead_process(self) -> str | None:
         for name, proc in self.processes.items():
             if proc.poll() is not None:
+                # Ctrl-C reaches the whole process group: a child may stop before the demo's own
+                # SIGINT is handled. Let that arrive (KeyboardInterrupt) before calling this a failure.
+                time.sleep(1.0)
                 return f"the {name} exited with code {proc.returncode}; its log: {self.logs.get(name, '(none)')}"
         return None
 
@@ -295,6 +300,108 @@ def report(cluster: ControlPlane, namespace: str, output_claim: Path) -> None:
     say(f"sample thumbnails (kubectl get fluxlorasamplesets; originals beside the checkpoints):\n{samples}")
 
 
+def install(cluster: ControlPlane, namespace: str, node: RealNode | None) -> bool:
+    """The chart: run from this checkout on the kwok path, its operator image on the real node."""
+    if node is None:
+        say(f"helm install fluxlora charts/fluxlora -n {namespace}")
+        installed = helm(
+            cluster, "install", "fluxlora", str(ROOT / "charts" / "fluxlora"), "-n", namespace,
+            "--set", f"watchNamespaces={{{namespace}}}",
+        )  # fmt: skip
+    else:
+        say(f"helm install fluxlora charts/fluxlora -n {namespace} (the operator image, 2 replicas, real node)")
+        installed = install_operator(cluster, namespace)
+    print(installed.stdout or installed.stderr)
+    return not installed.returncode
+
+
+def apply_run(cluster: ControlPlane, namespace: str, node: RealNode | None) -> None:
+    """The fast example, shortened for a CPU, and said plainly what is simulated and what is real."""
+    run = demo_run() if node is None else on_the_real_node(demo_run(), cpu="1800m", memory="8Gi")
+    cpu = CPU.describe()
+    say(
+        f"kubectl apply -f examples/run-fast.yaml with maxTrainSteps {STEPS}, the CPU settings "
+        f"{json.dumps(CPU_TRAINING)} and samples {json.dumps(run['spec']['samples'])}\n"
+        f"   [SIMULATED: {'the GPU (the real node advertises nvidia.com/gpu)' if node else 'the kwok GPU node'}. "
+        f"REAL: {'the trainer image on a kubelet, ' if node else ''}sd-scripts training the tiny FLUX on this CPU "
+        f"({cpu['cpu']}; {cpu['capability']}) in {cpu['precision']}, some seconds a step; at start-up it "
+        "loads the models, caches the latents and encodes the sample prompts with T5, reading the tiny "
+        "FLUX's sparse T5 file (page cache); the STAGE column says which]"
+    )
+    print(cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run)).stdout)
+
+
+def simulate_pods(
+    cluster: ControlPlane, namespace: str, workdir: Path, engine: Engine, tiny: TinyFlux, stop: threading.Event
+) -> dict[str, Path | str]:
+    """The kwok node's kubelet: a thread runs the trainer pods as local processes until ``stop``.
+    Returns where each log is."""
+    sim = PodSimulator(
+        cluster.kubectl,
+        cluster.server,
+        str(cluster.ca_file),
+        cluster.create_token,
+        workdir=workdir,
+        report_interval=2.0,
+        log=lambda _: None,
+        engine_cmd=engine.cmd,
+        tokenizer_dir=str(tiny.tokenizers),
+        engine_env=engine.env(),
+        seed_snapshot=lambda source, snapshot: write_te_caches(engine, source, out=snapshot),
+    )
+
+    def kubelet() -> None:
+        while not stop.is_set():
+            try:
+                sim.step(namespace)
+            except Exception as exc:  # a kubectl cut short while the demo stops, or a hiccup
+                if stop.is_set():
+                    return
+                print(f"   (pod simulator: {exc}; retrying)", flush=True)
+            stop.wait(0.5)
+
+    threading.Thread(target=kubelet, daemon=True).start()
+
+    say(f"kubectl get flr -w  (a row when it changes; the trainer's log: {workdir}/<pod>/run.log)")
+    return {
+        "operator": workdir / "operator.log",
+        "dashboard": workdir / "dashboard.log",
+        "trainer": workdir,
+    }
+
+
+def real_node_logs(namespace: str, workdir: Path, node: RealNode) -> dict[str, Path | str]:
+    """Where each log is when the real node runs the pods."""
+    pods = f"kubectl logs -n {namespace} -l fluxlora.dev/run={RUN} -c train"
+    say(f"kubectl get flr -w  (a row when it changes; the trainer's log: {pods})")
+    return {
+        "operator": f"kubectl logs -n {namespace} -l app.kubernetes.io/component=operator",
+        "dashboard": workdir / "dashboard.log",
+        "trainer": pods,
+        "node": node.state,
+    }
+
+
+def show_dashboard(run_page: str) -> None:
+    """The run's page, served until the user is done with it."""
+    hint = (
+        "press Enter or Ctrl-C to stop it and the demo"
+        if sys.stdin.isatty()
+        else "FLUXLORA_DEMO_SERVE_SECONDS keeps it up when not in a terminal"
+    )
+    say(f"the dashboard, with the demo run and the engine's samples ({hint}):")
+    print(run_page, flush=True)
+    serve_until_done()
+
+
+def stop_processes(processes: dict[str, subprocess.Popen[Any]]) -> None:
+    for proc in processes.values():
+        proc.terminate()
+    for proc in processes.values():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
 def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux, node: RealNode | None) -> int:
     namespace = f"fluxlora-demo-{secrets.token_hex(3)}"
     workdir = Path(cluster.state_dir) / namespace
@@ -308,17 +415,7 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux, node: RealNode |
     processes: dict[str, subprocess.Popen[Any]] = {}
     stopping = False
     try:
-        if node is None:
-            say(f"helm install fluxlora charts/fluxlora -n {namespace}")
-            installed = helm(
-                cluster, "install", "fluxlora", str(ROOT / "charts" / "fluxlora"), "-n", namespace,
-                "--set", f"watchNamespaces={{{namespace}}}",
-            )  # fmt: skip
-        else:
-            say(f"helm install fluxlora charts/fluxlora -n {namespace} (the operator image, 2 replicas, real node)")
-            installed = install_operator(cluster, namespace)
-        print(installed.stdout or installed.stderr)
-        if installed.returncode:
+        if not install(cluster, namespace, node):
             return 1
 
         if node is None:
@@ -330,65 +427,16 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux, node: RealNode |
         )
         claims = fill_claims(cluster, namespace, tiny, on_node=node is not None)
 
-        run = demo_run() if node is None else on_the_real_node(demo_run(), cpu="1800m", memory="8Gi")
-        cpu = CPU.describe()
-        say(
-            f"kubectl apply -f examples/run-fast.yaml with maxTrainSteps {STEPS}, the CPU settings "
-            f"{json.dumps(CPU_TRAINING)} and samples {json.dumps(run['spec']['samples'])}\n"
-            f"   [SIMULATED: {'the GPU (the real node advertises nvidia.com/gpu)' if node else 'the kwok GPU node'}. "
-            f"REAL: {'the trainer image on a kubelet, ' if node else ''}sd-scripts training the tiny FLUX on this CPU "
-            f"({cpu['cpu']}; {cpu['capability']}) in {cpu['precision']}, some seconds a step; at start-up it "
-            "loads the models, caches the latents and encodes the sample prompts with T5, reading the tiny "
-            "FLUX's sparse T5 file (page cache); the STAGE column says which]"
-        )
-        print(cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(run)).stdout)
+        apply_run(cluster, namespace, node)
         dashboard, url = start_dashboard(cluster, namespace, workdir)
         processes["dashboard"] = dashboard
         run_page = f"{url}#/runs/{namespace}/{RUN}"
         say(f"dashboard (live while it trains): {run_page}")
 
         if node is None:
-            sim = PodSimulator(
-                cluster.kubectl,
-                cluster.server,
-                str(cluster.ca_file),
-                cluster.create_token,
-                workdir=workdir,
-                report_interval=2.0,
-                log=lambda _: None,
-                engine_cmd=engine.cmd,
-                tokenizer_dir=str(tiny.tokenizers),
-                engine_env=engine.env(),
-                seed_snapshot=lambda source, snapshot: write_te_caches(engine, source, out=snapshot),
-            )
-
-            def kubelet() -> None:
-                while not kubelet_stop.is_set():
-                    try:
-                        sim.step(namespace)
-                    except Exception as exc:  # a kubectl cut short while the demo stops, or a hiccup
-                        if kubelet_stop.is_set():
-                            return
-                        print(f"   (pod simulator: {exc}; retrying)", flush=True)
-                    kubelet_stop.wait(0.5)
-
-            threading.Thread(target=kubelet, daemon=True).start()
-
-            say(f"kubectl get flr -w  (a row when it changes; the trainer's log: {workdir}/<pod>/run.log)")
-            logs: dict[str, Path | str] = {
-                "operator": workdir / "operator.log",
-                "dashboard": workdir / "dashboard.log",
-                "trainer": workdir,
-            }
+            logs = simulate_pods(cluster, namespace, workdir, engine, tiny, kubelet_stop)
         else:
-            pods = f"kubectl logs -n {namespace} -l fluxlora.dev/run={RUN} -c train"
-            say(f"kubectl get flr -w  (a row when it changes; the trainer's log: {pods})")
-            logs = {
-                "operator": f"kubectl logs -n {namespace} -l app.kubernetes.io/component=operator",
-                "dashboard": workdir / "dashboard.log",
-                "trainer": pods,
-                "node": node.state,
-            }
+            logs = real_node_logs(namespace, workdir, node)
         try:
             phase = Watch(cluster, namespace, logs, processes).until_done()
         except DemoStuck as stuck:
@@ -397,14 +445,7 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux, node: RealNode |
         kubelet_stop.set()
         report(cluster, namespace, claims["lora-outputs"])
         say(f"phase: {phase}")
-        hint = (
-            "press Enter or Ctrl-C to stop it and the demo"
-            if sys.stdin.isatty()
-            else "FLUXLORA_DEMO_SERVE_SECONDS keeps it up when not in a terminal"
-        )
-        say(f"the dashboard, with the demo run and the engine's samples ({hint}):")
-        print(run_page, flush=True)
-        serve_until_done()
+        show_dashboard(run_page)
         return 0 if phase == "Succeeded" else 1
     except BaseException:
         stopping = True  # a signal or Ctrl-C: main() stops every process; no more API calls here
@@ -412,11 +453,7 @@ def demo(cluster: ControlPlane, engine: Engine, tiny: TinyFlux, node: RealNode |
         raise
     finally:
         kubelet_stop.set()
-        for proc in processes.values():
-            proc.terminate()
-        for proc in processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+        stop_processes(processes)
         if not stopping:
             helm(cluster, "uninstall", "fluxlora", "-n", namespace)
             cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -279,6 +279,40 @@ CASES: list[InvalidCase] = [
         example=False,
     ),
     InvalidCase(
+        "caption-extension-is-an-image",
+        {"spec": {"dataset": {"captionExtension": ".png"}}},
+        "spec.dataset.captionExtension",
+        'spec.dataset.captionExtension (".png") must not be an image extension (.bmp, .jpeg, .jpg, .png, .webp)',
+        None,
+        why="the engine reads <stem><captionExtension> as an image's caption: it would read images as captions",
+    ),
+    InvalidCase(
+        "caption-extension-is-an-uppercase-image",
+        {"spec": {"dataset": {"captionExtension": ".JPG"}}},
+        "spec.dataset.captionExtension",
+        'spec.dataset.captionExtension (".JPG") must not be an image extension',
+        None,
+        example=False,
+    ),
+    InvalidCase(
+        "resume-step-not-below-steps",
+        {"spec": {"resume": {"from": "alice-old/alice-fast-step00000600-state", "fromStep": 600}}},
+        "spec.resume.fromStep",
+        "spec.resume.fromStep (600) must be < spec.training.maxTrainSteps (600): the engine resumes only while "
+        "maxTrainSteps is greater than the restored step",
+        None,
+        why="the engine refuses to resume unless max_train_steps > the restored step, after the pod has started",
+    ),
+    InvalidCase(
+        "resume-step-not-below-profile-steps",
+        {"spec": {"training": {"maxTrainSteps": None}, "resume": {"from": "old/state", "fromStep": 1000}}},
+        "spec.resume.fromStep",
+        "spec.resume.fromStep (1000) must be < spec.training.maxTrainSteps (1000, from profile fast)",
+        None,
+        example=False,
+        why="maxTrainSteps comes from the profile",
+    ),
+    InvalidCase(
         "name-too-long",
         {"metadata": {"name": "a" * 60}},
         "metadata.name",
@@ -408,7 +442,7 @@ if __name__ == "__main__":
 @dataclass(frozen=True)
 class Doc:
     name: str
-    group: str  # the finding of issue 10 it exercises
+    group: str  # the kind of hostile input it exercises (types, camelCase, nulls, bounds, names, ...)
     content: bytes  # the file handed to `fluxlora validate`
     field: str | None  # the field the CLI's error names; None: valid; "": the file itself (line/column)
     message: str  # a fragment of the CLI's error ("" for valid documents)
@@ -1026,7 +1060,21 @@ def _null_docs() -> list[Doc]:
 def _bound_docs() -> list[Doc]:
     t = "spec.training"
     return [
-        structured("from-step-max", "bounds", _doc(spec__resume__fromStep=1_000_000, spec__resume__from="a/s"), None),
+        # fromStep may reach its bound only below maxTrainSteps' (the engine resumes only before the last step).
+        structured(
+            "from-step-near-max",
+            "bounds",
+            _doc(spec__resume__fromStep=999_999, spec__resume__from="a/s", spec__training__maxTrainSteps=1_000_000),
+            None,
+        ),
+        structured(
+            "from-step-max",
+            "bounds",
+            _doc(spec__resume__fromStep=1_000_000, spec__resume__from="a/s", spec__training__maxTrainSteps=1_000_000),
+            "spec.resume.fromStep",
+            "must be < spec.training.maxTrainSteps (1000000)",
+            admission=False,
+        ),
         structured(
             "from-step-int64-max",
             "bounds",

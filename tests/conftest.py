@@ -9,6 +9,9 @@ that use it, with the build's message; it never skips.
 ``real_node`` (session): a real node beside the fake ones (tests/cluster/realnode.py): kubelet,
 containerd and runc running the images of ``make images`` (built here when missing). It reuses
 the node of ``REAL_NODE=1 make cluster-up`` or starts one and stops it at the end of the session.
+``kueue`` (session): Kueue's controller manager on that control plane (tests/cluster/kueue.py),
+with its CRDs and webhooks; it reuses the one of ``KUEUE=1 make cluster-up`` or starts one and
+stops it (webhooks first) at the end of the session.
 ``namespace`` (function): a fresh namespace on that cluster, deleted (without
 waiting) after the test, together with the PersistentVolumes that
 ``cluster.bound_claim`` made for it.
@@ -20,26 +23,22 @@ from __future__ import annotations
 
 import re
 import secrets
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-for helpers in ("cluster", "fakes", "engine", "unit", "trainer", "e2e"):
-    sys.path.insert(0, str(Path(__file__).resolve().parent / helpers))
-
-from controlplane import (  # noqa: E402 - found through the path set just above
+from tests.cluster.controlplane import (
     TEST_NAMESPACE_LABEL,
     ControlPlane,
     ControlPlaneError,
     session_control_plane,
 )
-from realnode import RealNode, RealNodeError  # noqa: E402
+from tests.cluster.kueue import Kueue, KueueError, unregister_if_gone
+from tests.cluster.realnode import RealNode, RealNodeError
 
 # Fixtures that need the Go-built control plane (or its helm): a test using one must be marked
 # `cluster`, so that `pytest -m "not cluster"` never needs Go, helm or a cluster.
-CLUSTER_FIXTURES = frozenset({"cluster", "namespace", "helm", "real_node"})
+CLUSTER_FIXTURES = frozenset({"cluster", "namespace", "helm", "real_node", "kueue"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,6 +61,7 @@ def cluster() -> Iterator[ControlPlane]:
         cp = manager.__enter__()
     except ControlPlaneError as e:
         pytest.fail(f"the test control plane is unavailable: {e}", pytrace=False)
+    unregister_if_gone(cp)
     try:
         yield cp
     finally:
@@ -70,7 +70,7 @@ def cluster() -> Iterator[ControlPlane]:
 
 @pytest.fixture(scope="session")
 def real_node(cluster: ControlPlane) -> Iterator[RealNode]:
-    import images  # builds the images when missing (minutes, with progress), else finds them
+    from tests.cluster import images  # builds the images when missing (minutes, with progress), else finds them
 
     try:
         archives = images.build_images()
@@ -86,6 +86,19 @@ def real_node(cluster: ControlPlane) -> Iterator[RealNode]:
     finally:
         if node.owned:
             node.stop()
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: ControlPlane) -> Iterator[Kueue]:
+    try:
+        running = Kueue.attach(cluster) or Kueue.start(cluster)
+    except KueueError as e:
+        pytest.fail(f"Kueue is unavailable: {e}", pytrace=False)
+    try:
+        yield running
+    finally:
+        if running.owned:
+            running.stop()
 
 
 def _namespace_name(node_name: str) -> str:

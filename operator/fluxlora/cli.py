@@ -19,12 +19,15 @@ from typing import Any
 import click
 import yaml
 
-from fluxlora import api, document, logs, sdscripts
-from fluxlora import crd as crd_module
-from fluxlora.policy import Policy, PolicyError
-from fluxlora.profiles import ProfileError, ProfileSet
-from fluxlora.render import DEFAULT_TRAINER_IMAGE, RenderedRun, render
-from fluxlora.rules import Evaluation, Finding, evaluate
+from fluxlora import api
+from fluxlora.api import crd as crd_module
+from fluxlora.api import document
+from fluxlora.contract import logs
+from fluxlora.spec import sdscripts
+from fluxlora.spec.policy import Policy, PolicyError
+from fluxlora.spec.profiles import ProfileError, ProfileSet
+from fluxlora.spec.render import DEFAULT_TRAINER_IMAGE, RenderedRun, render
+from fluxlora.spec.rules import Evaluation, Finding, evaluate
 
 profiles_dir_option = click.option(
     "--profiles-dir",
@@ -236,8 +239,26 @@ def profiles_command(profiles_dir: Path | None) -> None:
         click.echo(f"{name}\t{profile.source}")
 
 
+# What `fluxlora operator` and `fluxlora dashboard` import beyond the core (the `operator` extra).
+OPERATOR_PACKAGES = ("kopf", "kubernetes", "aiohttp", "prometheus_client")
+
+
+def _operator_packages(command: str) -> None:
+    """Say which package is missing, and how to install it, instead of an ImportError's traceback."""
+    import importlib
+
+    for name in OPERATOR_PACKAGES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise click.ClickException(
+                f"`fluxlora {command}` needs the operator's packages ({name} is not installed: {exc}); "
+                "install them with: pip install 'fluxlora[operator]'"
+            ) from exc
+
+
 def _lease(value: str, identity: str) -> Any:
-    from fluxlora.handlers import LeaseConfig
+    from fluxlora.controller.handlers import LeaseConfig
 
     if not value:
         return None
@@ -318,13 +339,14 @@ def operator_command(
     verbose: bool,
 ) -> None:
     """Run the operator (kopf): reconcile FluxLoraRuns into GPU Jobs. Kubeconfig or in-cluster login."""
+    _operator_packages("operator")
     if bool(namespaces) == all_namespaces:
         raise click.UsageError("give --namespace (one or more) or --all-namespaces")
     import threading
 
     import kopf
 
-    from fluxlora import handlers, probes
+    from fluxlora.controller import handlers, probes
 
     ready = threading.Event()  # kopf raises it once every startup handler has finished
     try:
@@ -344,7 +366,7 @@ def operator_command(
     if log_format == "json":
         logs.use_json()
     if metrics_address:
-        from fluxlora import metrics
+        from fluxlora.controller import metrics
 
         try:
             metrics.serve(metrics_address)
@@ -379,6 +401,7 @@ def dashboard_command(
     port: int, host: str, namespaces: tuple[str, ...], kubeconfig: str | None, context: str | None, verbose: bool
 ) -> None:
     """Serve a read-only web page of the runs: progress, loss curve, GPU, samples (live, from watches)."""
+    _operator_packages("dashboard")
     import logging
     import threading
 

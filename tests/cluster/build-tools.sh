@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the test control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm) and the real node's kubelet, kube-proxy, containerd (with
+# kube-scheduler, kubectl, kwok, helm), Kueue's controller manager, and the real node's kubelet, kube-proxy, containerd (with
 # its runc shim and ctr) and pause from the Go module proxy into a cache
 # outside the work tree, keyed by version. Binaries already built are skipped.
 # Prints the cache's bin directories, one per line, on stdout when done.
@@ -27,6 +27,7 @@ ETCD=$(required_version etcd go.etcd.io/etcd/server/v3)
 KWOK=$(required_version kwok sigs.k8s.io/kwok)
 HELM=$(required_version helm helm.sh/helm/v3)
 CONTAINERD=$(required_version containerd github.com/containerd/containerd/v2)
+KUEUE=$(required_version kueue sigs.k8s.io/kueue)
 PAUSE_KEY="pause-$(sha256sum "$tools/pause/main.go" | cut -c1-12)"
 
 k8s_minor=${K8S#v1.}; k8s_minor=${k8s_minor%%.*}
@@ -119,9 +120,23 @@ for cmd in containerd containerd-shim-runc-v2 ctr; do
     build containerd "containerd-$CONTAINERD" "$cmd" "github.com/containerd/containerd/v2/cmd/$cmd" "$CONTAINERD_LDFLAGS"
 done
 build pause "$PAUSE_KEY" pause . "-s -w"
+build kueue "kueue-$KUEUE" kueue sigs.k8s.io/kueue/cmd/kueue \
+  "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE -X sigs.k8s.io/kueue/pkg/version.BuildDate=1970-01-01"
+# Kueue's CRDs and webhook definitions come from the same module (tests/cluster/kueue.py applies them).
+kueue_config="$cache/kueue-$KUEUE/config"
+if [ ! -f "$kueue_config/webhooks.yaml" ]; then
+  kueue_src=$(cd "$tools/kueue" && go list -m -f '{{.Dir}}' sigs.k8s.io/kueue)
+  staged=$(mktemp -d "$cache/kueue-$KUEUE/.config.XXXXXX")
+  mkdir "$staged/crds"
+  cp "$kueue_src"/config/components/crd/bases/*.yaml "$staged/crds/"
+  cp "$kueue_src/config/components/webhook/manifests.yaml" "$staged/webhooks.yaml"
+  chmod -R u+w "$staged"
+  # A rename: a second run at once finds it complete, or keeps the first one's and drops its own.
+  mv -T "$staged" "$kueue_config" 2>/dev/null || rm -rf "$staged"
+fi
 
 # kwok's stage definitions ship in its module zip; the launcher reads our own
 # stages (stages.yaml beside this script), so nothing else is needed from it.
-for key in "etcd-$ETCD" "kwok-$KWOK" "$HELM_KEY" "kubernetes-$K8S" "containerd-$CONTAINERD" "$PAUSE_KEY"; do
+for key in "etcd-$ETCD" "kwok-$KWOK" "$HELM_KEY" "kubernetes-$K8S" "containerd-$CONTAINERD" "$PAUSE_KEY" "kueue-$KUEUE"; do
   echo "$cache/$key/bin"
 done

@@ -47,7 +47,10 @@ from typing import Any
 
 import yaml
 
-import realnode
+if not __package__:  # run as a file (make cluster-up): `tests.` imports from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.cluster import kueue, realnode
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-tools.sh"
@@ -1251,6 +1254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get("REAL_NODE") == "1",
         help="also a real node (kubelet, containerd, runc) running the images of `make images` (REAL_NODE=1)",
     )
+    up.add_argument(
+        "--kueue",
+        action="store_true",
+        default=os.environ.get("KUEUE") == "1",
+        help="also Kueue's controller manager (quota, admission, preemption of queued runs) (KUEUE=1)",
+    )
     sub.add_parser("down", help="stop the control plane")
     sub.add_parser("status", help="say whether it runs, with pids and memory")
     sub.add_parser("env", help="print export lines (KUBECONFIG, PATH)")
@@ -1270,15 +1279,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cp = ControlPlane.start(state_dir, nodes=args.nodes, gpus=args.gpus, binaries=binaries, reuse=False)
                 _log(f"started at {cp.server} in {time.monotonic() - t0:.1f} s; logs in {state_dir / 'logs'}")
             if args.real_node and realnode.RealNode.attach(cp) is None:
-                import images  # the image builder pulls in the engine's helpers: only when asked
+                from tests.cluster import images  # the image builder pulls in the engine's helpers: only when asked
 
                 archives = images.build_images()
                 realnode.RealNode.start(cp, archives, images.cache_dir())
                 _log(f"real node {realnode.NODE_NAME} up; its logs in {state_dir / 'node'}")
+            if args.kueue and kueue.Kueue.attach(cp) is None:
+                kueue.Kueue.start(cp, die_with_parent=False)
             print(f"export PATH={':'.join(map(str, cp.bin_dirs))}:$PATH")
             print(f"export KUBECONFIG={cp.kubeconfig}")
             return 0
         if args.command == "down":
+            kueue.stop_leftovers(state_dir / kueue.STATE_DIR)
             if (state_dir / "node").is_dir():
                 realnode.stop_leftovers(state_dir / "node")
                 realnode.network_down()
@@ -1305,7 +1317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"export PATH={':'.join(map(str, cp_env.bin_dirs))}:$PATH")
             print(f"export KUBECONFIG={cp_env.kubeconfig}")
             return 0
-    except (ControlPlaneError, realnode.RealNodeError) as e:
+    except (ControlPlaneError, realnode.RealNodeError, kueue.KueueError) as e:
         print(f"controlplane: {e}", file=sys.stderr)
         return 1
     return 2

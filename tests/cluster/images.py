@@ -32,10 +32,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "tests" / d) for d in ("engine", "e2e", "cluster", "fakes")]
+if not __package__:  # run as a file (make images): `tests.` imports from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import engine_env  # noqa: E402  (the engine archive and the cache, as `make engine` finds them)
+from tests.engine import engine_env  # the engine archive and the cache, as `make engine` finds them
+
+ROOT = Path(__file__).resolve().parents[2]
 
 KEY_LABEL = "dev.fluxlora.content-key"
 BASE_SUITE = "bookworm"
@@ -211,7 +213,7 @@ def stage_trainer_sources() -> None:
         else:
             digest = hashlib.sha256(archive.read_bytes()).hexdigest()
             (local / "SHA256SUMS").write_text(f"{digest}  {name}\n", encoding="utf-8")
-    import realengine  # the tiny FLUX (built on first use) and its tokenizers
+    from tests.engine import realengine  # the tiny FLUX (built on first use) and its tokenizers
 
     tiny = realengine.ensure_tiny_flux(realengine.ensure_engine())
     target = local / "tokenizers"

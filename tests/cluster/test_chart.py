@@ -20,9 +20,9 @@ import pytest
 import yaml
 
 from fluxlora.api import FluxLoraRun
-from fluxlora.policy import Policy
+from fluxlora.spec.policy import Policy
 
-from controlplane import ControlPlane, ensure_binaries
+from tests.cluster.controlplane import ControlPlane, ensure_binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fluxlora"
@@ -69,6 +69,7 @@ EXPECTED_RULES = [
     {"apiGroups": ["fluxlora.dev"], "resources": ["fluxlorasamplesets"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "delete"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["configmaps", "serviceaccounts"], "verbs": ["get", "create"]},
     {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["get", "create"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
@@ -201,7 +202,7 @@ def test_operator_pod_is_restricted_and_probed(helm: str) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    # Liveness is kopf's endpoint; readiness is a different one (fluxlora.probes), on its own port.
+    # Liveness is kopf's endpoint; readiness is a different one (fluxlora.controller.probes), on its own port.
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}

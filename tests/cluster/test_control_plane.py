@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controlplane import ControlPlane, _alive, default_state_dir
+from tests.cluster.controlplane import ControlPlane, _alive, default_state_dir
 
 pytestmark = pytest.mark.cluster
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-import controlplane
-from controlplane import (
+from tests.cluster import controlplane
+from tests.cluster.controlplane import (
     ControlPlane,
     ControlPlaneError,
     _alive,

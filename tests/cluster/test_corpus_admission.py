@@ -22,13 +22,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fluxlora import api
-from fluxlora.policy import Policy
-from fluxlora.profiles import ProfileSet
-from fluxlora.render import DEFAULT_TRAINER_IMAGE
-from fluxlora.rules import evaluate
+from fluxlora.spec.policy import Policy
+from fluxlora.spec.profiles import ProfileSet
+from fluxlora.spec.render import DEFAULT_TRAINER_IMAGE
+from fluxlora.spec.rules import evaluate
 
-from cases import Doc, hostile_documents
-from controlplane import TEST_NAMESPACE_LABEL, ControlPlane
+from tests.cases import Doc, hostile_documents
+from tests.cluster.controlplane import TEST_NAMESPACE_LABEL, ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cases import CASES, InvalidCase
-from controlplane import ControlPlane
+from tests.cases import CASES, InvalidCase
+from tests.cluster.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "fluxlora.dev_fluxloraruns.yaml"
@@ -68,7 +68,7 @@ def test_explain_shows_field_descriptions(crd: ControlPlane) -> None:
 
 
 def test_a_sample_set_at_its_size_bound_is_stored_and_bounds_are_enforced(crd: ControlPlane, namespace: str) -> None:
-    from fluxlora import sampleset
+    from fluxlora.contract import sampleset
 
     crd.wait_for(
         "the FluxLoraSampleSet schema in the published OpenAPI",
@@ -112,9 +112,9 @@ def test_get_prints_the_printer_columns(crd: ControlPlane, namespace: str) -> No
     status = json.dumps({"status": {"phase": "Running", "progress": progress, "likeness": likeness}})
     crd.kubectl("patch", "flr", "alice-final", "-n", namespace, "--subresource=status", "--type=merge", "-p", status)
     header, row = crd.kubectl("get", "flr", "-n", namespace).stdout.splitlines()
-    assert header.split() == ["NAME", "PROFILE", "PHASE", "STAGE", "PROGRESS", "LOSS", "ETA", "BEST", "AGE"]
+    assert header.split() == ["NAME", "PROFILE", "PHASE", "STAGE", "PROGRESS", "LOSS", "ETA", "BEST", "QUEUE", "AGE"]
     assert row.split()[:8] == ["alice-final", "final", "Running", "Training", "10/30", "(33%)", "0.407", "16m08s"]
-    assert len(row.split()) == 9, row  # BEST is blank (then AGE): no checkpoint has a likeness yet
+    assert len(row.split()) == 9, row  # BEST and QUEUE are blank (then AGE): no likeness yet, no Kueue
     best = {
         "step": 500,
         "likeness": 0.7123,
@@ -124,7 +124,7 @@ def test_get_prints_the_printer_columns(crd: ControlPlane, namespace: str) -> No
     crd.kubectl("patch", "flr", "alice-final", "-n", namespace, "--subresource=status", "--type=merge", "-p", status)
     header, row = crd.kubectl("get", "flr", "-n", namespace, "-o", "wide").stdout.splitlines()
     columns = header.split()
-    assert columns[:9] == ["NAME", "PROFILE", "PHASE", "STAGE", "PROGRESS", "LOSS", "ETA", "BEST", "LIKENESS"]
+    assert columns[:10] == ["NAME", "PROFILE", "PHASE", "STAGE", "PROGRESS", "LOSS", "ETA", "BEST", "QUEUE", "LIKENESS"]
     assert row.split()[8:10] == ["500", "0.7123"]
 
 

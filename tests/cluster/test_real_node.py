@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-import realnode
-from controlplane import ControlPlane
-from realnode import RealNode
+from tests.cluster import realnode
+from tests.cluster.controlplane import ControlPlane
+from tests.cluster.realnode import RealNode
 
 pytestmark = pytest.mark.cluster
 
@@ -99,7 +99,7 @@ def test_a_restricted_pod_of_our_image_reaches_the_api_server_through_the_kubern
     cluster: ControlPlane, real_node: RealNode, namespace: str
 ) -> None:
     cluster.kubectl("label", "namespace", namespace, RESTRICTED)
-    import images
+    from tests.cluster import images
 
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(_probe_pod(images.OPERATOR.name)))
     cluster.wait_for(
@@ -119,19 +119,12 @@ def test_a_restricted_pod_of_our_image_reaches_the_api_server_through_the_kubern
     assert "root filesystem Read-only file system" in log
 
 
-def test_the_operator_image_carries_nothing_of_the_trainer(real_node: RealNode) -> None:
-    """The operator image installs the `fluxlora` distribution only: no torch, dlib, Pillow or
-    numpy, no trainer runtime, no `fluxlora-trainer` command. (No network for the probe: buildah's
-    default one would set up NAT on the machine.)"""
-    import images
-
-    container = subprocess.run(
-        ["buildah", "from", images.OPERATOR.name], capture_output=True, text=True, check=True
-    ).stdout.strip()
+def modules_in_image(image: str, modules: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Which of `modules` the image's Python finds, and the commands in its venv. (No network for
+    the probe: buildah's default one would set up NAT on the machine.)"""
+    container = subprocess.run(["buildah", "from", image], capture_output=True, text=True, check=True).stdout.strip()
+    probe = f"import importlib.util as u; print(*[m for m in {modules!r} if u.find_spec(m)])"
     try:
-        probe = "import importlib.util as u; print(*[m for m in MODULES if u.find_spec(m)])".replace(
-            "MODULES", repr(("torch", "dlib", "PIL", "numpy", "fluxlora_trainer", "fluxlora", "kopf"))
-        )
         found = subprocess.run(
             ["buildah", "run", "--network", "none", container, "--", "python3", "-c", probe],
             capture_output=True,
@@ -146,5 +139,28 @@ def test_the_operator_image_carries_nothing_of_the_trainer(real_node: RealNode) 
         ).stdout.split()
     finally:
         subprocess.run(["buildah", "rm", container], capture_output=True, check=False)
+    return found, commands
+
+
+def test_the_operator_image_carries_nothing_of_the_trainer(real_node: RealNode) -> None:
+    """The operator image installs `fluxlora[operator]` only: no torch, dlib, Pillow or numpy, no
+    trainer runtime, no `fluxlora-trainer` command."""
+    from tests.cluster import images
+
+    found, commands = modules_in_image(
+        images.OPERATOR.name, ("torch", "dlib", "PIL", "numpy", "fluxlora_trainer", "fluxlora", "kopf")
+    )
     assert found == ["fluxlora", "kopf"]
     assert "fluxlora" in commands and "fluxlora-trainer" not in commands
+
+
+def test_the_trainer_image_carries_nothing_of_the_controller(real_node: RealNode) -> None:
+    """The trainer image installs the core of `fluxlora` (the pod contract it imports) and the
+    trainer: no kopf, no Prometheus client; the kubernetes client it reports through."""
+    from tests.cluster import images
+
+    found, commands = modules_in_image(
+        images.TRAINER.name, ("kopf", "prometheus_client", "kubernetes", "fluxlora", "fluxlora_trainer")
+    )
+    assert found == ["kubernetes", "fluxlora", "fluxlora_trainer"]
+    assert "fluxlora-trainer" in commands

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from fluxlora import api
 from fluxlora_trainer.samples import thumbnail
 
-from controlplane import ControlPlane
+from tests.builders import RunBuilder
+from tests.cluster.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ["a photo of ohwx woman, portrait", "ohwx woman smiling, outdoors", "ohwx woman in a black jacket"]
@@ -45,13 +44,6 @@ class RunShape:
     history_points: int = 60
     likeness: dict[str, Any] | None = None
     stage: str | None = None
-
-
-def run_document(name: str) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "run-fast.yaml").read_text())
-    document["metadata"] = {"name": name}
-    document["spec"]["training"] = {"maxTrainSteps": 1000}
-    return document
 
 
 def loss_history(step: int, points: int) -> list[dict[str, Any]]:
@@ -153,7 +145,11 @@ class Seeder:
 
     def create(self, shape: RunShape) -> dict[str, Any]:
         body = self.api.create_namespaced_custom_object(
-            api.GROUP, api.VERSION, self.namespace, api.PLURAL, run_document(shape.name)
+            api.GROUP,
+            api.VERSION,
+            self.namespace,
+            api.PLURAL,
+            RunBuilder.example("run-fast.yaml", shape.name).steps(1000).manifest(),
         )
         self.patch_status(shape.name, status_of(shape, self.namespace))
         if shape.sample_steps:

@@ -12,6 +12,11 @@ status reports go through the per-run RBAC exactly as in a real pod. Then it
 ends the pod as the kubelet would: Succeeded, or Failed with the exit code
 and termination message.
 
+With ``graceful_deletion``, a pod it runs carries a finalizer of its own while its trainer
+runs: a pod deleted meanwhile (a Job suspended by Kueue, a preemption) stays Terminating, its
+trainer gets SIGTERM, and the pod goes only once the trainer has exited, as with a kubelet
+(kwok alone removes a deleted pod at once, while its trainer would still be reporting).
+
 Used by the end-to-end test and by `make demo`.
 """
 
@@ -30,11 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sample_data import write_dataset
+from tests.fakes.sample_data import write_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_ENGINE = ROOT / "tests" / "fakes" / "fake_sd_scripts.py"
 HOLD_LABEL = "fluxlora.dev/fake-hold"
+RUNNING_FINALIZER = "fluxlora.dev/podsim-running"
 # /fluxlora/... paths of the pod's mounts (not /opt/fluxlora/... inside the image).
 IN_POD_ROOT = re.compile(r"(?<![\w.-])/fluxlora/")
 RUN_LABEL = "fluxlora.dev/run"
@@ -62,6 +68,8 @@ class PodSimulator:
     tokenizer_dir: str | None = None  # where the engine finds the tokenizers the image would hold
     # Called with (dataset source, snapshot directory) before `prepare`: what a warm cache holds.
     seed_snapshot: Callable[[Path, Path], None] | None = None
+    graceful_deletion: bool = False  # hold a deleted pod until its trainer has exited (see above)
+    deletions: list[str] = field(default_factory=list)  # pods whose trainer got SIGTERM for a deletion
 
     def _json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
@@ -102,6 +110,8 @@ class PodSimulator:
         """Run both containers of ``pod`` locally; end the pod like a kubelet. Returns the exit code."""
         meta = pod["metadata"]
         self.handled.add(meta["uid"])
+        if self.graceful_deletion:
+            self._finalizer(meta, add=True)
         root = self._root_for(pod)
         token_file = root.parent / "token"
         token_file.write_text(self.create_token(meta["namespace"], pod["spec"]["serviceAccountName"]))
@@ -137,12 +147,57 @@ class PodSimulator:
                     self._terminate_at_step(meta, proc, self.sigterm_at_step)
                 if step == "run" and self.sigterm_after_state is not None:
                     self._terminate_at_step(meta, proc, self.sigterm_after_state, "resume")
+                if self.graceful_deletion:
+                    self._terminate_when_deleted(meta, proc)
                 code = proc.wait()
             if code != 0:
                 break
         message = termination_log.read_text().strip() if termination_log.exists() else ""
-        self._end_pod(pod, code, message)
+        if meta["name"] not in self.deletions:
+            self._end_pod(pod, code, message)
+        if self.graceful_deletion:
+            self._finalizer(meta, add=False)
         return code
+
+    def _pod_now(self, meta: dict[str, Any]) -> dict[str, Any] | None:
+        got = self.kubectl("get", "pod", meta["name"], "-n", meta["namespace"], "-o", "json", check=False)
+        pod: dict[str, Any] | None = json.loads(got.stdout) if got.returncode == 0 else None
+        return pod if pod is not None and pod["metadata"]["uid"] == meta["uid"] else None
+
+    def _terminate_when_deleted(self, meta: dict[str, Any], proc: subprocess.Popen[bytes]) -> None:
+        """SIGTERM the process (as a kubelet does) once its pod is being deleted."""
+        while proc.poll() is None:
+            pod = self._pod_now(meta)
+            if pod is None or pod["metadata"].get("deletionTimestamp"):
+                self.log(f"podsim: {meta['name']} is being deleted: SIGTERM to its trainer")
+                self.deletions.append(meta["name"])
+                proc.send_signal(signal.SIGTERM)
+                return
+            time.sleep(0.5)
+
+    def _finalizer(self, meta: dict[str, Any], add: bool) -> None:
+        """Add or remove this simulator's finalizer (a JSON patch tested against the list it read)."""
+        for _ in range(20):
+            pod = self._pod_now(meta)
+            if pod is None:
+                return
+            finalizers = list(pod["metadata"].get("finalizers") or [])
+            if add == (RUNNING_FINALIZER in finalizers):
+                return
+            wanted = [*finalizers, RUNNING_FINALIZER] if add else [f for f in finalizers if f != RUNNING_FINALIZER]
+            patch = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": pod["metadata"]["resourceVersion"]},
+                {"op": "replace" if "finalizers" in pod["metadata"] else "add", "path": "/metadata/finalizers",
+                 "value": wanted},
+            ]  # fmt: skip
+            done = self.kubectl(
+                "patch", "pod", meta["name"], "-n", meta["namespace"], "--type=json", "-p", json.dumps(patch),
+                check=False,
+            )  # fmt: skip
+            if done.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"podsim: could not {'add' if add else 'remove'} the finalizer of pod {meta['name']}")
 
     def _terminate_at_step(
         self, meta: dict[str, Any], proc: subprocess.Popen[bytes], step: int, field: str = "progress"

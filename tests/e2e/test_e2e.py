@@ -25,8 +25,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from controlplane import ControlPlane
-from podsim import PodSimulator, write_demo_dataset
+from tests.builders import RunBuilder
+from tests.cluster.controlplane import ControlPlane
+from tests.e2e.podsim import PodSimulator, write_demo_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fluxlora"
@@ -56,15 +57,16 @@ def token_kubeconfig(path: Path, server: str, ca_file: str, token: str) -> Path:
 
 
 def e2e_run(name: str, steps: int) -> dict[str, Any]:
-    run: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "run-fast.yaml").read_text())
-    run["metadata"]["name"] = name
-    run["spec"]["training"] = {"maxTrainSteps": steps, "saveEveryNSteps": 10, "lrWarmupSteps": 2}
     # The fast profile's prompts, every save step and before the first; small images (the
-    # stand-in's samples are noise of this size).
-    run["spec"]["samples"] = {"width": 64, "height": 64}
-    # kwok holds the pod Running; podsim runs its containers and ends it.
-    run["spec"]["pod"] = {"labels": {"fluxlora.dev/fake-hold": "true"}}
-    return run
+    # stand-in's samples are noise of this size). kwok holds the pod Running; podsim runs its
+    # containers and ends it.
+    return (
+        RunBuilder.example("run-fast.yaml", name)
+        .training(maxTrainSteps=steps, saveEveryNSteps=10, lrWarmupSteps=2)
+        .samples(width=64, height=64)
+        .kwok_hold()
+        .manifest()
+    )
 
 
 def helm(cluster: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
@@ -95,21 +97,34 @@ def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 
 @contextlib.contextmanager
-def operator_from_chart(cluster: ControlPlane, namespace: str, workdir: Path) -> Iterator[ChartOperator]:
+def operator_from_chart(
+    cluster: ControlPlane,
+    namespace: str,
+    workdir: Path,
+    also: tuple[str, ...] = (),
+    policy: dict[str, Any] | None = None,
+) -> Iterator[ChartOperator]:
     """`helm install` of the chart into `namespace`, and the operator running as the chart's
-    ServiceAccount (so the chart's RBAC is what is tested)."""
+    ServiceAccount (so the chart's RBAC is what is tested), watching `namespace` and `also`,
+    under `policy` (the chart's policy keys) when given."""
+    watched = ",".join((namespace, *also))
     installed = helm(
         cluster, "install", RELEASE, str(CHART), "-n", namespace,
-        "--set", f"watchNamespaces={{{namespace}}}", "--set", "trainerImage=fluxlora/trainer:e2e",
+        "--set", f"watchNamespaces={{{watched}}}", "--set", "trainerImage=fluxlora/trainer:e2e",
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     token = cluster.create_token(namespace, OPERATOR_SA)
     kubeconfig = token_kubeconfig(workdir / "operator.kubeconfig", cluster.server, cluster.ca_file, token)
     port = free_port()
+    policy_args: list[str] = []
+    if policy is not None:
+        (workdir / "policy.yaml").write_text(yaml.safe_dump(policy))
+        policy_args = [f"--policy={workdir / 'policy.yaml'}"]
     with open(workdir / "operator.log", "wb") as log:
         operator = subprocess.Popen(
-            [sys.executable, "-m", "fluxlora.cli", "operator", "--namespace", namespace, "--liveness", "",
-             "--trainer-image", "fluxlora/trainer:e2e", f"--metrics-address=127.0.0.1:{port}"],
+            [sys.executable, "-m", "fluxlora.cli", "operator", *(f"--namespace={n}" for n in (namespace, *also)),
+             "--liveness", "",
+             "--trainer-image", "fluxlora/trainer:e2e", f"--metrics-address=127.0.0.1:{port}", *policy_args],
             env={**os.environ, "KUBECONFIG": str(kubeconfig)},
             stdout=log,
             stderr=subprocess.STDOUT,

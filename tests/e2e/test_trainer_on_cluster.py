@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_e2e import e2e_run
 
-from controlplane import ControlPlane
-from podsim import PodSimulator, write_demo_dataset
+from tests.cluster.controlplane import ControlPlane
+from tests.e2e.podsim import PodSimulator, write_demo_dataset
+from tests.e2e.test_e2e import e2e_run
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.cluster

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from realengine import Engine, Probe, TinyFlux, ensure_engine, ensure_tiny_flux
-from training import Training, new_pod, tiny_run_document, train_uninterrupted
+from tests.engine.realengine import Engine, Probe, TinyFlux, ensure_engine, ensure_tiny_flux
+from tests.engine.training import COSINE, Training, new_pod, tiny_run_document, train_uninterrupted
 
 
 @pytest.fixture(scope="session")
@@ -46,11 +46,6 @@ def probe(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             yield probe
         finally:
             probe.close()
-
-
-# A cosine schedule with gradient accumulation (both built-in profiles accumulate): the run the
-# preemption tests compare their learning rates with, here and on the cluster.
-COSINE = {"scheduler": "cosine", "accumulation": 2, "steps": 4, "save_every": 2, "warmup": 1}
 
 
 @pytest.fixture(scope="session")

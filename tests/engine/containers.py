@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from test_e2e import helm
-
-import realnode
-from controlplane import ControlPlane
-from realengine import TinyFlux
+from tests.cluster import realnode
+from tests.cluster.controlplane import ControlPlane
+from tests.e2e.test_e2e import helm
+from tests.engine.realengine import TinyFlux
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fluxlora"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make engine`: build or reuse the real engine's environment, outside the work tree.
 
-kohya-ss sd-scripts at the pinned commit (fluxlora.sdscripts.ENGINE_COMMIT) plus a virtual
+kohya-ss sd-scripts at the pinned commit (fluxlora.spec.sdscripts.ENGINE_COMMIT) plus a virtual
 environment with trainer-image/engine-requirements.txt (the same file the trainer image
 installs), cached under ``~/.cache/fluxlora/engine-<commit>-<key>`` where the key hashes the
 commit, the requirements and the Python version. The source comes from
@@ -48,11 +48,11 @@ def say(text: str) -> None:
 
 
 def engine_commit() -> str:
-    """The pinned commit, read from the core (one source: fluxlora/sdscripts.py)."""
-    text = (ROOT / "operator" / "fluxlora" / "sdscripts.py").read_text(encoding="utf-8")
+    """The pinned commit, read from the pod contract (one source: fluxlora/contract/engine.py)."""
+    text = (ROOT / "operator" / "fluxlora" / "contract" / "engine.py").read_text(encoding="utf-8")
     m = re.search(r'^ENGINE_COMMIT = "([0-9a-f]{40})"$', text, re.M)
     if not m:
-        raise SystemExit("engine: ENGINE_COMMIT not found in operator/fluxlora/sdscripts.py")
+        raise SystemExit("engine: ENGINE_COMMIT not found in operator/fluxlora/contract/engine.py")
     return m.group(1)
 
 

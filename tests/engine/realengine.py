@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from cpuprecision import Precision, cpu_facts, precision_overrides
-
-import engine_env
-from podsim import IN_POD_ROOT
+from tests.e2e.podsim import IN_POD_ROOT
+from tests.engine import engine_env
+from tests.engine.cpuprecision import Precision, cpu_facts, precision_overrides
 
 HERE = Path(__file__).resolve().parent
 TINYFLUX = HERE / "tinyflux.py"

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from proctree import processes_with_env
 
-from realengine import Engine, TinyFlux
+from tests.e2e.proctree import processes_with_env
+from tests.engine.realengine import Engine, TinyFlux
 
 pytestmark = [pytest.mark.engine, pytest.mark.cluster]
 ROOT = Path(__file__).resolve().parents[2]

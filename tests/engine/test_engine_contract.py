@@ -24,17 +24,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fluxlora import optimizers
-from fluxlora.render import RenderedRun, render
-from fluxlora.rules import Evaluation
-from fluxlora.settings import Optimizer
+from fluxlora.api.settings import Optimizer
+from fluxlora.spec import optimizers
+from fluxlora.spec.render import RenderedRun, render
+from fluxlora.spec.rules import Evaluation
 from fluxlora_trainer import dataset as ds
 from fluxlora_trainer import engine as argv_tools
 
-from cases import CASES, hostile_documents
-from helpers import evaluated, load_example, minimal_run
-from realengine import CPU_TRAINING, Engine, Probe, TinyFlux
-from sample_data import png_bytes, write_dataset
+from tests.builders import RunBuilder
+from tests.cases import CASES, hostile_documents
+from tests.engine.realengine import CPU_TRAINING, Engine, Probe, TinyFlux
+from tests.fakes.sample_data import png_bytes, write_dataset
+from tests.unit.helpers import evaluated, load_example
 
 pytestmark = pytest.mark.engine
 
@@ -70,6 +71,8 @@ ENGINE_RULES = {
     "adafactor-with-explicit-warmup": "does not require `num_warmup_steps`",
     "constant-schedule-with-warmup": "does not require `num_warmup_steps`",
     "min-bucket-above-max": "min_bucket_reso must be equal or less than resolution",
+    # The engine reads each image as its own caption file and fails to decode it.
+    "caption-extension-is-an-image": "UnicodeDecodeError",
 }
 
 # A prompt the engine's .txt format would misread (" --w", " --s" are options there), and quotes.
@@ -129,25 +132,25 @@ def valid_documents() -> dict[str, dict[str, Any]]:
     documents = {
         "example-fast": load_example("run-fast.yaml"),
         "example-final": load_example("run-final.yaml"),
-        "profile-fast": minimal_run("fast"),
-        "profile-final": minimal_run("final"),
-        "profile-fast-cpu": minimal_run("fast", training=CPU_TRAINING),
-        "profile-final-cpu": minimal_run("final", training=CPU_TRAINING),
-        "no-bucket": minimal_run(dataset={"enableBucket": False}),
-        "upscale-buckets": minimal_run(dataset={"bucketNoUpscale": False, "minBucketReso": 320, "maxBucketReso": 768}),
-        "prodigy": minimal_run(training={"optimizer": "Prodigy", "learningRate": 1.0}),
-        "adafactor-fixed-lr": minimal_run(
-            training={"optimizer": "Adafactor", "optimizerArgs": ["relative_step=False", "scale_parameter=False"]}
-        ),
-        "adafactor": minimal_run(training={"optimizer": "Adafactor", "lrWarmupSteps": 0}),
-        "samples-off": minimal_run(samples={"prompts": []}),
-        "samples-custom": minimal_run(samples=SAMPLES_CUSTOM),
+        "profile-fast": RunBuilder().profile("fast").obj(),
+        "profile-final": RunBuilder().profile("final").obj(),
+        "profile-fast-cpu": RunBuilder().profile("fast").training(**CPU_TRAINING).obj(),
+        "profile-final-cpu": RunBuilder().profile("final").training(**CPU_TRAINING).obj(),
+        "no-bucket": RunBuilder().dataset(enableBucket=False).obj(),
+        "upscale-buckets": RunBuilder().dataset(bucketNoUpscale=False, minBucketReso=320, maxBucketReso=768).obj(),
+        "prodigy": RunBuilder().training(optimizer="Prodigy", learningRate=1.0).obj(),
+        "adafactor-fixed-lr": (
+            RunBuilder().training(optimizer="Adafactor", optimizerArgs=["relative_step=False", "scale_parameter=False"])
+        ).obj(),
+        "adafactor": RunBuilder().training(optimizer="Adafactor", lrWarmupSteps=0).obj(),
+        "samples-off": RunBuilder().samples(prompts=[]).obj(),
+        "samples-custom": RunBuilder().samples(**SAMPLES_CUSTOM).obj(),
     }
     for optimizer in OPTIMIZERS:
-        documents[f"optimizer-{optimizer}"] = minimal_run(training={"optimizer": optimizer, "lrWarmupSteps": 0})
+        documents[f"optimizer-{optimizer}"] = RunBuilder().training(optimizer=optimizer, lrWarmupSteps=0).obj()
     for scheduler in SCHEDULERS:
         warmup = {"lrWarmupSteps": 0} if scheduler == "constant" else {}
-        documents[f"scheduler-{scheduler}"] = minimal_run(training={"lrScheduler": scheduler, **warmup})
+        documents[f"scheduler-{scheduler}"] = RunBuilder().training(lrScheduler=scheduler, **warmup).obj()
     return documents
 
 
@@ -288,7 +291,7 @@ SPECS = st.fixed_dictionaries(
 def test_drawn_runs_fluxlora_accepts_the_engine_accepts(
     spec: dict[str, Any], probe: Probe, tiny_flux: TinyFlux, images: Path
 ) -> None:
-    evaluation = evaluated(minimal_run(**spec))
+    evaluation = evaluated(RunBuilder().spec(**spec).obj())
     if evaluation.config is None:
         return  # refused before a config exists (bounds): nothing to ask the engine
     reply = probe.check(*engine_request(render_anyway(evaluation), images, tiny_flux))
@@ -363,7 +366,7 @@ def test_a_dataset_the_engine_fails_on_is_a_dataset_error(
         (directory / "img000.txt").write_bytes(b"")
     elif name == "latin1-caption":
         (directory / "img000.txt").write_bytes("café".encode("latin-1"))
-    evaluation = evaluated(minimal_run(training=CPU_TRAINING))
+    evaluation = evaluated(RunBuilder().training(**CPU_TRAINING).obj())
     reply = probe.check(*engine_request(render_anyway(evaluation), directory, tiny_flux))
     assert not reply["ok"] and engine_says in reply["error"], reply
     with pytest.raises(ds.DatasetError):
@@ -390,7 +393,7 @@ def test_the_optimizer_arguments_fluxlora_allows_are_the_ones_the_engine_builds(
         for key, kind in kwargs.items():
             argument = f"{key}={_sample_value(kind)}"
             evaluation = evaluated(
-                minimal_run(training={"optimizer": optimizer, "optimizerArgs": [argument], "lrWarmupSteps": 0})
+                RunBuilder().training(optimizer=optimizer, optimizerArgs=[argument], lrWarmupSteps=0).obj()
             )
             assert evaluation.ok, (optimizer, argument, [e.message for e in evaluation.errors])
             reply = probe.check(*engine_request(render_anyway(evaluation), images, tiny_flux))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fluxlora.sdscripts import ENGINE_COMMIT
+from fluxlora.spec.sdscripts import ENGINE_COMMIT
 
-from realengine import Engine
+from tests.engine.realengine import Engine
 
 pytestmark = pytest.mark.engine
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "trainer-image" / "engine-requirements.txt"

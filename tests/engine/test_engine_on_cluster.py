@@ -20,21 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import COSINE
 from PIL import Image
-from test_e2e import operator_from_chart
-from test_trainer_on_cluster import rows_shown, run_until_done
 
-from fluxlora.sdscripts import ENGINE_COMMIT
+from fluxlora.spec.sdscripts import ENGINE_COMMIT
 from fluxlora_trainer.samples import thumbnail
 
-from browser import ARTIFACTS, chromium, dashboard, full_page_screenshot, wait_until
-from controlplane import ControlPlane
-from face_pictures import face_crop, rescaled, save
-from podsim import PodSimulator, write_demo_dataset
-from realengine import CPU_SAMPLES, Engine, TinyFlux, lora_metadata, write_te_caches
-from sample_data import png_bytes
-from training import Training, lr_by_global_step, tiny_run_document
+from tests.cluster.controlplane import ControlPlane
+from tests.e2e.browser import ARTIFACTS, chromium, dashboard, full_page_screenshot, wait_until
+from tests.e2e.podsim import PodSimulator, write_demo_dataset
+from tests.e2e.test_e2e import operator_from_chart
+from tests.e2e.test_trainer_on_cluster import rows_shown, run_until_done
+from tests.engine.realengine import CPU_SAMPLES, Engine, TinyFlux, lora_metadata, write_te_caches
+from tests.engine.training import COSINE, Training, lr_by_global_step, tiny_run_document
+from tests.fakes.face_pictures import face_crop, rescaled, save
+from tests.fakes.sample_data import png_bytes
 
 pytestmark = [pytest.mark.engine, pytest.mark.cluster]
 CLAIMS = ("flux-models", "lora-datasets", "lora-outputs")

@@ -12,17 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import COSINE
 
-from fluxlora.sdscripts import ENGINE_COMMIT
+from fluxlora.spec.sdscripts import ENGINE_COMMIT
 from fluxlora_trainer import engine as engine_facts
 from fluxlora_trainer import termination
 from fluxlora_trainer.checkpoints import find_states, is_complete_state, state_problems
 
-from realengine import Engine, TinyFlux, lora_metadata
-from sample_data import png_bytes
-from trainer_helpers import ENGINE_CMD as STAND_IN
-from training import (
+from tests.engine.realengine import Engine, TinyFlux, lora_metadata
+from tests.engine.training import (
+    COSINE,
     Training,
     new_pod,
     tiny_run_document,
@@ -30,6 +28,8 @@ from training import (
     train_through_a_preemption,
     train_uninterrupted,
 )
+from tests.fakes.sample_data import png_bytes
+from tests.trainer.trainer_helpers import ENGINE_CMD as STAND_IN
 
 pytestmark = pytest.mark.engine
 

@@ -22,22 +22,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_e2e import operator_from_chart
-from test_engine_on_cluster import apply, claims_with_the_tiny_flux, real_engine_pods, run_to_the_end
-from test_trainer_on_cluster import rows_shown
 
-from fluxlora.exitcodes import EXIT_ENGINE_FAILED, EXIT_TERMINATED
-from fluxlora.manifests import TRAINER_UID
-from fluxlora.sdscripts import ENGINE_COMMIT
+from fluxlora.contract.exitcodes import EXIT_ENGINE_FAILED, EXIT_TERMINATED
+from fluxlora.spec.manifests import TRAINER_UID
+from fluxlora.spec.sdscripts import ENGINE_COMMIT
 
-import realnode
-from containers import ON_THE_REAL_NODE, claims_on_the_node, on_the_real_node, operator_in_containers
-from controlplane import TEST_NAMESPACE_LABEL, ControlPlane
-from face_pictures import face_crop, rescaled, save
-from podsim import write_demo_dataset
-from realengine import CPU_SAMPLES, Engine, TinyFlux, lora_metadata
-from realnode import RealNode
-from training import tiny_run_document
+from tests.cluster import realnode
+from tests.cluster.controlplane import TEST_NAMESPACE_LABEL, ControlPlane
+from tests.cluster.realnode import RealNode
+from tests.e2e.podsim import write_demo_dataset
+from tests.e2e.test_e2e import operator_from_chart
+from tests.e2e.test_trainer_on_cluster import rows_shown
+from tests.engine.containers import ON_THE_REAL_NODE, claims_on_the_node, on_the_real_node, operator_in_containers
+from tests.engine.realengine import CPU_SAMPLES, Engine, TinyFlux, lora_metadata
+from tests.engine.test_engine_on_cluster import apply, claims_with_the_tiny_flux, real_engine_pods, run_to_the_end
+from tests.engine.training import tiny_run_document
+from tests.fakes.face_pictures import face_crop, rescaled, save
 
 pytestmark = [pytest.mark.engine, pytest.mark.cluster]
 

@@ -15,12 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-from cpuprecision import Precision
-
-from fluxlora.profiles import ProfileSet
-from fluxlora.render import RenderedRun, render
-from fluxlora.rules import evaluate
+from fluxlora.spec.profiles import ProfileSet
+from fluxlora.spec.render import RenderedRun, render
+from fluxlora.spec.rules import evaluate
 from fluxlora_trainer.gpu import Nvml
 from fluxlora_trainer.prepare import prepare
 from fluxlora_trainer.progress import StageUpdate, StreamParser
@@ -28,11 +25,25 @@ from fluxlora_trainer.report import Reporter
 from fluxlora_trainer.runspec import AttemptEnv, RunSpec, load_run
 from fluxlora_trainer.runtime import Outcome, Runtime, RuntimeOptions
 
-from realengine import CPU_PRECISION, Engine, LocalPod, TinyFlux, cpu_training, lr_by_process, write_te_caches
-from sample_data import write_dataset
-from trainer_helpers import RecordingSink
+from tests.builders import RunBuilder
+from tests.engine.cpuprecision import Precision
+from tests.engine.realengine import (
+    CPU_PRECISION,
+    Engine,
+    LocalPod,
+    TinyFlux,
+    cpu_training,
+    lr_by_process,
+    write_te_caches,
+)
+from tests.fakes.sample_data import write_dataset
+from tests.trainer.trainer_helpers import RecordingSink
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# A cosine schedule with gradient accumulation (both built-in profiles accumulate): the run the
+# preemption tests compare their learning rates with, here and on the cluster.
+COSINE = {"scheduler": "cosine", "accumulation": 2, "steps": 4, "save_every": 2, "warmup": 1}
 
 
 def tiny_run_document(
@@ -48,20 +59,21 @@ def tiny_run_document(
 ) -> dict[str, Any]:
     """The fast example, made to train the tiny FLUX on a CPU in a few steps. No sample images
     unless `samples` (spec.samples) says so: sampling on a CPU costs a T5 pass per prompt."""
-    document: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "run-fast.yaml").read_text())
-    document["metadata"]["name"] = name
-    document["spec"]["network"] = {"dim": 4}
-    document["spec"]["dataset"]["repeats"] = 1
-    document["spec"]["training"] = {
-        **cpu_training(precision),
-        "maxTrainSteps": steps,
-        "saveEveryNSteps": save_every,
-        "lrScheduler": scheduler,
-        "lrWarmupSteps": warmup,
-        "gradientAccumulationSteps": accumulation,
-    }
-    document["spec"]["samples"] = samples if samples is not None else {"prompts": []}
-    return document
+    return (
+        RunBuilder.example("run-fast.yaml", name)
+        .network(dim=4)
+        .dataset(repeats=1)
+        .training(**cpu_training(precision))
+        .training(
+            maxTrainSteps=steps,
+            saveEveryNSteps=save_every,
+            lrScheduler=scheduler,
+            lrWarmupSteps=warmup,
+            gradientAccumulationSteps=accumulation,
+        )
+        .samples(**(samples if samples is not None else {"prompts": []}))
+        .manifest()
+    )
 
 
 def render_document(document: dict[str, Any]) -> RenderedRun:

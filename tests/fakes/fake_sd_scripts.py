@@ -59,6 +59,7 @@ import sys
 import time
 import zipfile
 import zlib
+from dataclasses import dataclass
 
 try:
     import tomllib
@@ -276,25 +277,42 @@ def save_state(state_dir: str, epoch: int, global_step: int) -> None:
             time.sleep(pause)
 
 
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    print(f"fake sd-scripts: ignoring {len(args.unknown)} other arguments", flush=True)
-    S = steps_per_epoch(args.dataset_config)
-    if S == 0:  # train_network.py:575-579, in the engine's rich log format; then it exits 0
-        sys.stderr.write(
-            "2026-01-01 00:00:00 ERROR    No data found. Please verify   train_network.py:576\n"
-            "                             arguments (train_data_dir must\n"
-            "                             be the parent of folders with\n"
-            "                             images)\n"
-        )
-        return 0
-    GA = max(1, args.gradient_accumulation_steps)
-    M = args.max_train_steps
-    step_seconds = env_float("FAKE_ENGINE_STEP_SECONDS", 0.002)
-    die_at = env_int("FAKE_ENGINE_DIE_AT_STEP")
-    sigkill_at = env_int("FAKE_ENGINE_SIGKILL_AT_STEP")
+class EngineExit(Exception):
+    """The engine exits with ``code``, its error already written."""
 
-    # the engine's start-up: the dataset, the models, the latents, the text encoders' outputs
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The pace and the failures the environment asks for, read once at start-up."""
+
+    step_seconds: float
+    die_at: int | None
+    sigkill_at: int | None
+
+    @classmethod
+    def from_env(cls) -> Faults:
+        return cls(
+            env_float("FAKE_ENGINE_STEP_SECONDS", 0.002),
+            env_int("FAKE_ENGINE_DIE_AT_STEP"),
+            env_int("FAKE_ENGINE_SIGKILL_AT_STEP"),
+        )
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where the engine starts: micro-batches to skip in the first epoch, that epoch, its global_step."""
+
+    initial_step: int
+    epoch: int
+    global_step: int
+
+
+def start_up(args: argparse.Namespace) -> None:
+    """The engine's start-up: the dataset, the models, the latents, the text encoders' outputs."""
     log(f"Loading dataset config from {args.dataset_config}")
     log("preparing accelerator")
     log(f"Loading state dict from {args.pretrained_model_name_or_path}")
@@ -310,15 +328,21 @@ def main(argv: list[str]) -> int:
             log(f"cache Text Encoder outputs for prompt: {text}")
     time.sleep(env_float("FAKE_ENGINE_STARTUP_SECONDS", 0.0))
 
-    steps_from_state = None
-    if args.resume:
-        missing = [f for f in STATE_FILES if not os.path.isfile(os.path.join(args.resume, f))]
-        if not os.path.isdir(args.resume) or missing:
-            sys.stderr.write(f"ValueError: cannot resume from {args.resume}: missing {missing}\n")
-            return 1
-        with open(os.path.join(args.resume, "train_state.json"), encoding="utf-8") as f:
-            steps_from_state = json.load(f)["current_step"]
 
+def stored_step(resume: str) -> int:
+    """The step a complete state directory stores (train_state.json); an incomplete one is an error."""
+    missing = [f for f in STATE_FILES if not os.path.isfile(os.path.join(resume, f))]
+    if not os.path.isdir(resume) or missing:
+        sys.stderr.write(f"ValueError: cannot resume from {resume}: missing {missing}\n")
+        raise EngineExit(1)
+    with open(os.path.join(resume, "train_state.json"), encoding="utf-8") as f:
+        step: int = json.load(f)["current_step"]
+    return step
+
+
+def start_position(args: argparse.Namespace, S: int, GA: int, steps_from_state: int | None) -> Start:
+    """train_network.py's resume arithmetic, quirks included (see the module docstring)."""
+    M = args.max_train_steps
     upd = math.ceil(S / GA)
     initial_step = 0
     if args.initial_epoch is not None or args.initial_step is not None:
@@ -328,46 +352,53 @@ def main(argv: list[str]) -> int:
     if initial_step > 0 and initial_step >= M:
         msg = f"max_train_steps should be greater than initial step: {M} vs {initial_step}"
         sys.stderr.write(f"AssertionError: {msg}\n")
-        return 1
+        raise EngineExit(1)
     epoch_to_start = 0
     if initial_step > 0:
         if args.skip_until_initial_step:
             initial_step *= GA
-            epoch_to_start = initial_step // upd  # (sic: sd-scripts #2407 when GA > 1)
+            epoch_to_start = initial_step // upd  # (sic, GA > 1: https://github.com/kohya-ss/sd-scripts/issues/2407)
         else:
             epoch_to_start = initial_step // upd
             initial_step = 0
     global_step = 0
-    num_epochs = math.ceil(M / upd)
-    print(f"  num batches per epoch / 1epochのバッチ数: {S}", flush=True)
-    print(f"  num epochs / epoch数: {num_epochs}", flush=True)
     if initial_step > 0:
         for _ in range(epoch_to_start):
             initial_step -= S
         global_step = initial_step
-    start_global = global_step
-    bar = Bar(M - initial_step)
-    record(
-        {
-            "event": "start",
-            "pid": os.getpid(),
-            "resume": args.resume,
-            "initial_step": args.initial_step,
-            "engine_global_start": start_global,
-            "bar_total": bar.total,
-            "steps_per_epoch": S,
-            "epoch_to_start": epoch_to_start,
-            "output_dir": args.output_dir,
-            "max_train_steps": M,
-        }
-    )
-    os.makedirs(args.output_dir, exist_ok=True)
-    name = args.output_name
-    if args.sample_prompts and args.sample_at_first:
-        sample_images(args, "e000000", 0)
+    return Start(initial_step, epoch_to_start, global_step)
+
+
+def after_optimizer_step(args: argparse.Namespace, bar: Bar, faults: Faults, epoch: int, global_step: int) -> None:
+    """What follows an optimizer step: the asked-for failure, then samples, then the checkpoint and its state."""
+    if faults.die_at is not None and bar.n >= faults.die_at:
+        sys.stderr.write("\nRuntimeError: CUDA out of memory (fake engine)\n")
+        sys.stderr.flush()
+        record({"event": "died", "bar_n": bar.n, "engine_global": global_step})
+        raise EngineExit(1)
+    if faults.sigkill_at is not None and bar.n >= faults.sigkill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    every = args.sample_every_n_steps
+    if args.sample_prompts and every and global_step % every == 0:
+        sample_images(args, f"{global_step:06d}", global_step)
+    if args.save_every_n_steps and global_step % args.save_every_n_steps == 0:
+        name = args.output_name
+        ckpt = os.path.join(args.output_dir, f"{name}-step{global_step:08d}.safetensors")
+        print(f"\nsaving checkpoint: {ckpt}", flush=True)
+        write_file(ckpt, lora_bytes(f"lora at engine step {global_step}"))
+        if args.save_state:
+            save_state(os.path.join(args.output_dir, f"{name}-step{global_step:08d}-state"), epoch + 1, global_step)
+
+
+def train(
+    args: argparse.Namespace, bar: Bar, faults: Faults, S: int, GA: int, start: Start, num_epochs: int
+) -> tuple[int, int]:
+    """The epochs from the start on, a bar step per optimizer step; returns (last epoch, global_step)."""
+    M = args.max_train_steps
+    initial_step, global_step = start.initial_step, start.global_step
     loss_sum, loss_n = 0.0, 0
-    epoch = epoch_to_start
-    for epoch in range(epoch_to_start, num_epochs):
+    epoch = start.epoch
+    for epoch in range(start.epoch, num_epochs):
         print(f"\nepoch {epoch + 1}/{num_epochs}\n", flush=True)
         skip = 0
         if initial_step > 0:
@@ -375,34 +406,23 @@ def main(argv: list[str]) -> int:
         for micro in range(skip, S):
             loss = 0.5 / (1.0 + 0.01 * (global_step + 1))
             if (micro + 1) % GA == 0 or micro == S - 1:
-                time.sleep(step_seconds)
+                time.sleep(faults.step_seconds)
                 bar.update()
                 global_step += 1
-                if die_at is not None and bar.n >= die_at:
-                    sys.stderr.write("\nRuntimeError: CUDA out of memory (fake engine)\n")
-                    sys.stderr.flush()
-                    record({"event": "died", "bar_n": bar.n, "engine_global": global_step})
-                    return 1
-                if sigkill_at is not None and bar.n >= sigkill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                every = args.sample_every_n_steps
-                if args.sample_prompts and every and global_step % every == 0:
-                    sample_images(args, f"{global_step:06d}", global_step)
-                if args.save_every_n_steps and global_step % args.save_every_n_steps == 0:
-                    ckpt = os.path.join(args.output_dir, f"{name}-step{global_step:08d}.safetensors")
-                    print(f"\nsaving checkpoint: {ckpt}", flush=True)
-                    write_file(ckpt, lora_bytes(f"lora at engine step {global_step}"))
-                    if args.save_state:
-                        save_state(
-                            os.path.join(args.output_dir, f"{name}-step{global_step:08d}-state"), epoch + 1, global_step
-                        )
+                after_optimizer_step(args, bar, faults, epoch, global_step)
             loss_sum += loss
             loss_n += 1
             bar.postfix = f"avr_loss={loss_sum / loss_n:.4g}"
             bar.draw()
             if global_step >= M:
                 break
+    return epoch, global_step
+
+
+def finish(args: argparse.Namespace, bar: Bar, epoch: int, global_step: int) -> None:
+    """The end of training: the last state, then the final LoRA."""
     sys.stderr.write("\n")
+    name = args.output_name
     if args.save_state:
         log("saving last state.")
         save_state(os.path.join(args.output_dir, f"{name}-state"), epoch + 1, global_step)
@@ -411,6 +431,54 @@ def main(argv: list[str]) -> int:
     write_file(final, lora_bytes(f"final lora at engine step {global_step}"))
     print("model saved.", flush=True)
     record({"event": "end", "steps_trained": bar.n, "engine_global_end": global_step})
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    print(f"fake sd-scripts: ignoring {len(args.unknown)} other arguments", flush=True)
+    S = steps_per_epoch(args.dataset_config)
+    if S == 0:  # train_network.py:575-579, in the engine's rich log format; then it exits 0
+        sys.stderr.write(
+            "2026-01-01 00:00:00 ERROR    No data found. Please verify   train_network.py:576\n"
+            "                             arguments (train_data_dir must\n"
+            "                             be the parent of folders with\n"
+            "                             images)\n"
+        )
+        return 0
+    GA = max(1, args.gradient_accumulation_steps)
+    M = args.max_train_steps
+    faults = Faults.from_env()
+    start_up(args)
+    try:
+        start = start_position(args, S, GA, stored_step(args.resume) if args.resume else None)
+    except EngineExit as exc:
+        return exc.code
+    num_epochs = math.ceil(M / math.ceil(S / GA))
+    print(f"  num batches per epoch / 1epochのバッチ数: {S}", flush=True)
+    print(f"  num epochs / epoch数: {num_epochs}", flush=True)
+    bar = Bar(M - start.initial_step)
+    record(
+        {
+            "event": "start",
+            "pid": os.getpid(),
+            "resume": args.resume,
+            "initial_step": args.initial_step,
+            "engine_global_start": start.global_step,
+            "bar_total": bar.total,
+            "steps_per_epoch": S,
+            "epoch_to_start": start.epoch,
+            "output_dir": args.output_dir,
+            "max_train_steps": M,
+        }
+    )
+    os.makedirs(args.output_dir, exist_ok=True)
+    if args.sample_prompts and args.sample_at_first:
+        sample_images(args, "e000000", 0)
+    try:
+        epoch, global_step = train(args, bar, faults, S, GA, start, num_epochs)
+    except EngineExit as exc:
+        return exc.code
+    finish(args, bar, epoch, global_step)
     return 0
 
 

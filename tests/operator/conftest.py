@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from operator_helpers import CRD_DIR, CRD_NAMES, Operator, Runs
+from tests.operator.operator_helpers import CRD_DIR, CRD_NAMES, Operator, Runs
 
 
 @pytest.fixture(scope="session")

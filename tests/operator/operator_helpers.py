@@ -13,12 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.builders import RunBuilder
+
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"  # FluxLoraRun and FluxLoraSampleSet
 CRD_NAMES = ("fluxloraruns.fluxlora.dev", "fluxlorasamplesets.fluxlora.dev")
 POLICY_FILE = Path(__file__).with_name("policy.yaml")
 TRAINER_IMAGE = "registry.example/fluxlora-trainer:test"
-FAKE = "fluxlora.dev/fake-"
 
 
 def free_port() -> int:
@@ -132,25 +133,10 @@ class Operator:
         )
 
 
-def run_doc(name: str, profile: str = "fast", pod: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    """A FluxLoraRun on the fixture's claims; kwok finishes its pod after 1 s unless told otherwise."""
-    pod = pod or {}
-    annotations = {f"{FAKE}duration": "1s", **(pod.get("annotations") or {})}
-    document: dict[str, Any] = {
-        "apiVersion": "fluxlora.dev/v1alpha1",
-        "kind": "FluxLoraRun",
-        "metadata": {"name": name},
-        "spec": {
-            "profile": profile,
-            "model": {"claimName": "flux-models"},
-            "dataset": {"claimName": "datasets", "path": "alice", "triggerWord": "ohwx woman"},
-            "output": {"claimName": "outputs"},
-            "training": {"maxTrainSteps": 400, "saveEveryNSteps": 50},
-            "pod": {"labels": pod.get("labels") or {}, "annotations": annotations},
-        },
-    }
-    document["spec"].update(spec)
-    return document
+def kwok_run(name: str) -> RunBuilder:
+    """A run on the fixture's claims (RunBuilder's) that kwok ends 1 s after its pod starts unless
+    told otherwise; 400 steps, a checkpoint every 50; spec.pod.labels empty unless told. Apply its manifest()."""
+    return RunBuilder(name).steps(400, save_every=50).pod_labels({}).kwok_duration("1s")
 
 
 class Runs:

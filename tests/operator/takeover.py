@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from operator_helpers import FAKE, Operator, Runs, run_doc
+from tests.operator.operator_helpers import Operator, Runs, kwok_run
 
 LEASE_NAME = "fluxlora-operator"
 
@@ -66,7 +66,7 @@ def kill_active_mid_batch(cluster: Any, runs: Runs, workdir: Path, count: int) -
     Job, with other runs' children half made; replica b must finish the batch."""
     a, b = replicas(cluster, runs.ns, workdir, failpoints="after-job")
     names = [f"ha-{i:03d}" for i in range(count)]
-    runs.apply(*[run_doc(n, pod={"labels": {f"{FAKE}hold": "true"}}) for n in names])
+    runs.apply(*[kwok_run(n).kwok_hold().manifest() for n in names])
     assert a.proc is not None
     a.proc.wait(60)
     died = time.monotonic()

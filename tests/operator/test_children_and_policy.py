@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from operator_helpers import FAKE, Operator, Runs, condition, run_doc
+from tests.builders import FAKE
+from tests.operator.operator_helpers import Operator, Runs, condition, kwok_run
 
 pytestmark = pytest.mark.cluster
 
-HOLD = {"labels": {f"{FAKE}hold": "true"}}
 PLANTED_LABEL = "test.fluxlora.dev/planted"
 
 
@@ -88,7 +88,7 @@ def test_a_child_name_held_by_another_object_fails_the_run_and_is_never_adopted(
     name = CHILD_NAMES[kind]
     runs.apply(_planted(kind, name))
     before = runs.cluster.kubectl_json("get", kind.lower(), name, "-n", runs.ns)
-    runs.apply(run_doc("taken", pod=HOLD))
+    runs.apply(kwok_run("taken").kwok_hold().manifest())
 
     status = runs.wait_phase("taken", "Failed")
     failed = condition(status, "Failed")
@@ -111,7 +111,7 @@ def test_a_child_name_held_by_another_object_fails_the_run_and_is_never_adopted(
 def test_children_orphaned_by_a_deleted_run_are_not_adopted_by_a_new_run_of_the_name(
     operator: Operator, runs: Runs
 ) -> None:
-    runs.apply(run_doc("again", pod=HOLD))
+    runs.apply(kwok_run("again").kwok_hold().manifest())
     runs.wait_pod_running("again", 1)
     old_uid = runs.get("again")["metadata"]["uid"]
     runs.cluster.kubectl("delete", "flr", "again", "-n", runs.ns, "--cascade=orphan")
@@ -124,7 +124,7 @@ def test_children_orphaned_by_a_deleted_run_are_not_adopted_by_a_new_run_of_the_
         ),
         timeout=60,
     )
-    runs.apply(run_doc("again", pod=HOLD))
+    runs.apply(kwok_run("again").kwok_hold().manifest())
     # First the orphaned trainer pod, which still writes the run's output directory, must end.
     status = runs.wait(
         "again",
@@ -157,7 +157,7 @@ def test_an_earlier_runs_leftover_child_is_waited_for_then_made_anew(operator: O
         "metadata": {"name": "later-trainer", "finalizers": ["test.fluxlora.dev/hold"], "ownerReferences": [earlier]},
     }
     runs.apply(leftover)
-    runs.apply(run_doc("later", pod=HOLD))
+    runs.apply(kwok_run("later").kwok_hold().manifest())
     status = runs.wait(
         "later",
         lambda s: (condition(s, "Running") or {}).get("reason") == "LeftoverChildren",
@@ -235,7 +235,7 @@ def test_a_child_the_api_server_refuses_fails_the_run_once_with_its_message(
     operator_factory: Operator, runs: Runs, jobs_refused: str
 ) -> None:
     op = operator_factory.start(resync=1)
-    runs.apply(run_doc("refused"))
+    runs.apply(kwok_run("refused").manifest())
     status = runs.wait_phase("refused", "Failed")
     failed = condition(status, "Failed")
     assert failed and failed["reason"] == "ChildRejected", status
@@ -267,9 +267,9 @@ def test_the_policy_refuses_a_run_naming_the_rule_and_sets_gpus_and_requests(
     (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
     operator_factory.start(policy=tmp_path / "policy.yaml")
     runs.apply(
-        run_doc("allowed", image="registry.example/team/trainer:2"),
-        run_doc("foreign-image", image="registry.example/evil:1"),
-        run_doc("too-many", resources={"gpus": 4}),
+        kwok_run("allowed").image("registry.example/team/trainer:2").manifest(),
+        kwok_run("foreign-image").image("registry.example/evil:1").manifest(),
+        kwok_run("too-many").gpus(4).manifest(),
     )
     runs.wait_phase("allowed", "Succeeded")
     (job,) = runs.jobs("allowed")

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from fluxlora.handlers import FAILPOINT_EXIT
+from fluxlora.controller.handlers import FAILPOINT_EXIT
 
-from operator_helpers import Runs
-from takeover import holder, kill_active_mid_batch
+from tests.operator.operator_helpers import Runs
+from tests.operator.takeover import holder, kill_active_mid_batch
 
 pytestmark = pytest.mark.cluster
 

@@ -8,11 +8,14 @@ from typing import Any
 
 import pytest
 
-from fluxlora.profiles import ProfileSet
-from fluxlora.render import render
-from fluxlora.rules import evaluate
+from fluxlora.spec.profiles import ProfileSet
+from fluxlora.spec.render import render
+from fluxlora.spec.rules import evaluate
 
-from operator_helpers import FAKE, TRAINER_IMAGE, Operator, Runs, condition, env_of, run_doc
+from tests.builders import FAKE
+from tests.cluster.kueue import Kueue
+from tests.e2e.test_kueue import queues_for
+from tests.operator.operator_helpers import TRAINER_IMAGE, Operator, Runs, condition, env_of, kwok_run
 
 pytestmark = pytest.mark.cluster
 
@@ -26,7 +29,7 @@ def expected_argv(document: dict[str, Any], namespace: str) -> list[str]:
 
 
 def test_success_path(operator: Operator, runs: Runs, namespace: str) -> None:
-    doc = run_doc("ok", resources={"gpus": 2})
+    doc = kwok_run("ok").gpus(2).manifest()
     runs.apply(doc)
     status = runs.wait_phase("ok", "Succeeded", timeout=60)
 
@@ -87,7 +90,7 @@ def test_success_path(operator: Operator, runs: Runs, namespace: str) -> None:
 
 
 def test_failed_attempt_retries_from_the_trainers_resume_point(operator: Operator, runs: Runs) -> None:
-    runs.apply(run_doc("retry", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.apply(kwok_run("retry").kwok_hold().manifest())
     pod = runs.wait_pod_running("retry", 1)
     # What the trainer reports after saving a complete state at step 30.
     runs.patch_status("retry", {"resume": {"checkpoint": "retry/checkpoints/retry-step00000030-state", "step": 30}})
@@ -117,8 +120,7 @@ def test_failed_attempt_retries_from_the_trainers_resume_point(operator: Operato
 
 
 def test_retries_exhausted_fail_with_the_last_reason(operator: Operator, runs: Runs) -> None:
-    fail = {"labels": {f"{FAKE}fail": "true"}, "annotations": {f"{FAKE}reason": "OOMKilled", f"{FAKE}exit-code": "137"}}
-    runs.apply(run_doc("oom", pod=fail, resume={"maxRetries": 1}))
+    runs.apply(kwok_run("oom").kwok_fail(137, "OOMKilled").max_retries(1).manifest())
     status = runs.wait_phase("oom", "Failed")
     assert [a["jobName"] for a in status["attempts"]] == ["oom-a1", "oom-a2"]
     assert all(a["result"] == "Failed" and a["reason"] == "OOMKilled" for a in status["attempts"])
@@ -131,11 +133,8 @@ def test_retries_exhausted_fail_with_the_last_reason(operator: Operator, runs: R
 
 
 def test_configuration_error_is_not_retried(operator: Operator, runs: Runs) -> None:
-    fail = {
-        "labels": {f"{FAKE}fail": "true"},
-        "annotations": {f"{FAKE}exit-code": "2", f"{FAKE}message": "run.json: dataset directory alice is empty"},
-    }
-    runs.apply(run_doc("bad-data", pod=fail, resume={"maxRetries": 3}))
+    failing = kwok_run("bad-data").kwok_fail(2, message="run.json: dataset directory alice is empty")
+    runs.apply(failing.max_retries(3).manifest())
     status = runs.wait_phase("bad-data", "Failed")
     failed = condition(status, "Failed")
     assert failed and failed["reason"] == "ConfigError"
@@ -146,7 +145,7 @@ def test_configuration_error_is_not_retried(operator: Operator, runs: Runs) -> N
 
 
 def test_evicted_pod_is_retried(operator: Operator, runs: Runs, cluster: Any, namespace: str) -> None:
-    runs.apply(run_doc("evict", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.apply(kwok_run("evict").kwok_hold().manifest())
     pod = runs.wait_pod_running("evict", 1)
     from kubernetes import client
 
@@ -169,7 +168,7 @@ def test_unschedulable_carries_the_schedulers_message(
 ) -> None:
     node = cluster.gpu_nodes(count=1, gpus=2, prefix=f"small-{namespace}")[0]
     try:
-        runs.apply(run_doc("big", resources={"gpus": 4, "nodeSelector": {"kubernetes.io/hostname": node}}))
+        runs.apply(kwok_run("big").resources(gpus=4, nodeSelector={"kubernetes.io/hostname": node}).manifest())
         status = runs.wait(
             "big", lambda s: (condition(s, "Scheduled") or {}).get("reason") == "Unschedulable", "Unschedulable"
         )
@@ -185,7 +184,7 @@ def test_unschedulable_carries_the_schedulers_message(
 
 
 def test_dry_run_renders_only(operator: Operator, runs: Runs, namespace: str) -> None:
-    doc = run_doc("dry", dryRun=True)
+    doc = kwok_run("dry").dry_run().manifest()
     runs.apply(doc)
     status = runs.wait_phase("dry", "Rendered")
     assert status["command"] == expected_argv(doc, namespace)
@@ -198,7 +197,7 @@ def test_dry_run_renders_only(operator: Operator, runs: Runs, namespace: str) ->
 
 
 def test_invalid_run_fails_without_children(operator: Operator, runs: Runs) -> None:
-    runs.apply(run_doc("nope", profile="nosuchprofile"))
+    runs.apply(kwok_run("nope").profile("nosuchprofile").manifest())
     status = runs.wait_phase("nope", "Failed")
     valid = condition(status, "Valid")
     assert valid and valid["status"] == "False" and valid["reason"] == "InvalidSpec"
@@ -210,7 +209,7 @@ def test_invalid_run_fails_without_children(operator: Operator, runs: Runs) -> N
 
 
 def test_final_profile_warnings_are_surfaced(operator: Operator, runs: Runs) -> None:
-    runs.apply(run_doc("fin", profile="final"))
+    runs.apply(kwok_run("fin").profile("final").manifest())
     status = runs.wait_phase("fin", "Succeeded")
     valid = condition(status, "Valid")
     assert valid and valid["status"] == "True" and valid["reason"] == "ValidWithWarnings"
@@ -221,20 +220,40 @@ def test_final_profile_warnings_are_surfaced(operator: Operator, runs: Runs) -> 
     assert any("minSnrGamma" in e["message"] for e in warnings)
 
 
-def test_kueue_queue_name_labels_a_suspended_job(operator: Operator, runs: Runs, cluster: Any, namespace: str) -> None:
-    runs.apply(run_doc("queued", queueName="gpu-queue"))
-    status = runs.wait_phase("queued", "Queued")
-    job = runs.jobs("queued")[0]
-    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
-    assert job["spec"]["suspend"] is True
-    assert condition(status, "Running")["reason"] == "Queued"
-    # Kueue admits the workload by unsuspending the Job.
-    cluster.kubectl("patch", "job", "queued-a1", "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}')
-    runs.wait_phase("queued", "Succeeded")
+def test_a_queued_run_waits_for_quota_and_kueue_admits_it(
+    operator: Operator, runs: Runs, cluster: Any, namespace: str, kueue: Kueue
+) -> None:
+    """spec.queueName labels the Job, created suspended; the real Kueue keeps it suspended while its
+    ClusterQueue has no GPU to give, then admits it once the quota is raised."""
+    cluster_queue = f"lora-{namespace}"
+    with queues_for(cluster, cluster_queue, {"team-a": namespace}, gpus=0):
+        runs.apply(kwok_run("queued").queue("team-a").manifest())
+        status = runs.wait_phase("queued", "Queued")
+        job = runs.jobs("queued")[0]
+        assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+        assert job["spec"]["suspend"] is True
+        assert condition(status, "Running")["reason"] == "Queued"
+        cluster.wait_for(
+            "Kueue's word on the run",
+            lambda: (runs.status("queued").get("queue") or {}).get("position") == 1,
+            timeout=30,
+        )
+        waiting = runs.status("queued")
+        assert waiting["queue"]["summary"] == "team-a 1/1" and condition(waiting, "Admitted")["status"] == "False"
+        assert "nvidia.com/gpu" in condition(waiting, "Admitted")["message"]
+        # The platform team raises the quota: Kueue admits the Workload by unsuspending the Job.
+        raise_quota = [
+            {"op": "replace", "path": "/spec/resourceGroups/0/flavors/0/resources/0/nominalQuota", "value": 8}
+        ]
+        cluster.kubectl("patch", "clusterqueue", cluster_queue, "--type=json", "-p", json.dumps(raise_quota))
+        done = runs.wait_phase("queued", "Succeeded")
+    (only,) = done["attempts"]
+    assert only["clusterQueue"] == cluster_queue and only["admittedTime"] >= only["startTime"]
+    assert condition(done, "Admitted")["status"] == "True"
 
 
 def test_suspend_and_unsuspend_resume_from_the_checkpoint(operator: Operator, runs: Runs) -> None:
-    runs.apply(run_doc("sus", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.apply(kwok_run("sus").kwok_hold().manifest())
     runs.wait_pod_running("sus", 1)
     runs.wait_phase("sus", "Running")
     runs.patch_status("sus", {"resume": {"checkpoint": "sus/checkpoints/sus-step00000040-state", "step": 40}})
@@ -256,7 +275,7 @@ def test_suspend_and_unsuspend_resume_from_the_checkpoint(operator: Operator, ru
 
 
 def test_delete_cascades_to_children(operator: Operator, runs: Runs, namespace: str) -> None:
-    runs.apply(run_doc("gone", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.apply(kwok_run("gone").kwok_hold().manifest())
     runs.wait_pod_running("gone", 1)
     runs.cluster.kubectl("delete", "flr", "gone", "-n", namespace, "--wait=false")
 
@@ -272,7 +291,7 @@ def test_delete_cascades_to_children(operator: Operator, runs: Runs, namespace: 
 
 
 def test_deadline_exceeded_is_not_retried(operator: Operator, runs: Runs, cluster: Any, namespace: str) -> None:
-    runs.apply(run_doc("slow", pod={"labels": {f"{FAKE}hold": "true"}}, resume={"maxRetries": 2}))
+    runs.apply(kwok_run("slow").kwok_hold().max_retries(2).manifest())
     runs.wait_pod_running("slow", 1)
     # The schema asks >= 60 s of spec.resources.activeDeadlineSeconds; the Job's own field is mutable.
     cluster.kubectl(
@@ -307,7 +326,7 @@ def test_preempted_by_a_higher_priority_pod_is_retried(
     )
     try:
         place = {"gpus": 1, "nodeSelector": {"kubernetes.io/hostname": node}}
-        runs.apply(run_doc("low", pod={"labels": {f"{FAKE}hold": "true"}}, resources=place))
+        runs.apply(kwok_run("low").kwok_hold().resources(**place).manifest())
         runs.wait_pod_running("low", 1)
         rival = {
             "apiVersion": "v1",

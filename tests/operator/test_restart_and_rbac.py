@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from fluxlora.handlers import FAILPOINT_EXIT
+from fluxlora.controller.handlers import FAILPOINT_EXIT
 
-from operator_helpers import FAKE, Operator, Runs, env_of, run_doc
+from tests.builders import FAKE
+from tests.operator.operator_helpers import Operator, Runs, env_of, kwok_run
 
 pytestmark = pytest.mark.cluster
 
@@ -31,7 +32,7 @@ def test_killed_while_creating_then_restarted_creates_everything_once(
     operator_factory: Operator, runs: Runs, point: str
 ) -> None:
     op = operator_factory.start(failpoints=point)
-    runs.apply(run_doc("crash", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.apply(kwok_run("crash").kwok_hold().manifest())
     assert op.wait_exit(30) == FAILPOINT_EXIT, op.log_tail()
     assert f"failpoint {point}" in op.log_text()
 
@@ -53,7 +54,7 @@ def test_killed_while_creating_then_restarted_creates_everything_once(
 
 def test_killed_while_starting_a_retry_then_restarted(operator_factory: Operator, runs: Runs) -> None:
     op = operator_factory.start(failpoints="after-job-a2")
-    runs.apply(run_doc("crash2", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.apply(kwok_run("crash2").kwok_hold().manifest())
     pod = runs.wait_pod_running("crash2", 1)
     runs.patch_status("crash2", {"resume": {"checkpoint": "crash2/checkpoints/s-20-state", "step": 20}})
     runs.label_pod(pod, f"{FAKE}fail=true")
@@ -74,7 +75,7 @@ def test_killed_while_starting_a_retry_then_restarted(operator_factory: Operator
 
 def test_killed_while_suspending_then_restarted(operator_factory: Operator, runs: Runs) -> None:
     op = operator_factory.start(failpoints="after-delete")
-    runs.apply(run_doc("crash3", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.apply(kwok_run("crash3").kwok_hold().manifest())
     runs.wait_pod_running("crash3", 1)
     runs.wait_phase("crash3", "Running")
     runs.patch_spec("crash3", {"suspend": True})
@@ -94,7 +95,7 @@ def test_killed_while_suspending_then_restarted(operator_factory: Operator, runs
 def test_sigkill_at_random_moments_never_duplicates(operator_factory: Operator, runs: Runs) -> None:
     names = [f"many-{i}" for i in range(6)]
     op = operator_factory.start()
-    runs.apply(*[run_doc(n, pod={"annotations": {f"{FAKE}duration": "2s"}}) for n in names])
+    runs.apply(*[kwok_run(n).kwok_duration("2s").manifest() for n in names])
     for delay in (0.3, 0.5, 0.8):
         time.sleep(delay)
         op.kill()
@@ -109,8 +110,7 @@ def test_sigkill_at_random_moments_never_duplicates(operator_factory: Operator, 
 def test_trainer_token_may_patch_only_its_own_runs_status(
     operator: Operator, runs: Runs, cluster: Any, namespace: str
 ) -> None:
-    hold = {"labels": {f"{FAKE}hold": "true"}}
-    runs.apply(run_doc("mine", pod=hold), run_doc("other", pod=hold))
+    runs.apply(kwok_run("mine").kwok_hold().manifest(), kwok_run("other").kwok_hold().manifest())
     cluster.wait_for("trainer accounts", lambda: len(runs.items("serviceaccounts", "-l", "fluxlora.dev/run")) == 2)
     runs.wait_pod_running("mine", 1)
     token = cluster.create_token(namespace, "mine-trainer")
@@ -155,7 +155,7 @@ def test_status_stays_honest_while_the_trainer_reports(
 
     from kubernetes import client
 
-    runs.apply(run_doc("busy", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.apply(kwok_run("busy").kwok_hold().manifest())
     runs.wait_pod_running("busy", 1)
     token = cluster.create_token(namespace, "busy-trainer")
     custom = client.CustomObjectsApi(cluster.api_client(token=token))
@@ -200,7 +200,7 @@ def test_status_stays_honest_while_the_trainer_reports(
 
 
 def test_runs_carry_no_finalizer_and_stay_deletable_without_the_operator(operator: Operator, runs: Runs) -> None:
-    runs.apply(run_doc("free", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.apply(kwok_run("free").kwok_hold().manifest())
     runs.wait_pod_running("free", 1)
     runs.wait_phase("free", "Running")
     assert not runs.get("free")["metadata"].get("finalizers")
@@ -210,7 +210,7 @@ def test_runs_carry_no_finalizer_and_stay_deletable_without_the_operator(operato
 
 def test_periodic_resync_repairs_a_stale_status(operator_factory: Operator, runs: Runs) -> None:
     operator_factory.start(resync=1)
-    runs.apply(run_doc("stale", pod={"labels": {f"{FAKE}hold": "true"}}))
+    runs.apply(kwok_run("stale").kwok_hold().manifest())
     runs.wait_pod_running("stale", 1)
     runs.wait_phase("stale", "Running")
     # A lost update: nothing about the Job or Pod changes afterwards, so no event would fix it.

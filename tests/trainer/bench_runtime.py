@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if not __package__:  # run as a file (as above): `tests.` imports from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from fluxlora_trainer.engine import replace_prefix
 from fluxlora_trainer.gpu import Nvml
@@ -30,7 +31,7 @@ from fluxlora_trainer.report import Reporter
 from fluxlora_trainer.runspec import AttemptEnv
 from fluxlora_trainer.runtime import Runtime, RuntimeOptions
 
-from trainer_helpers import ENGINE_CMD, RecordingSink, build_run
+from tests.trainer.trainer_helpers import ENGINE_CMD, RecordingSink, build_run
 
 
 class NoGpu:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from trainer_helpers import FakeApiHandler, RecordingSink, RunFixture, build_run
+from tests.trainer.trainer_helpers import FakeApiHandler, RecordingSink, RunFixture, build_run
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from PIL import Image
 from fluxlora_trainer.faces import FaceModel, ImageFaces
 from fluxlora_trainer.scoring import IDENTICAL_NOTE, Reference, build_reference, checkpoint_point, score_image
 
-from face_pictures import (
+from tests.fakes.face_pictures import (
     NO_FACE_PICTURES,
     astronaut,
     blurred,

@@ -15,7 +15,7 @@ from fluxlora_trainer.checkpoints import (
     state_problems,
 )
 
-from fake_sd_scripts import state_file_bytes
+from tests.fakes.fake_sd_scripts import state_file_bytes
 
 
 def make_state(d: Path, name: str, step: int, files: tuple[str, ...] = engine.STATE_FILES) -> Path:

@@ -10,8 +10,8 @@ import pytest
 from fluxlora_trainer import termination
 from fluxlora_trainer.dataset import Bucketing, DatasetError, check_dataset, dataset_hash, no_upscale_bucket, snapshot
 
-from sample_data import png_bytes
-from trainer_helpers import write_images
+from tests.fakes.sample_data import png_bytes
+from tests.trainer.trainer_helpers import write_images
 
 
 @pytest.fixture

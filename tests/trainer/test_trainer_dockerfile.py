@@ -24,7 +24,8 @@ def test_engine_commit_agrees() -> None:
 
 
 def test_engine_facts_come_from_the_core() -> None:
-    from fluxlora import layout, sdscripts
+    from fluxlora.contract import layout
+    from fluxlora.spec import sdscripts
 
     assert engine.ENGINE_COMMIT == sdscripts.ENGINE_COMMIT
     assert engine.TOKENIZER_DIR == layout.TOKENIZER_CACHE_DIR
@@ -80,7 +81,7 @@ def test_image_and_tests_install_one_requirements_set() -> None:
 def test_the_pod_runs_as_the_image_user() -> None:
     """The Job's runAsUser/fsGroup is the user the image creates: found on the real node, where
     the pods ran as 1000, a user the image does not know (no passwd entry, no home)."""
-    from fluxlora.manifests import TRAINER_UID
+    from fluxlora.spec.manifests import TRAINER_UID
 
     assert re.findall(r"^USER (\d+):(\d+)$", text(), flags=re.M) == [(str(TRAINER_UID), str(TRAINER_UID))]
     assert f"useradd --uid {TRAINER_UID} " in text()

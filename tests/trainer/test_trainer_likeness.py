@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_trainer_runtime import NoGpu
 
-from fluxlora import likeness
+from fluxlora.contract import likeness
 from fluxlora_trainer.checkpoint_scorer import MAX_BACKLOG, CheckpointScorer, SubprocessEmbedder
 from fluxlora_trainer.faces import DESCRIPTOR_SIZE, Face, ImageFaces
 from fluxlora_trainer.gpu import Nvml
@@ -32,8 +31,19 @@ from fluxlora_trainer.report import Reporter
 from fluxlora_trainer.runspec import AttemptEnv, RunSpecError, parse_run
 from fluxlora_trainer.runtime import Outcome, Runtime, RuntimeOptions
 
-from face_pictures import blurred, face_crop, flipped, no_face, noised, other_people, rescaled, save, two_faces
-from trainer_helpers import ENGINE_CMD, RecordingSink, RunFixture
+from tests.fakes.face_pictures import (
+    blurred,
+    face_crop,
+    flipped,
+    no_face,
+    noised,
+    other_people,
+    rescaled,
+    save,
+    two_faces,
+)
+from tests.trainer.test_trainer_runtime import NoGpu
+from tests.trainer.trainer_helpers import ENGINE_CMD, RecordingSink, RunFixture
 
 PROMPTS = ["a photo of ohwx, portrait", "a mountain lake at dawn", "ohwx smiling, outdoors"]
 EVALUATION = {"likeness": True, "prompts": [0, 2], "threshold": 0.4}

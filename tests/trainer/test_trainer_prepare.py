@@ -20,7 +20,7 @@ from fluxlora_trainer.report import Reporter
 from fluxlora_trainer.repro import REPRO_FILES
 from fluxlora_trainer.runspec import AttemptEnv, load_run
 
-from trainer_helpers import RecordingSink, RunFixture
+from tests.trainer.trainer_helpers import RecordingSink, RunFixture
 
 ENV1 = AttemptEnv(attempt=1, resume_checkpoint="", resume_step=0, image="registry.example/fluxlora-trainer:0.1.0")
 

@@ -18,8 +18,8 @@ from fluxlora_trainer.report import (
     in_cluster,
 )
 
-from trainer_helpers import FakeApiHandler as _Handler
-from trainer_helpers import RecordingSink
+from tests.trainer.trainer_helpers import FakeApiHandler as _Handler
+from tests.trainer.trainer_helpers import RecordingSink
 
 
 class FakeClock:

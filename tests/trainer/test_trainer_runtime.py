@@ -22,8 +22,8 @@ from fluxlora_trainer.report import Reporter
 from fluxlora_trainer.runspec import AttemptEnv
 from fluxlora_trainer.runtime import Outcome, Runtime, RuntimeOptions
 
-from trainer_helpers import ENGINE_CMD, RecordingSink, RunFixture
-from trainer_helpers import FakeApiHandler as _Handler
+from tests.trainer.trainer_helpers import ENGINE_CMD, RecordingSink, RunFixture
+from tests.trainer.trainer_helpers import FakeApiHandler as _Handler
 
 
 class NoGpu:

@@ -10,15 +10,15 @@ import json
 from pathlib import Path
 
 from PIL import Image
-from test_trainer_runtime import attempt, records
 
-from fluxlora import sampleset
-from fluxlora.losshistory import MAX_POINTS
+from fluxlora.contract import sampleset
+from fluxlora.contract.losshistory import MAX_POINTS
 from fluxlora_trainer import termination
 from fluxlora_trainer.checkpoints import is_complete_state
 from fluxlora_trainer.samples import is_whole_png, parse_sample, thumbnail
 
-from trainer_helpers import RecordingSink, RunFixture
+from tests.trainer.test_trainer_runtime import attempt, records
+from tests.trainer.trainer_helpers import RecordingSink, RunFixture
 
 # Names the real engine wrote for output name "m" (tests/engine: step 1 and 2, and --sample_at_first).
 REAL_ENGINE_NAMES = {

@@ -12,7 +12,7 @@ from typing import Any
 
 from fluxlora_trainer.runspec import RunSpec, load_run
 
-from sample_data import write_dataset
+from tests.fakes.sample_data import write_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_ENGINE = REPO / "tests" / "fakes" / "fake_sd_scripts.py"

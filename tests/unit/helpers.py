@@ -1,16 +1,16 @@
-"""Readable builders for test runs (in the spirit of kueue's testing wrappers)."""
+"""The examples, the built-in profiles and the spec pipeline (evaluate, render) for the unit tests.
+Test objects come from tests/builders.py."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fluxlora.profiles import EffectiveConfig, ProfileSet
-from fluxlora.render import RenderedRun, render
-from fluxlora.rules import Evaluation, evaluate
+from fluxlora.spec.profiles import EffectiveConfig, ProfileSet
+from fluxlora.spec.render import RenderedRun, render
+from fluxlora.spec.rules import Evaluation, evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -19,26 +19,6 @@ PROFILES = ProfileSet.load()
 
 def load_example(name: str) -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load((EXAMPLES / name).read_text())
-    return document
-
-
-def minimal_run(profile: str = "fast", name: str = "run-1", **spec: Any) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "apiVersion": "fluxlora.dev/v1alpha1",
-        "kind": "FluxLoraRun",
-        "metadata": {"name": name, "namespace": "team-a", "uid": "11111111-2222-3333-4444-555555555555"},
-        "spec": {
-            "profile": profile,
-            "model": {"claimName": "flux-models"},
-            "dataset": {"claimName": "datasets", "path": "alice", "triggerWord": "ohwx woman"},
-            "output": {"claimName": "outputs"},
-        },
-    }
-    for section, values in spec.items():
-        if isinstance(values, dict):
-            document["spec"].setdefault(section, {}).update(copy.deepcopy(values))
-        else:
-            document["spec"][section] = values
     return document
 
 

@@ -15,11 +15,13 @@ TOOLS = ROOT / "tests" / "cluster" / "tools"
 BINARIES = {
     *("etcd", "kwok", "helm", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler"),
     *("kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "pause"),  # the real node
+    "kueue",
 }
 
 # Records each build (binary name and ldflags), takes a moment like a real build, writes -o.
 FAKE_GO = """#!/usr/bin/env bash
 set -eu
+if [ "$1" = list ]; then echo "$FAKE_KUEUE_SRC"; exit 0; fi  # go list -m -f {{.Dir}} sigs.k8s.io/kueue
 [ "$1" = build ] || { echo "fake go: only build" >&2; exit 2; }
 shift
 ldflags="" out=""
@@ -44,11 +46,16 @@ def _client_go_minor() -> str:
 
 def _sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     here = tmp_path / "cluster"
-    for wrapper in ("kubernetes", "etcd", "kwok", "helm", "containerd", "pause"):
+    for wrapper in ("kubernetes", "etcd", "kwok", "helm", "containerd", "pause", "kueue"):
         (here / "tools" / wrapper).mkdir(parents=True)
         shutil.copy(TOOLS / wrapper / "go.mod", here / "tools" / wrapper / "go.mod")
     shutil.copy(TOOLS / "pause" / "main.go", here / "tools" / "pause" / "main.go")
     shutil.copy(SCRIPT, here / "build-tools.sh")
+    kueue_src = tmp_path / "kueue-src" / "config" / "components"
+    (kueue_src / "crd" / "bases").mkdir(parents=True)
+    (kueue_src / "webhook").mkdir()
+    (kueue_src / "crd" / "bases" / "kueue.x-k8s.io_workloads.yaml").write_text("kind: CustomResourceDefinition\n")
+    (kueue_src / "webhook" / "manifests.yaml").write_text("kind: MutatingWebhookConfiguration\n")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     go = bin_dir / "go"
@@ -58,6 +65,7 @@ def _sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "FAKE_KUEUE_SRC": str(tmp_path / "kueue-src"),
         "FAKE_GO_LOG": str(tmp_path / "go.log"),
     }
     return here / "build-tools.sh", env

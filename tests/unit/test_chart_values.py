@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from fluxlora.policy import Policy
+from fluxlora.spec.policy import Policy
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "fluxlora"

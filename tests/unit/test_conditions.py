@@ -9,10 +9,14 @@ from typing import Any
 
 import pytest
 import yaml
-from test_status import NOW, attempt, facts, job, pod
 
-from fluxlora import api, crd, likeness
-from fluxlora import status as S
+from fluxlora import api
+from fluxlora.api import crd
+from fluxlora.contract import likeness
+from fluxlora.planner import model
+from fluxlora.planner import status as S
+
+from tests.builders import NOW, JobBuilder, PodBuilder, attempt, facts
 
 ROOT = Path(__file__).resolve().parents[2]
 LATER = "2026-01-01T00:09:00Z"
@@ -59,8 +63,8 @@ def test_a_failed_attempts_long_message_reaches_the_condition_bounded_and_the_at
     text = "CUDA error: " + "device-side assert " * 300
     p = S.plan(
         facts({"attempts": [attempt(1)]}, max_retries=0),
-        [job(1, failed="BackoffLimitExceeded")],
-        [pod(1, "Failed", exit_code=20, message=text)],
+        [JobBuilder(1).failed("BackoffLimitExceeded").obj()],
+        [PodBuilder(1, "Failed").exited(20, message=text).obj()],
         NOW,
     )
     failed = next(c for c in p.status["conditions"] if c["type"] == "Failed")
@@ -80,10 +84,10 @@ def test_set_condition_keeps_one_condition_per_type() -> None:
 
 def _written_condition_types() -> set[str]:
     """Every condition type the operator's code writes."""
-    source = (ROOT / "operator" / "fluxlora" / "status.py").read_text()
+    source = "\n".join(p.read_text() for p in sorted((ROOT / "operator" / "fluxlora" / "planner").glob("*.py")))
     names = re.findall(r"set_condition\([^,]+,\s*([A-Za-z_.]+)", source)
     names += re.findall(r"\bSetCondition\(\s*([A-Z_]+)\s*,", source)
-    values = {getattr(S, n) if "." not in n else getattr(likeness, n.split(".")[1]) for n in names if n != "type_"}
+    values = {getattr(model, n) if "." not in n else getattr(likeness, n.split(".")[1]) for n in names if n != "type_"}
     return {v for v in values if isinstance(v, str)}
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cases import Doc, hostile_documents
+from tests.cases import Doc, hostile_documents
 
 DOCS = hostile_documents()
 MEMORY_CAP = 1024 * 1024 * 1024  # address space of the CLI process
@@ -85,7 +85,7 @@ def test_what_admission_refuses_the_cli_refuses_too() -> None:
 
 
 def test_a_bomb_costs_no_more_than_its_prefix(tmp_path: Path) -> None:
-    """The issue's alias bomb in triggerWord: refused in one line that quotes nothing of the expansion."""
+    """A YAML alias bomb in triggerWord: refused in one line that quotes nothing of the expansion."""
     bomb = next(d for d in DOCS if d.name == "alias-bomb-trigger")
     path = tmp_path / "bomb.yaml"
     path.write_bytes(bomb.content)

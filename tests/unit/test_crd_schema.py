@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxlora import crd
+from fluxlora.api import crd
 
 
 def _walk(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
@@ -50,7 +50,7 @@ def test_status_subresource_and_short_name() -> None:
     assert version["subresources"] == {"status": {}}
     assert definition["spec"]["names"]["shortNames"] == ["flr"]
     columns = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority", 0) == 0]
-    assert columns == ["Profile", "Phase", "Stage", "Progress", "Loss", "ETA", "Best", "Age"]
+    assert columns == ["Profile", "Phase", "Stage", "Progress", "Loss", "ETA", "Best", "Queue", "Age"]
 
 
 def test_suspend_is_the_only_mutable_spec_field() -> None:

@@ -230,3 +230,11 @@ def test_the_vendored_chart_library_is_the_pinned_release_with_its_license() -> 
     static = resources.files("fluxlora.dashboard").joinpath("static")
     assert hashlib.sha256(static.joinpath("uplot.iife.min.js").read_bytes()).hexdigest() == UPLOT_SHA256
     assert "MIT License" in static.joinpath("uplot.LICENSE.txt").read_text()
+
+
+def test_a_run_queued_by_kueue_says_its_place_and_an_admitted_one_its_cluster_queue() -> None:
+    queued = {"localQueue": "team-a", "position": 3, "pending": 7, "summary": "team-a 3/7"}
+    assert view.summary(run(phase="Queued", queue=queued))["queue"] == "queued in team-a: 3 of 7 waiting"
+    admitted = {"localQueue": "team-a", "clusterQueue": "lora-training", "admittedTime": "2026-01-01T00:00:00Z"}
+    assert view.summary(run(queue=admitted))["queue"] == "admitted by ClusterQueue lora-training (LocalQueue team-a)"
+    assert view.summary(run())["queue"] is None

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from fluxlora import sdscripts
-from fluxlora.profiles import EffectiveConfig
-from fluxlora.settings import EngineSettings, Target
+from fluxlora.api.settings import EngineSettings, Target
+from fluxlora.spec import sdscripts
+from fluxlora.spec.profiles import EffectiveConfig
 
-from helpers import EXAMPLES, load_example, rendered
+from tests.unit.helpers import EXAMPLES, load_example, rendered
 
 HOSTILE = [
     'quote " and \\ backslash',

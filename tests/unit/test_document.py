@@ -11,10 +11,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from fluxlora import cli, document
-from fluxlora.document import DocumentError, load_documents, normalize, short
+from fluxlora import cli
+from fluxlora.api import document
+from fluxlora.api.document import DocumentError, load_documents, normalize, short
 
-from helpers import EXAMPLES
+from tests.unit.helpers import EXAMPLES
 
 
 def test_values_in_messages_are_short_one_line_prefixes() -> None:

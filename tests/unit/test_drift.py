@@ -14,11 +14,12 @@ import pytest
 from pydantic import BaseModel
 
 from fluxlora.api import FluxLoraRunSpec
-from fluxlora.profiles import OVERRIDES, Override
-from fluxlora.settings import EngineSettings
+from fluxlora.api.settings import EngineSettings
+from fluxlora.spec.profiles import OVERRIDES, Override
 
-from cases import deep_merge
-from helpers import minimal_run, rendered
+from tests.builders import RunBuilder
+from tests.cases import deep_merge
+from tests.unit.helpers import rendered
 
 # Fields the operator acts on that render nothing different, with the reason.
 NO_ENGINE_EFFECT = {
@@ -67,6 +68,7 @@ RUN_FIELD_CHANGES: dict[str, dict[str, Any]] = {
     "spec.pod.annotations": {"pod": {"annotations": {"owner": "alice"}}},
     "spec.image": {"image": "registry.example/trainer:2"},
     "spec.queueName": {"queueName": "gpu-queue"},
+    "spec.queuePriorityClassName": {"queueName": "gpu-queue", "queuePriorityClassName": "urgent"},
 }
 
 # Values that other rules constrain: change these together with their companion.
@@ -155,7 +157,7 @@ def _different_value(key: str, current: Any) -> Any:
 
 @pytest.mark.parametrize("override", OVERRIDES, ids=lambda o: o.spec_path)
 def test_changing_an_engine_field_changes_the_rendered_run(override: Override) -> None:
-    base = deep_merge(minimal_run("final"), {"spec": COMPANIONS.get(override.engine_key, {})})
+    base = deep_merge(RunBuilder().profile("final").obj(), {"spec": COMPANIONS.get(override.engine_key, {})})
     current = getattr(rendered(base).config.engine, override.engine_key)
     value = _different_value(override.engine_key, current)
     if override.engine_key in ("network_dim", "network_alpha"):
@@ -168,6 +170,6 @@ def test_changing_an_engine_field_changes_the_rendered_run(override: Override) -
 
 @pytest.mark.parametrize("field", sorted(RUN_FIELD_CHANGES))
 def test_changing_a_run_field_changes_a_manifest_or_the_command(field: str) -> None:
-    base = minimal_run("fast")
+    base = RunBuilder().profile("fast").obj()
     changed = deep_merge(base, {"spec": RUN_FIELD_CHANGES[field]})
     assert _everything(changed) != _everything(base)

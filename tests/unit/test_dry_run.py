@@ -6,13 +6,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from test_snapshot import run_body
+from fluxlora import api
+from fluxlora.contract.model import Obj
+from fluxlora.controller import handlers, snapshot
+from fluxlora.controller.dispatch import Observed
+from fluxlora.planner import status as S
 
-from fluxlora import api, handlers, snapshot
-from fluxlora import status as S
-from fluxlora.controller import Observed
-
-Obj = dict[str, Any]
+from tests.unit.test_snapshot import run_body
 
 
 class RecordingKube:

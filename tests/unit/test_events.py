@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import datetime
 
-from fluxlora import events as E
-from fluxlora import status as S
-from fluxlora.status import Event
+from fluxlora.planner import events as E
+from fluxlora.planner import status as S
+from fluxlora.planner.status import Event
 
-NOW = "2026-01-01T00:00:00Z"
-
-
-def facts(status: dict[str, object] | None = None, **kw: object) -> S.RunFacts:
-    base: dict[str, object] = {"name": "r", "uid": "u", "generation": 1, "status": status or {}}
-    base.update(kw)
-    return S.RunFacts(**base)  # type: ignore[arg-type]
+from tests.builders import NOW, facts
 
 
 def test_a_pass_that_only_moves_between_live_phases_posts_nothing() -> None:

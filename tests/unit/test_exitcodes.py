@@ -1,4 +1,4 @@
-"""The trainer's exit codes and env names: defined once (fluxlora.exitcodes, fluxlora.podenv), used by
+"""The trainer's exit codes and env names: defined once (fluxlora.contract.exitcodes, fluxlora.contract.podenv), used by
 the operator and the trainer alike, each code classified (reason, retried or not) and documented."""
 
 from __future__ import annotations
@@ -7,11 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-from test_status import NOW, attempt, cond, facts, job, pod
 
-from fluxlora import exitcodes, manifests, podenv
-from fluxlora import status as S
+from fluxlora.contract import exitcodes, podenv
+from fluxlora.planner import status as S
+from fluxlora.spec import manifests
 from fluxlora_trainer import runspec, termination
+
+from tests.builders import NOW, JobBuilder, PodBuilder, attempt, facts
+from tests.unit.test_status import cond
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSTANTS = {name: value for name, value in vars(exitcodes).items() if name.startswith("EXIT_")}
@@ -54,7 +57,7 @@ def test_a_reason_is_either_always_retried_or_never() -> None:
 def test_classification_and_what_the_operator_records(code: int, reason: str, retried: bool) -> None:
     entry = exitcodes.classify(code)
     assert (entry.reason, entry.retried) == (reason, retried)
-    found = S.pod_failure(pod(1, "Failed", exit_code=code, message="why"))
+    found = S.pod_failure(PodBuilder(1, "Failed").exited(code, message="why").obj())
     assert found is not None and (found.reason, found.message) == (reason, "why")
     assert (reason in S.NOT_RETRYABLE_REASONS) is (not retried)
 
@@ -64,8 +67,8 @@ def test_the_plan_retries_exactly_the_codes_the_table_says(entry: exitcodes.Exit
     """A failed first attempt (maxRetries 3) is followed by a second one, or the run fails for good."""
     p = S.plan(
         facts({"attempts": [attempt(1)]}),
-        [job(1, failed="BackoffLimitExceeded")],
-        [pod(1, "Failed", exit_code=entry.code, message="the trainer's one line")],
+        [JobBuilder(1).failed("BackoffLimitExceeded").obj()],
+        [PodBuilder(1, "Failed").exited(entry.code, message="the trainer's one line").obj()],
         NOW,
     )
     if entry.retried:
@@ -86,7 +89,7 @@ def test_the_trainer_uses_the_same_codes() -> None:
 
 
 # Files allowed to spell an exit code's number or an env name: where they are defined.
-DEFINITIONS = {"operator/fluxlora/exitcodes.py", "operator/fluxlora/podenv.py"}
+DEFINITIONS = {"operator/fluxlora/contract/exitcodes.py", "operator/fluxlora/contract/podenv.py"}
 SOURCES = sorted(p for p in [*(ROOT / "operator" / "fluxlora").rglob("*.py"), *(ROOT / "trainer-image").rglob("*.py")])
 
 

@@ -27,9 +27,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fluxlora.document import load_documents, normalize, printable
+from fluxlora.api.document import load_documents, normalize, printable
 
-from cases import base_run
+from tests.cases import base_run
 
 WORKER = Path(__file__).with_name("cli_worker.py")
 MEMORY_CAP = 1024 * 1024 * 1024

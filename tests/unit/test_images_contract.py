@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import images
+from tests.cluster import images
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_DOCKERFILE = ROOT / "Dockerfile"

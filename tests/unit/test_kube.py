@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from fluxlora import events
-from fluxlora import status as run_status
-from fluxlora.kube import Kube
+from fluxlora.controller.kube import Kube
+from fluxlora.planner import events
+from fluxlora.planner import status as run_status
 
-from helpers import EXAMPLES, load_example, rendered
+from tests.unit.helpers import EXAMPLES, load_example, rendered
 
 SERIALIZER = client.ApiClient(client.Configuration())
 KUBE = Kube(SERIALIZER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from fluxlora.leader import decide, stamp
+from fluxlora.controller.leader import decide, stamp
 
 NOW = datetime.datetime(2026, 11, 26, 10, 0, 0, tzinfo=datetime.UTC)
 

@@ -8,14 +8,15 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_status import NOW, facts, job, pod
 
-from fluxlora import api, likeness
-from fluxlora import status as S
-from fluxlora.evaluation import subject_prompts
+from fluxlora import api
+from fluxlora.contract import likeness
+from fluxlora.planner import status as S
+from fluxlora.spec.evaluation import subject_prompts
 
-from cases import deep_merge
-from helpers import minimal_run, rendered
+from tests.builders import NOW, JobBuilder, PodBuilder, RunBuilder, facts
+from tests.cases import deep_merge
+from tests.unit.helpers import rendered
 
 STATUS_MAX_BYTES = 8 * 1024
 
@@ -24,7 +25,7 @@ STATUS_MAX_BYTES = 8 * 1024
 
 
 def evaluation_of(patch: dict[str, Any], profile: str = "fast") -> dict[str, Any] | None:
-    run_json: dict[str, Any] = rendered(deep_merge(minimal_run(profile), {"spec": patch})).run_json()
+    run_json: dict[str, Any] = rendered(deep_merge(RunBuilder().profile(profile).obj(), {"spec": patch})).run_json()
     evaluation: dict[str, Any] | None = run_json["evaluation"]
     return evaluation
 
@@ -39,7 +40,7 @@ def test_the_identity_profiles_score_the_prompts_that_show_the_subject() -> None
 
 def test_likeness_is_off_where_no_sample_shows_the_subject() -> None:
     assert evaluation_of({"samples": {"prompts": []}}) is None  # no samples: nothing to say
-    run = rendered(deep_merge(minimal_run("fast"), {"spec": {"samples": {"prompts": ["a mountain lake"]}}}))
+    run = rendered(RunBuilder().profile("fast").samples(prompts=["a mountain lake"]).obj())
     assert run.run_json()["evaluation"] is None
     assert [w.message for w in run.warnings if w.field == "spec.evaluation.likeness"] == [
         "spec.evaluation.likeness is off: no sample prompt names the trigger word, so no sample shows the subject "
@@ -54,8 +55,8 @@ def test_the_spec_chooses_prompts_and_threshold() -> None:
 
 
 def test_the_config_hash_does_not_depend_on_how_checkpoints_are_judged() -> None:
-    base = rendered(minimal_run("fast"))
-    judged = rendered(deep_merge(minimal_run("fast"), {"spec": {"evaluation": {"threshold": 0.3, "prompts": [0]}}}))
+    base = rendered(RunBuilder().profile("fast").obj())
+    judged = rendered(RunBuilder().profile("fast").evaluation(threshold=0.3, prompts=[0]).obj())
     assert judged.config_hash == base.config_hash
     assert judged.configmap() != base.configmap()  # ...but the trainer gets it
 
@@ -154,7 +155,7 @@ def running(likeness_status: dict[str, Any] | None, conditions: list[dict[str, A
     }
     if likeness_status is not None:
         status["likeness"] = likeness_status
-    return S.plan(facts(status), [job(1)], [pod(1, "Running")], NOW)
+    return S.plan(facts(status), [JobBuilder(1).obj()], [PodBuilder(1, "Running").obj()], NOW)
 
 
 BEST = {"step": 500, "likeness": 0.71234, "checkpoint": "alice/checkpoints/alice-step00000500.safetensors",

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fluxlora import logs
+from fluxlora.contract import logs
 
 
 @pytest.fixture(autouse=True)

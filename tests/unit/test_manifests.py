@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fluxlora import manifests
-from fluxlora.manifests import ResumeFrom
-from fluxlora.policy import Policy
-from fluxlora.render import render
-from fluxlora.rules import evaluate
+from fluxlora.spec import manifests
+from fluxlora.spec.manifests import ResumeFrom
+from fluxlora.spec.policy import Policy
+from fluxlora.spec.render import render
+from fluxlora.spec.rules import evaluate
 
-from helpers import PROFILES, load_example, minimal_run, rendered
+from tests.builders import RunBuilder
+from tests.unit.helpers import PROFILES, load_example, rendered
 
 
 def _job(document: dict[str, Any], attempt: int = 1, resume: ResumeFrom | None = None) -> dict[str, Any]:
@@ -23,7 +24,7 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
 
 
 def test_every_child_is_owned_by_the_run() -> None:
-    run = rendered(minimal_run())
+    run = rendered(RunBuilder().obj())
     for child in run.children():
         (owner,) = child["metadata"]["ownerReferences"]
         assert owner["kind"] == "FluxLoraRun" and owner["uid"] == run.ref.uid and owner["controller"] is True
@@ -32,7 +33,7 @@ def test_every_child_is_owned_by_the_run() -> None:
 
 
 def test_trainer_role_only_patches_its_own_run_status_and_sample_set() -> None:
-    role = rendered(minimal_run()).children()[1]
+    role = rendered(RunBuilder().obj()).children()[1]
     assert role["rules"] == [
         {
             "apiGroups": ["fluxlora.dev"],
@@ -50,14 +51,14 @@ def test_trainer_role_only_patches_its_own_run_status_and_sample_set() -> None:
 
 
 def test_the_sample_set_is_created_empty_with_the_prompts_the_engine_gets() -> None:
-    sample_set = rendered(minimal_run(samples={"prompts": ["[trigger] on a bike"]})).sample_set()
+    sample_set = rendered(RunBuilder().samples(prompts=["[trigger] on a bike"]).obj()).sample_set()
     assert sample_set["kind"] == "FluxLoraSampleSet" and sample_set["metadata"]["name"] == "run-1"
     assert sample_set["run"] == "run-1"
     assert sample_set["prompts"] == ["ohwx woman on a bike"] and sample_set["samples"] == []
 
 
 def test_job_requests_gpus_and_owns_no_retries() -> None:
-    job = _job(minimal_run(resources={"gpus": 2, "memory": "64Gi"}))
+    job = _job(RunBuilder().resources(gpus=2, memory="64Gi").obj())
     assert job["metadata"]["name"] == "run-1-a1"
     assert job["spec"]["backoffLimit"] == 0
     train = job["spec"]["template"]["spec"]["containers"][0]
@@ -67,21 +68,21 @@ def test_job_requests_gpus_and_owns_no_retries() -> None:
 
 
 def test_trainer_pods_always_request_cpu_and_memory_so_they_are_never_best_effort() -> None:
-    train = _job(minimal_run())["spec"]["template"]["spec"]["containers"][0]
+    train = _job(RunBuilder().obj())["spec"]["template"]["spec"]["containers"][0]
     assert train["resources"]["requests"] == {"nvidia.com/gpu": "1", "cpu": "4", "memory": "32Gi"}
     assert train["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     policy = Policy.model_validate({"defaultCpu": "12", "defaultMemory": "100Gi", "defaultGpus": 2})
-    evaluation = evaluate(minimal_run(), PROFILES, policy, "registry.example/trainer:1")
+    evaluation = evaluate(RunBuilder().obj(), PROFILES, policy, "registry.example/trainer:1")
     assert evaluation.ok and evaluation.run and evaluation.config
     job = render(evaluation.run, evaluation.config, [], "registry.example/trainer:1", policy).job(1)
     train = job["spec"]["template"]["spec"]["containers"][0]
     assert train["resources"]["requests"] == {"nvidia.com/gpu": "2", "cpu": "12", "memory": "100Gi"}
-    both = _job(minimal_run(resources={"cpu": "8", "memory": "64Gi"}))["spec"]["template"]["spec"]["containers"][0]
+    both = _job(RunBuilder().resources(cpu="8", memory="64Gi").obj())["spec"]["template"]["spec"]["containers"][0]
     assert both["resources"]["requests"] == both["resources"]["limits"]  # what the run names is also its limit
 
 
 def test_job_mounts_inputs_read_only_and_output_read_write() -> None:
-    pod = _job(minimal_run())["spec"]["template"]["spec"]
+    pod = _job(RunBuilder().obj())["spec"]["template"]["spec"]
     claims = {v["name"]: v["persistentVolumeClaim"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims["models"] == {"claimName": "flux-models", "readOnly": True}
     assert claims["dataset"] == {"claimName": "datasets", "readOnly": True}
@@ -93,7 +94,7 @@ def test_job_mounts_inputs_read_only_and_output_read_write() -> None:
 
 
 def test_job_pod_meets_the_restricted_pod_security_standard() -> None:
-    pod = _job(minimal_run())["spec"]["template"]["spec"]
+    pod = _job(RunBuilder().obj())["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -116,14 +117,14 @@ def test_placement_from_spec() -> None:
 
 
 def test_queue_name_sets_the_kueue_label_and_starts_suspended() -> None:
-    job = _job(minimal_run(queueName="gpu-queue"))
+    job = _job(RunBuilder().queue("gpu-queue").obj())
     assert job["metadata"]["labels"][manifests.KUEUE_QUEUE_LABEL] == "gpu-queue"
     assert job["spec"]["suspend"] is True
-    assert manifests.KUEUE_QUEUE_LABEL not in _job(minimal_run())["metadata"]["labels"]
+    assert manifests.KUEUE_QUEUE_LABEL not in _job(RunBuilder().obj())["metadata"]["labels"]
 
 
 def test_attempts_are_named_deterministically_and_carry_the_resume_point() -> None:
-    job = _job(minimal_run(), attempt=3, resume=ResumeFrom("run-1/checkpoints/a2/run-1-step00000200-state", 200))
+    job = _job(RunBuilder().obj(), attempt=3, resume=ResumeFrom("run-1/checkpoints/a2/run-1-step00000200-state", 200))
     assert job["metadata"]["name"] == "run-1-a3"
     assert job["metadata"]["labels"][manifests.ATTEMPT_LABEL] == "3"
     env = _env(job["spec"]["template"]["spec"]["containers"][0])
@@ -133,14 +134,14 @@ def test_attempts_are_named_deterministically_and_carry_the_resume_point() -> No
 
 
 def test_spec_resume_from_seeds_the_first_attempt() -> None:
-    run = rendered(minimal_run(resume={"from": "old/state", "fromStep": 40}))
+    run = rendered(RunBuilder().resume_from("old/state", 40).obj())
     job = run.children(1, run.first_resume)[-1]
     env = _env(job["spec"]["template"]["spec"]["containers"][0])
     assert (env[manifests.ENV_RESUME_CHECKPOINT], env[manifests.ENV_RESUME_STEP]) == ("old/state", "40")
 
 
 def test_configmap_holds_the_rendered_run() -> None:
-    run = rendered(minimal_run())
+    run = rendered(RunBuilder().obj())
     configmap = run.configmap()
     assert set(configmap["data"]) == {"run.json", "dataset.toml", "sample_prompts.json"}
     assert configmap["data"]["dataset.toml"] == run.dataset_toml
@@ -149,19 +150,19 @@ def test_configmap_holds_the_rendered_run() -> None:
 
 
 def test_extra_pod_metadata_cannot_override_run_labels() -> None:
-    job = _job(minimal_run(pod={"labels": {manifests.RUN_LABEL: "other", "team": "a"}}))
+    job = _job(RunBuilder().pod_labels({manifests.RUN_LABEL: "other", "team": "a"}).obj())
     labels = job["spec"]["template"]["metadata"]["labels"]
     assert labels[manifests.RUN_LABEL] == "run-1" and labels["team"] == "a"
 
 
 def test_trainer_gets_time_to_save_its_state_on_termination() -> None:
-    pod = _job(minimal_run())["spec"]["template"]["spec"]
+    pod = _job(RunBuilder().obj())["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] >= 40
     assert [c["args"][0] for c in pod["initContainers"] + pod["containers"]] == ["prepare", "run"]
 
 
 def test_an_existing_child_is_ours_only_with_this_runs_controller_uid_and_content() -> None:
-    run = rendered(minimal_run())
+    run = rendered(RunBuilder().obj())
     wanted = run.configmap()
     assert manifests.ownership(copy.deepcopy(wanted), wanted, run.ref).kind == "ours"
 
@@ -193,6 +194,6 @@ def test_an_existing_child_is_ours_only_with_this_runs_controller_uid_and_conten
 
 
 def test_a_run_without_sample_prompts_has_no_prompt_file() -> None:
-    run = rendered(minimal_run(samples={"prompts": []}))
+    run = rendered(RunBuilder().samples(prompts=[]).obj())
     assert set(run.configmap()["data"]) == {"run.json", "dataset.toml"}
     assert run.sample_set()["prompts"] == []

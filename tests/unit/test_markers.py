@@ -27,10 +27,10 @@ def test_no_test_of_the_control_plane_chart_operator_or_e2e_runs_without_the_clu
 def test_an_unmarked_test_using_the_cluster_fixture_is_refused_at_collection(tmp_path: Path) -> None:
     (tmp_path / "test_unmarked.py").write_text("def test_uses_the_cluster(cluster):\n    pass\n")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "conftest",
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
          "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path), str(tmp_path / "test_unmarked.py")],
         capture_output=True, text=True, cwd=tmp_path, check=False,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "tests")},  # -p conftest: tests/conftest.py, the guard
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # -p tests.conftest: tests/conftest.py, the guard
     )  # fmt: skip
     assert result.returncode != 0
     assert "not marked cluster" in result.stderr and "test_uses_the_cluster" in result.stderr

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
 
 from prometheus_client import generate_latest
 
-from fluxlora import metrics
+from fluxlora.controller import metrics
+
+from tests.builders import attempt
 
 NS = "metrics-unit"
 
@@ -15,10 +16,6 @@ NS = "metrics-unit"
 def value(name: str, **labels: str) -> float:
     got = metrics.REGISTRY.get_sample_value(name, {"namespace": NS, **labels} if "namespace" not in labels else labels)
     return got or 0.0
-
-
-def attempt(n: int, result: str, **extra: Any) -> dict[str, Any]:
-    return {"number": n, "jobName": f"r-a{n}", "startTime": "2026-11-26T10:00:00Z", "result": result, **extra}
 
 
 def test_an_attempt_counts_once_when_started_and_once_when_ended() -> None:
@@ -29,7 +26,7 @@ def test_an_attempt_counts_once_when_started_and_once_when_ended() -> None:
 
     ended = value("fluxlora_attempts_ended_total", result="Failed", reason="Preempted")
     preempted, gpu_seconds = value("fluxlora_preemptions_total"), value("fluxlora_gpu_seconds_total")
-    done = attempt(1, "Failed", reason="Preempted", endTime="2026-11-26T10:01:40Z")
+    done = attempt(1, "Failed", reason="Preempted", endTime="2026-01-01T00:01:40Z")
     metrics.status_written(NS, 2, {"attempts": [attempt(1, "Running")]}, {"attempts": [done]})
     metrics.status_written(NS, 2, {"attempts": [done]}, {"attempts": [done]})  # a later patch: no new count
     assert value("fluxlora_attempts_ended_total", result="Failed", reason="Preempted") == ended + 1
@@ -47,7 +44,7 @@ def test_a_resumed_attempt_counts_as_a_resume() -> None:
 
 def test_a_success_is_not_a_preemption() -> None:
     preempted = value("fluxlora_preemptions_total")
-    ok = attempt(3, "Succeeded", reason="Completed", endTime="2026-11-26T10:00:10Z")
+    ok = attempt(3, "Succeeded", reason="Completed", endTime="2026-01-01T00:00:10Z")
     metrics.status_written(NS, 1, {"attempts": [attempt(3, "Running")]}, {"attempts": [ok]})
     assert value("fluxlora_preemptions_total") == preempted
     assert value("fluxlora_attempts_ended_total", result="Succeeded", reason="Completed") >= 1

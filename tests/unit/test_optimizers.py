@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fluxlora import optimizers, sdscripts
+from fluxlora.spec import optimizers, sdscripts
 
-from helpers import evaluated, flag_value, minimal_run, rendered
+from tests.builders import RunBuilder
+from tests.unit.helpers import evaluated, flag_value, rendered
 
 
 @pytest.mark.parametrize(
@@ -48,7 +49,7 @@ def test_anything_else_is_refused_with_the_rule(optimizer: str, argument: str, w
 
 
 def test_valid_arguments_reach_the_engine_as_values_of_one_flag() -> None:
-    run = rendered(minimal_run(training={"optimizerArgs": ["weight_decay=0.01", "betas=(0.9,0.99)"]}))
+    run = rendered(RunBuilder().training(optimizerArgs=["weight_decay=0.01", "betas=(0.9,0.99)"]).obj())
     flags = run.argv[run.argv.index("--pretrained_model_name_or_path") :]
     parsed, unknown = sdscripts.engine_parser().parse_known_args(flags)
     assert unknown == [] and parsed.optimizer_args == ["weight_decay=0.01", "betas=(0.9,0.99)"]
@@ -56,16 +57,16 @@ def test_valid_arguments_reach_the_engine_as_values_of_one_flag() -> None:
 
 
 def test_a_flag_in_optimizer_args_is_refused_before_it_reaches_argv() -> None:
-    evaluation = evaluated(minimal_run(training={"optimizerArgs": ["--config_file=/fluxlora/output/x.toml"]}))
+    evaluation = evaluated(RunBuilder().training(optimizerArgs=["--config_file=/fluxlora/output/x.toml"]).obj())
     assert not evaluation.ok
     assert [e.field for e in evaluation.errors] == ["spec.training.optimizerArgs[0]"]
     assert "must be 'key=value'" in evaluation.errors[0].message
 
 
 def test_a_profiles_optimizer_decides_which_arguments_apply() -> None:
-    evaluation = evaluated(minimal_run(training={"optimizer": "Prodigy", "optimizerArgs": ["decouple=True"]}))
+    evaluation = evaluated(RunBuilder().training(optimizer="Prodigy", optimizerArgs=["decouple=True"]).obj())
     assert evaluation.ok, [e.message for e in evaluation.errors]
-    evaluation = evaluated(minimal_run(training={"optimizerArgs": ["decouple=True"]}))  # fast: AdamW8bit
+    evaluation = evaluated(RunBuilder().training(optimizerArgs=["decouple=True"]).obj())  # fast: AdamW8bit
     assert [e.message for e in evaluation.errors] == [
         "spec.training.optimizerArgs[0] (\"decouple=True\") sets 'decouple', which is not an argument of optimizer "
         "AdamW8bit a run may set (allowed: amsgrad, betas, eps, min_8bit_size, weight_decay)"

@@ -49,11 +49,11 @@ def test_every_directory_installed_is_a_listed_package_and_every_data_file_is_pa
 
 
 def test_ci_installs_exactly_the_floor_pyproject_allows() -> None:
-    """constraints/floor.txt (what `make test-floor` installs) pins each runtime dependency at the
-    lower bound pyproject.toml declares, and nothing else."""
+    """constraints/floor.txt (what `make test-floor` installs) pins each runtime dependency (the core
+    and the operator extra) at the lower bound pyproject.toml declares, and nothing else."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     floors = {}
-    for requirement in project["dependencies"]:
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["operator"]]:
         match = re.match(r"^([A-Za-z0-9_.-]+)>=([0-9][0-9.]*)", requirement)
         assert match, f"{requirement}: every runtime dependency has a lower bound"
         floors[match[1].lower().replace("_", "-")] = match[2]
@@ -64,3 +64,37 @@ def test_ci_installs_exactly_the_floor_pyproject_allows() -> None:
             pinned[name.strip().lower().replace("_", "-")] = version.strip()
     normal = {name: ".".join(v.split(".") + ["0"] * (3 - len(v.split(".")))) for name, v in floors.items()}
     assert pinned == normal
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!\[ ;]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+OPERATOR_ONLY = {"kopf", "kubernetes", "aiohttp", "prometheus-client"}
+
+
+def test_each_image_installs_only_what_it_runs() -> None:
+    """The core (what the trainer installs of fluxlora) has none of the controller's packages; the
+    `operator` extra has them, and the operator's Dockerfile installs it."""
+    core = _names(PYPROJECT["project"]["dependencies"])
+    assert not core & OPERATOR_ONLY, core
+    assert _names(PYPROJECT["project"]["optional-dependencies"]["operator"]) == OPERATOR_ONLY
+    trainer = tomllib.loads((ROOT / "trainer-image" / "pyproject.toml").read_text())
+    assert _names(trainer["project"]["dependencies"]) & OPERATOR_ONLY == {"kubernetes"}  # its status reports
+    assert "'fluxlora[operator]'" in (ROOT / "Dockerfile").read_text()
+    assert "pip install /src /src/trainer-image" in (ROOT / "trainer-image" / "Dockerfile").read_text()
+
+
+def test_the_operator_command_without_its_packages_says_how_to_install_them() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['kopf'] = None\n"  # as if kopf were not installed
+        "from fluxlora.cli import main\n"
+        "main(['operator', '--all-namespaces'])\n"
+    )
+    got = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert got.returncode == 1, got
+    assert "`fluxlora operator` needs the operator's packages (kopf is not installed" in got.stderr
+    assert "pip install 'fluxlora[operator]'" in got.stderr and "Traceback" not in got.stderr

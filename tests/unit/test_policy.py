@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from fluxlora.policy import Policy, PolicyError
-from fluxlora.rules import evaluate
+from fluxlora.spec.policy import Policy, PolicyError
+from fluxlora.spec.rules import evaluate
 
-from helpers import PROFILES, minimal_run
+from tests.builders import RunBuilder
+from tests.unit.helpers import PROFILES
 
 IMAGE = "ghcr.io/fluxlora/trainer:0.1.0"
 
@@ -23,38 +24,38 @@ def errors(document: dict[str, object], policy: Policy) -> list[str]:
 def test_default_policy_allows_the_trainer_image_and_gpu_tolerations_only() -> None:
     policy = Policy()
     gpu = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    assert errors(minimal_run(image=IMAGE, resources={"tolerations": gpu}), policy) == []
-    assert errors(minimal_run(image="registry.example/x:1"), policy) == [
+    assert errors(RunBuilder().image(IMAGE).resources(tolerations=gpu).obj(), policy) == []
+    assert errors(RunBuilder().image("registry.example/x:1").obj(), policy) == [
         'spec.image ("registry.example/x:1") is not allowed by the operator\'s policy '
         '(allowedImages: "ghcr.io/fluxlora/trainer:0.1.0")'
     ]
-    assert "allowedPriorityClasses: none" in errors(minimal_run(resources={"priorityClassName": "high"}), policy)[0]
-    everything = minimal_run(resources={"tolerations": [{"operator": "Exists"}]})
+    assert "allowedPriorityClasses: none" in errors(RunBuilder().resources(priorityClassName="high").obj(), policy)[0]
+    everything = RunBuilder().resources(tolerations=[{"operator": "Exists"}]).obj()
     assert "tolerates every taint" in errors(everything, policy)[0]
-    assert "allowedPodAnnotations: none" in errors(minimal_run(pod={"annotations": {"a": "b"}}), policy)[0]
+    assert "allowedPodAnnotations: none" in errors(RunBuilder().pod_annotations({"a": "b"}).obj(), policy)[0]
 
 
 def test_patterns_match_exactly_by_prefix_or_anything() -> None:
     policy = Policy.model_validate(
         {"allowedImages": ["registry.example/team/*"], "allowedPodAnnotations": ["*"], "allowedTolerationKeys": ["*"]}
     )
-    assert errors(minimal_run(image="registry.example/team/trainer:2"), policy) == []
-    assert errors(minimal_run(image="registry.example/teamx:2"), policy) != []
-    assert errors(minimal_run(pod={"annotations": {"prometheus.io/scrape": "true"}}), policy) == []
-    assert errors(minimal_run(resources={"tolerations": [{"operator": "Exists"}]}), policy) == []
+    assert errors(RunBuilder().image("registry.example/team/trainer:2").obj(), policy) == []
+    assert errors(RunBuilder().image("registry.example/teamx:2").obj(), policy) != []
+    assert errors(RunBuilder().pod_annotations({"prometheus.io/scrape": "true"}).obj(), policy) == []
+    assert errors(RunBuilder().resources(tolerations=[{"operator": "Exists"}]).obj(), policy) == []
 
 
 def test_security_profile_annotations_are_never_allowed() -> None:
     policy = Policy.model_validate({"allowedPodAnnotations": ["*"]})
     for key in ("container.apparmor.security.beta.kubernetes.io/train", "seccomp.security.alpha.kubernetes.io/pod"):
-        assert "is never allowed" in errors(minimal_run(pod={"annotations": {key: "unconfined"}}), policy)[0]
+        assert "is never allowed" in errors(RunBuilder().pod_annotations({key: "unconfined"}).obj(), policy)[0]
 
 
 def test_gpus_default_and_maximum_come_from_the_policy() -> None:
     policy = Policy.model_validate({"defaultGpus": 2, "maxGpus": 4})
-    evaluation = evaluate(minimal_run(), PROFILES, policy, IMAGE)
+    evaluation = evaluate(RunBuilder().obj(), PROFILES, policy, IMAGE)
     assert evaluation.ok and evaluation.config and evaluation.config.gpus == 2
-    assert errors(minimal_run(resources={"gpus": 8}), policy) == [
+    assert errors(RunBuilder().gpus(8).obj(), policy) == [
         "spec.resources.gpus (8) is more than the operator's policy allows (maxGpus: 4)"
     ]
     with pytest.raises(ValueError, match="defaultGpus"):

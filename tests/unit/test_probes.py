@@ -1,4 +1,4 @@
-"""The operator's readiness endpoint (fluxlora.probes) and its wiring into `fluxlora operator`."""
+"""The operator's readiness endpoint (fluxlora.controller.probes) and its wiring into `fluxlora operator`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fluxlora import cli, probes
+from fluxlora import cli
+from fluxlora.controller import probes
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -52,7 +53,7 @@ def test_the_operator_serves_readiness_from_kopfs_ready_flag(monkeypatch: pytest
     raises once its startup handlers have finished: readiness turns 200 exactly then."""
     import kopf
 
-    from fluxlora import handlers
+    from fluxlora.controller import handlers
 
     servers: list[probes.ReadinessServer] = []
     real_server = probes.ReadinessServer

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from fluxlora.profiles import OVERRIDES, ProfileError, ProfileSet
-from fluxlora.settings import EngineSettings
+from fluxlora.api.settings import EngineSettings
+from fluxlora.spec.profiles import OVERRIDES, ProfileError, ProfileSet
 
-from helpers import PROFILES, config_of, minimal_run
+from tests.builders import RunBuilder
+from tests.unit.helpers import PROFILES, config_of
 
 
 def test_fast_profile_values() -> None:
@@ -34,7 +35,7 @@ def test_final_profile_values() -> None:
 
 def test_profiles_use_published_flux_settings_and_alpha_dim_learning_rate() -> None:
     for name in ("fast", "final"):
-        engine = config_of(minimal_run(name)).engine
+        engine = config_of(RunBuilder().profile(name).obj()).engine
         assert engine.timestep_sampling == "shift" and engine.model_prediction_type == "raw"
         assert engine.guidance_scale == 1.0
         # alpha == dim: rates of alpha == rank recipes (<= 1e-4), not the alpha = 1 ones (>= 4e-4).
@@ -43,15 +44,15 @@ def test_profiles_use_published_flux_settings_and_alpha_dim_learning_rate() -> N
 
 def test_merge_order_default_then_profile_then_spec() -> None:
     default = EngineSettings()
-    fast = config_of(minimal_run("fast")).engine
+    fast = config_of(RunBuilder().profile("fast").obj()).engine
     assert fast.blocks_to_swap == default.blocks_to_swap  # not in the profile: schema default
     assert fast.learning_rate == 1e-4  # from the profile
-    overridden = config_of(minimal_run("fast", training={"learningRate": 3e-5, "maxTrainSteps": 50})).engine
+    overridden = config_of(RunBuilder().profile("fast").training(learningRate=3e-5, maxTrainSteps=50).obj()).engine
     assert overridden.learning_rate == 3e-5 and overridden.max_train_steps == 50
 
 
 def test_alpha_follows_dim_when_spec_changes_only_dim() -> None:
-    engine = config_of(minimal_run("final", network={"dim": 16})).engine
+    engine = config_of(RunBuilder().profile("final").network(dim=16).obj()).engine
     assert (engine.network_dim, engine.network_alpha) == (16, 16)
 
 
@@ -63,12 +64,14 @@ def test_every_profile_key_can_be_overridden_from_spec() -> None:
 
 def test_old_env_overrides_have_spec_equivalents() -> None:
     # RANK, MAX_STEPS, FP8_BASE, RESUME_FROM, DRY_RUN of the original project.
-    document = minimal_run(
-        "fast",
-        network={"dim": 8},
-        training={"maxTrainSteps": 123, "fp8Base": False},
-        resume={"from": "old/checkpoints/run-step00000100-state"},
-        dryRun=True,
+    document = (
+        RunBuilder()
+        .profile("fast")
+        .network(dim=8)
+        .training(maxTrainSteps=123, fp8Base=False)
+        .resume_from("old/checkpoints/run-step00000100-state")
+        .dry_run()
+        .obj()
     )
     config = config_of(document)
     assert (config.engine.network_dim, config.engine.max_train_steps, config.engine.fp8_base) == (8, 123, False)

@@ -11,11 +11,13 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fluxlora import layout, sdscripts
-from fluxlora.render import render
-from fluxlora.rules import evaluate
+from fluxlora.contract import layout
+from fluxlora.spec import sdscripts
+from fluxlora.spec.render import render
+from fluxlora.spec.rules import evaluate
 
-from helpers import PROFILES, minimal_run
+from tests.builders import RunBuilder
+from tests.unit.helpers import PROFILES
 
 segment = st.from_regex(r"[A-Za-z0-9._-]{1,12}", fullmatch=True)
 rel_path = st.lists(segment, min_size=1, max_size=4).map("/".join)
@@ -67,11 +69,13 @@ spec_overrides = st.fixed_dictionaries(
 def test_any_valid_spec_renders_safely(
     profile: str, overrides: dict[str, Any], dataset_path: str, output_path: str, trigger: str
 ) -> None:
-    document = minimal_run(
-        profile,
-        dataset={"path": dataset_path, "triggerWord": trigger[:200]},
-        output={"path": output_path},
-        **overrides,
+    document = (
+        RunBuilder()
+        .profile(profile)
+        .dataset(path=dataset_path, triggerWord=trigger[:200])
+        .output(path=output_path)
+        .spec(**overrides)
+        .obj()
     )
     evaluation = evaluate(document, PROFILES)
     if not evaluation.ok:
@@ -95,9 +99,12 @@ def test_any_valid_spec_renders_safely(
     # The trigger word lands in the dataset TOML as data, never in the argv.
     assert tomllib.loads(run.dataset_toml)["datasets"][0]["subsets"][0]["class_tokens"] == trigger[:200]
     other = evaluate(
-        minimal_run(
-            profile, dataset={"path": dataset_path, "triggerWord": "x"}, output={"path": output_path}, **overrides
-        ),
+        RunBuilder()
+        .profile(profile)
+        .dataset(path=dataset_path, triggerWord="x")
+        .output(path=output_path)
+        .spec(**overrides)
+        .obj(),
         PROFILES,
     )
     assert other.config is not None and sdscripts.render_argv(other.config) == run.argv
@@ -112,7 +119,7 @@ def test_any_valid_spec_renders_safely(
 
 @given(path=st.lists(st.sampled_from(["a", "..", ".", "b"]), min_size=1, max_size=5).map("/".join))
 def test_dot_dot_paths_are_rejected_or_stay_inside(path: str) -> None:
-    evaluation = evaluate(minimal_run(dataset={"path": path}), PROFILES)
+    evaluation = evaluate(RunBuilder().dataset(path=path).obj(), PROFILES)
     if ".." in path.split("/"):
         assert not evaluation.ok
         assert any(e.field == "spec.dataset.path" for e in evaluation.errors)

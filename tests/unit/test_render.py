@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from fluxlora import layout, sdscripts
-from fluxlora.document import short
-from fluxlora.profiles import ProfileSet
-from fluxlora.render import render
-from fluxlora.rules import evaluate
-from fluxlora.settings import EngineSettings, Target
+from fluxlora.api.document import short
+from fluxlora.api.settings import EngineSettings, Target
+from fluxlora.contract import layout
+from fluxlora.spec import sdscripts
+from fluxlora.spec.profiles import ProfileSet
+from fluxlora.spec.render import render
+from fluxlora.spec.rules import evaluate
 
-from helpers import EXAMPLES, ROOT, evaluated, flag_value, load_example, minimal_run, rendered
+from tests.builders import RunBuilder
+from tests.unit.helpers import EXAMPLES, ROOT, evaluated, flag_value, load_example, rendered
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -72,7 +74,7 @@ def test_every_flag_setting_is_in_the_engine_contract() -> None:
 
 
 def test_multi_gpu_launch() -> None:
-    argv = rendered(minimal_run(resources={"gpus": 4})).argv
+    argv = rendered(RunBuilder().gpus(4).obj()).argv
     assert argv[:7] == [
         "accelerate", "launch", "--num_cpu_threads_per_process", "1", "--num_processes", "4", "--multi_gpu",
     ]  # fmt: skip
@@ -90,15 +92,15 @@ def test_dataset_toml_parses_and_points_at_the_run_snapshot() -> None:
 
 
 def test_trigger_word_with_quotes_stays_one_toml_string() -> None:
-    run = rendered(minimal_run(dataset={"triggerWord": 'ohwx "the" \\ person'}))
+    run = rendered(RunBuilder().dataset(triggerWord='ohwx "the" \\ person').obj())
     assert tomllib.loads(run.dataset_toml)["datasets"][0]["subsets"][0]["class_tokens"] == 'ohwx "the" \\ person'
 
 
 def test_config_hash_is_stable_and_ignores_output_location() -> None:
-    a = rendered(minimal_run(name="run-a"))
-    b = rendered(minimal_run(name="run-b", output={"claimName": "other"}))
+    a = rendered(RunBuilder("run-a").obj())
+    b = rendered(RunBuilder("run-b").output("other").obj())
     assert a.config_hash == b.config_hash and a.config_hash.startswith("sha256:")
-    c = rendered(minimal_run(name="run-a", training={"seed": 7}))
+    c = rendered(RunBuilder("run-a").training(seed=7).obj())
     assert c.config_hash != a.config_hash
 
 
@@ -174,17 +176,17 @@ def test_image_paths_in_the_command_exist_in_the_trainer_image() -> None:
 
 
 def test_control_characters_in_the_trigger_word_are_refused_and_unicode_stays_valid_toml() -> None:
-    run = rendered(minimal_run(dataset={"triggerWord": "é ü 漢字"}))
+    run = rendered(RunBuilder().dataset(triggerWord="é ü 漢字").obj())
     assert tomllib.loads(run.dataset_toml)["datasets"][0]["subsets"][0]["class_tokens"] == "é ü 漢字"
     for text in ("a\x7fb", "tab\there", "nul\x00", "line\nbreak"):
-        errors = [e.message for e in evaluated(minimal_run(dataset={"triggerWord": text})).errors]
+        errors = [e.message for e in evaluated(RunBuilder().dataset(triggerWord=text).obj()).errors]
         assert errors == [f"spec.dataset.triggerWord ({short(text)}) must not contain control characters"]
 
 
 def test_control_characters_from_a_profile_stay_valid_toml(tmp_path: Path) -> None:
     text = "a\x7fb\ttab\x00nul"
     (tmp_path / "flux_ctl.toml").write_text(f"[dataset]\nclass_tokens = {json.dumps(text)}\n")
-    evaluation = evaluate(minimal_run("ctl", dataset={"triggerWord": None}), ProfileSet.load(tmp_path))
+    evaluation = evaluate(RunBuilder().profile("ctl").dataset(triggerWord=None).obj(), ProfileSet.load(tmp_path))
     assert evaluation.ok and evaluation.run and evaluation.config, [e.message for e in evaluation.errors]
     toml = render(evaluation.run, evaluation.config, evaluation.warnings).dataset_toml
     assert tomllib.loads(toml)["datasets"][0]["subsets"][0]["class_tokens"] == text
@@ -193,7 +195,7 @@ def test_control_characters_from_a_profile_stay_valid_toml(tmp_path: Path) -> No
 def test_the_trainer_logs_json_when_the_operator_does() -> None:
     import dataclasses
 
-    from fluxlora import podenv
+    from fluxlora.contract import podenv
 
     plain = rendered(load_example("run-fast.yaml"))
     env = {e["name"]: e.get("value") for e in plain.job(1)["spec"]["template"]["spec"]["containers"][0]["env"]}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from fluxlora.rules import Severity, check_resume_step
+from fluxlora.spec.rules import Severity, check_resume_step
 
-from cases import CASES, INVALID_DIR, InvalidCase, example_path, example_text
-from helpers import EXAMPLES, evaluated, load_example, minimal_run, rendered
+from tests.builders import RunBuilder
+from tests.cases import CASES, INVALID_DIR, InvalidCase, example_path, example_text
+from tests.unit.helpers import EXAMPLES, evaluated, load_example, rendered
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -41,27 +42,40 @@ def test_final_profile_warns_that_flux_ignores_min_snr_gamma_and_noise_offset() 
 
 
 def test_zero_noise_offset_and_gamma_give_no_warning() -> None:
-    evaluation = evaluated(minimal_run("final", training={"noiseOffset": 0, "minSnrGamma": 0}))
+    evaluation = evaluated(RunBuilder().profile("final").training(noiseOffset=0, minSnrGamma=0).obj())
     assert evaluation.ok
     assert not [w for w in evaluation.warnings if "no effect on FLUX" in w.message]
 
 
 def test_sdpa_is_flagged_as_ignored() -> None:
-    evaluation = evaluated(minimal_run("fast", training={"sdpa": True}))
+    evaluation = evaluated(RunBuilder().profile("fast").training(sdpa=True).obj())
     assert any(w.field == "spec.training.sdpa" for w in evaluation.warnings)
 
 
 def test_no_resumable_state_before_the_end_is_a_warning() -> None:
-    evaluation = evaluated(minimal_run("fast", training={"maxTrainSteps": 50, "saveEveryNSteps": 50}))
+    evaluation = evaluated(RunBuilder().profile("fast").training(maxTrainSteps=50, saveEveryNSteps=50).obj())
     assert evaluation.ok
     assert any(w.field == "spec.training.saveEveryNSteps" for w in evaluation.warnings)
 
 
 def test_resume_needs_more_steps_than_the_restored_step() -> None:
-    finding = check_resume_step(100, 100)
+    finding = check_resume_step(100, 100, "profile fast")
     assert finding is not None
-    assert finding.message == "spec.training.maxTrainSteps (100) must be greater than the step being resumed (100)"
+    assert finding.message == (
+        "spec.resume.fromStep (100) must be < spec.training.maxTrainSteps (100, from profile fast): the engine "
+        "resumes only while maxTrainSteps is greater than the restored step"
+    )
     assert check_resume_step(101, 100) is None
+    # The step is checked where a run resumes from it (with spec.resume.from) ...
+    assert evaluated(RunBuilder().profile("fast").resume_from("old/state", 999).obj()).ok
+    assert not evaluated(RunBuilder().profile("fast").resume_from("old/state", 1000).obj()).ok
+    # ... not where nothing is resumed (the first attempt starts at step 0).
+    assert evaluated(RunBuilder().profile("fast").spec(resume={"fromStep": 1000}).obj()).ok
+
+
+def test_a_caption_extension_that_is_not_an_image_extension_is_valid() -> None:
+    for extension in (".txt", ".caption", ".Png_"):
+        assert evaluated(RunBuilder().profile("fast").dataset(captionExtension=extension).obj()).ok, extension
 
 
 def test_every_example_file_is_valid_or_in_the_invalid_table() -> None:
@@ -73,24 +87,24 @@ def test_bucket_limits_that_do_nothing_with_no_upscale_are_not_rendered_and_are_
     # With bucketNoUpscale (both profiles) the engine sizes each bucket from its image and ignores
     # min/max_bucket_reso for bucketing (train_util.py:1032): neither profile sets them any more ...
     for profile in ("fast", "final"):
-        run = rendered(minimal_run(profile))
+        run = rendered(RunBuilder().profile(profile).obj())
         assert "min_bucket_reso" not in run.dataset_toml and "max_bucket_reso" not in run.dataset_toml
         assert not [w for w in run.warnings if "BucketReso" in w.field]
     # ... and a run that sets one hears that it does not shape the buckets.
-    evaluation = evaluated(minimal_run("fast", dataset={"maxBucketReso": 768}))
+    evaluation = evaluated(RunBuilder().profile("fast").dataset(maxBucketReso=768).obj())
     assert evaluation.ok
     warning = next(w for w in evaluation.warnings if w.field == "spec.dataset.maxBucketReso")
     assert "does not shape buckets while spec.dataset.bucketNoUpscale is true" in warning.message
-    upscaling = evaluated(minimal_run("fast", dataset={"maxBucketReso": 768, "bucketNoUpscale": False}))
+    upscaling = evaluated(RunBuilder().profile("fast").dataset(maxBucketReso=768, bucketNoUpscale=False).obj())
     assert not [w for w in upscaling.warnings if w.field == "spec.dataset.maxBucketReso"]
 
 
 def test_the_resolution_must_lie_within_the_engines_bucket_limits() -> None:
     # The engine asserts min_bucket_reso <= resolution <= max_bucket_reso whenever buckets are on.
-    too_large = evaluated(minimal_run("fast", dataset={"resolution": 1536}))
+    too_large = evaluated(RunBuilder().profile("fast").dataset(resolution=1536).obj())
     assert [e.message for e in too_large.errors] == [
         "spec.dataset.resolution (1536) must be at most 1024, the engine's default spec.dataset.maxBucketReso "
         "(set spec.dataset.maxBucketReso)"
     ]
-    assert evaluated(minimal_run("fast", dataset={"resolution": 1536, "maxBucketReso": 1536})).ok
-    assert evaluated(minimal_run("fast", dataset={"resolution": 1536, "enableBucket": False})).ok
+    assert evaluated(RunBuilder().profile("fast").dataset(resolution=1536, maxBucketReso=1536).obj()).ok
+    assert evaluated(RunBuilder().profile("fast").dataset(resolution=1536, enableBucket=False).obj()).ok

@@ -1,4 +1,4 @@
-"""run.json: one model (fluxlora.runfile.RunFile) written by the operator and read by the trainer."""
+"""run.json: one model (fluxlora.contract.runfile.RunFile) written by the operator and read by the trainer."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from fluxlora.runfile import RunFile
+from fluxlora.contract.runfile import RunFile
 from fluxlora_trainer.runspec import RunSpecError, parse_run
 
-from helpers import EXAMPLES, load_example, rendered
+from tests.unit.helpers import EXAMPLES, load_example, rendered
 
 EXAMPLE_NAMES = sorted(p.name for p in Path(EXAMPLES).glob("run-*.yaml"))
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from fluxlora import sampleset
-from fluxlora.losshistory import MAX_POINTS, LossHistory
+from fluxlora.contract import sampleset
+from fluxlora.contract.losshistory import MAX_POINTS, LossHistory
 
-from helpers import evaluated, flag_value, load_example, minimal_run, rendered
+from tests.builders import RunBuilder
+from tests.unit.helpers import evaluated, flag_value, load_example, rendered
 
 
 def prompt_file(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -28,18 +29,18 @@ def messages(document: dict[str, Any]) -> list[str]:
 
 def test_every_sample_setting_reaches_the_prompt_file_or_the_flags() -> None:
     run = rendered(
-        minimal_run(
-            samples={
-                "prompts": ["[trigger] in the rain", "a drawing of [trigger]"],
-                "everyNSteps": 50,
-                "atStart": True,
-                "seed": 7,
-                "width": 768,
-                "height": 512,
-                "samplerSteps": 28,
-                "guidanceScale": 4.0,
-            }
+        RunBuilder()
+        .samples(
+            prompts=["[trigger] in the rain", "a drawing of [trigger]"],
+            everyNSteps=50,
+            atStart=True,
+            seed=7,
+            width=768,
+            height=512,
+            samplerSteps=28,
+            guidanceScale=4.0,
         )
+        .obj()
     )
     assert flag_value(run.argv, "--sample_prompts") == "/fluxlora/run/sample_prompts.json"
     assert flag_value(run.argv, "--sample_every_n_steps") == "50"
@@ -55,7 +56,7 @@ def test_every_sample_setting_reaches_the_prompt_file_or_the_flags() -> None:
 def test_a_prompt_is_data_never_options_or_shell() -> None:
     # In the engine's .txt format " --w 9" would set the width; the JSON file carries it as text.
     text = "ohwx --w 9 --s 1000 'quoted' \"double\" $(rm -rf /) ünïcødé\nsecond line"
-    run = rendered(minimal_run(samples={"prompts": [text]}))
+    run = rendered(RunBuilder().samples(prompts=[text]).obj())
     assert json.loads(run.sample_prompts_file or "")[0]["prompt"] == text
     assert not any(text in arg for arg in run.argv)
 
@@ -71,20 +72,20 @@ def test_the_profiles_sample_every_checkpoint(profile: str, every: int, size: in
 
 
 def test_samples_follow_the_save_cadence_unless_told() -> None:
-    follows = rendered(minimal_run(training={"saveEveryNSteps": 40}))
+    follows = rendered(RunBuilder().training(saveEveryNSteps=40).obj())
     assert flag_value(follows.argv, "--sample_every_n_steps") == "40"
-    told = rendered(minimal_run(training={"saveEveryNSteps": 40}, samples={"everyNSteps": 20}))
+    told = rendered(RunBuilder().training(saveEveryNSteps=40).samples(everyNSteps=20).obj())
     assert flag_value(told.argv, "--sample_every_n_steps") == "20"
 
 
 def test_no_prompts_no_sampling() -> None:
-    run = rendered(minimal_run(samples={"prompts": []}))
+    run = rendered(RunBuilder().samples(prompts=[]).obj())
     assert not any(arg.startswith("--sample") for arg in run.argv)
     assert run.sample_prompts_file is None and run.run_json()["samples"] is None
 
 
 def test_profile_prompts_without_a_trigger_word_are_off_with_a_warning() -> None:
-    document = minimal_run(dataset={"triggerWord": None})
+    document = RunBuilder().dataset(triggerWord=None).obj()
     run = rendered(document)
     assert not any(arg.startswith("--sample") for arg in run.argv)
     assert (
@@ -92,17 +93,17 @@ def test_profile_prompts_without_a_trigger_word_are_off_with_a_warning() -> None
         "(set it, or write spec.samples.prompts)"
     ) in messages(document)
     # prompts the spec writes without [trigger] need no trigger word
-    plain = rendered(minimal_run(dataset={"triggerWord": None}, samples={"prompts": ["a red bicycle"]}))
+    plain = rendered(RunBuilder().dataset(triggerWord=None).samples(prompts=["a red bicycle"]).obj())
     assert flag_value(plain.argv, "--sample_prompts") is not None
 
 
 def test_sampling_nowhere_or_out_of_step_with_saves_is_a_warning() -> None:
-    never = minimal_run(training={"maxTrainSteps": 50}, samples={"everyNSteps": 80, "atStart": False})
+    never = RunBuilder().training(maxTrainSteps=50).samples(everyNSteps=80, atStart=False).obj()
     assert any(
         m.startswith("spec.samples.everyNSteps (80) is more than spec.training.maxTrainSteps (50)")
         for m in messages(never)
     )
-    odd = minimal_run(training={"saveEveryNSteps": 100}, samples={"everyNSteps": 30})
+    odd = RunBuilder().training(saveEveryNSteps=100).samples(everyNSteps=30).obj()
     assert any(
         m.startswith("spec.samples.everyNSteps (30) does not divide spec.training.saveEveryNSteps (100)")
         for m in messages(odd)

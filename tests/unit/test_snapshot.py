@@ -8,48 +8,43 @@ from typing import Any
 
 import pytest
 
-from fluxlora import snapshot
-from fluxlora import status as S
-from fluxlora.facts import facts_of
-from fluxlora.profiles import ProfileSet
-from fluxlora.render import render
-from fluxlora.rules import evaluate
+from fluxlora.contract.model import Obj
+from fluxlora.controller import snapshot
+from fluxlora.planner import status as S
+from fluxlora.planner.facts import facts_of
+from fluxlora.spec.profiles import ProfileSet
+from fluxlora.spec.render import render
+from fluxlora.spec.rules import evaluate
 
-Obj = dict[str, Any]
-NOW = "2026-01-01T00:00:00Z"
-LATER = "2026-01-01T00:05:00Z"
-UID = "run-uid"
+from tests.builders import LATER, NOW, UID, RunBuilder, attempt
+
 MANAGED = [{"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}}]
 
 
 def run_body(status: Obj | None = None) -> Obj:
-    return {
-        "apiVersion": "fluxlora.dev/v1alpha1",
-        "kind": "FluxLoraRun",
-        "metadata": {
-            "name": "r",
-            "namespace": "ns",
-            "uid": UID,
-            "generation": 2,
-            "resourceVersion": "41",
-            "creationTimestamp": NOW,
-            "labels": {"team": "a"},
-            "annotations": {
+    """The run as the API server returns it: server-set metadata, kubectl's and kopf's annotations."""
+    return (
+        RunBuilder("r", "ns")
+        .uid(UID)
+        .generation(2)
+        .resource_version("41")
+        .created(NOW)
+        .labels({"team": "a"})
+        .annotations(
+            {
                 "note": "kept",
                 "kubectl.kubernetes.io/last-applied-configuration": '{"a": 1}',
                 "kopf.fluxlora.dev/last-handled-configuration": '{"spec": {}}',
-            },
-            "managedFields": MANAGED,
-        },
-        "spec": {
-            "profile": "fast",
-            "model": {"claimName": "m"},
-            "dataset": {"claimName": "d", "path": "alice", "triggerWord": "ohwx"},
-            "output": {"claimName": "o"},
-            "training": {"maxTrainSteps": 400},
-        },
-        "status": status or {},
-    }
+            }
+        )
+        .managed_fields(MANAGED)
+        .model("m")
+        .dataset("d", triggerWord="ohwx")
+        .output("o")
+        .steps(400)
+        .status(status or {})
+        .obj()
+    )
 
 
 def full_job(n: int, *, conditions: list[Obj] | None = None, deleting: bool = False, suspend: bool = False) -> Obj:
@@ -110,10 +105,6 @@ def terminated(code: int, reason: str = "Error", message: str = "") -> Obj:
 
 def cond(type_: str, status: str = "True", reason: str = "", message: str = "") -> Obj:
     return {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": LATER}
-
-
-def attempt(n: int, result: str = "Running", **kw: Any) -> Obj:
-    return {"number": n, "jobName": f"r-a{n}", "startTime": NOW, "result": result, **kw}
 
 
 SCENARIOS: dict[str, tuple[Obj, list[Obj], list[Obj]]] = {

@@ -3,129 +3,27 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+import typing
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxlora import status as S
-from fluxlora.manifests import ENV_RESUME_CHECKPOINT, ENV_RESUME_STEP, ResumeFrom
+from fluxlora import api
+from fluxlora.contract.model import Obj
+from fluxlora.planner import status as S
+from fluxlora.spec.manifests import ResumeFrom
 
-UID = "run-uid"
-NOW = "2026-01-01T00:00:00Z"
-LATER = "2026-01-01T00:05:00Z"
-
-Obj = dict[str, Any]
+from tests.builders import LATER, NOW, UID, JobBuilder, PodBuilder, attempt, facts
 
 
-# ----------------------------------------------------------------------------- builders
-
-
-def job(
-    n: int,
-    *,
-    uid: str = UID,
-    complete: bool = False,
-    failed: str | None = None,
-    suspend: bool = False,
-    deleting: bool = False,
-    resume: tuple[str, int] | None = None,
-    message: str = "",
-) -> Obj:
-    conditions = []
-    if complete:
-        conditions.append({"type": "Complete", "status": "True", "lastTransitionTime": LATER})
-    if failed:
-        conditions.append(
-            {"type": "Failed", "status": "True", "reason": failed, "message": message, "lastTransitionTime": LATER}
-        )
-    env = [
-        {"name": ENV_RESUME_CHECKPOINT, "value": resume[0] if resume else ""},
-        {"name": ENV_RESUME_STEP, "value": str(resume[1]) if resume else "0"},
-    ]
-    meta: Obj = {
-        "name": f"r-a{n}",
-        "uid": f"job-{n}",
-        "creationTimestamp": NOW,
-        "labels": {"fluxlora.dev/run": "r", "fluxlora.dev/attempt": str(n)},
-        "ownerReferences": [{"uid": uid, "kind": "FluxLoraRun", "name": "r"}],
-    }
-    if deleting:
-        meta["deletionTimestamp"] = LATER
-    return {
-        "metadata": meta,
-        "spec": {"suspend": suspend, "template": {"spec": {"containers": [{"name": "train", "env": env}]}}},
-        "status": {"conditions": conditions},
-    }
-
-
-def pod(
-    n: int,
-    phase: str = "Running",
-    *,
-    exit_code: int | None = None,
-    reason: str | None = None,
-    message: str = "",
-    init_exit: int | None = None,
-    conditions: list[Obj] | None = None,
-    status_reason: str | None = None,
-    deleting: bool = False,
-    waiting: str | None = None,
-) -> Obj:
-    containers: list[Obj] = []
-    if exit_code is not None:
-        containers.append(
-            {
-                "name": "train",
-                "state": {"terminated": {"exitCode": exit_code, "reason": reason or "Error", "message": message}},
-            }
-        )
-    elif waiting:
-        containers.append({"name": "train", "state": {"waiting": {"reason": waiting, "message": message}}})
-    else:
-        containers.append({"name": "train", "state": {"running": {}}})
-    inits = []
-    if init_exit is not None:
-        inits.append({"name": "prepare", "state": {"terminated": {"exitCode": init_exit, "message": message}}})
-    status: Obj = {
-        "phase": phase,
-        "containerStatuses": containers,
-        "initContainerStatuses": inits,
-        "conditions": conditions or [],
-    }
-    if status_reason:
-        status["reason"] = status_reason
-        status["message"] = message
-    meta: Obj = {
-        "name": f"r-a{n}-xyz",
-        "uid": f"pod-{n}",
-        "creationTimestamp": NOW,
-        "ownerReferences": [{"uid": f"job-{n}", "kind": "Job"}],
-    }
-    if deleting:
-        meta["deletionTimestamp"] = LATER
-    return {"metadata": meta, "status": status}
-
-
-def facts(status: Obj | None = None, **kw: Any) -> S.RunFacts:
-    base: dict[str, Any] = {
-        "name": "r",
-        "uid": UID,
-        "generation": 1,
-        "status": status or {},
-        "command": ["accelerate", "launch"],
-        "max_train_steps": 1000,
-    }
-    base.update(kw)
-    return S.RunFacts(**base)
-
-
-def attempt(n: int, result: str = "Running", reason: str | None = None, **kw: Any) -> Obj:
-    rec = {"number": n, "jobName": f"r-a{n}", "startTime": NOW, "result": result}
-    if reason:
-        rec["reason"] = reason
-    rec.update(kw)
-    return rec
+def test_the_api_phase_literal_lists_the_planner_phases() -> None:
+    """api.Phase stays a Literal (the CRD's enum and the types are built from it); its values are
+    the planner's phase constants, in the same order, and the live and finished ones are among them."""
+    assert typing.get_args(api.Phase) == S.PHASES
+    assert len(set(S.PHASES)) == len(S.PHASES)
+    assert set(S.FINISHED_PHASES) <= set(S.PHASES)
+    assert set(S.LIVE_PHASES) <= set(S.PHASES)
+    assert not set(S.FINISHED_PHASES) & set(S.LIVE_PHASES)
 
 
 def cond(status: Obj, type_: str) -> Obj:
@@ -138,15 +36,15 @@ def cond(status: Obj, type_: str) -> Obj:
 
 
 def test_pod_failure_reasons() -> None:
-    assert S.pod_failure(pod(1)) is None
-    assert S.pod_failure(pod(1, "Succeeded", exit_code=0)) is None
-    evicted = S.pod_failure(pod(1, "Failed", status_reason="Evicted", message="low on memory"))
+    assert S.pod_failure(PodBuilder(1).obj()) is None
+    assert S.pod_failure(PodBuilder(1, "Succeeded").exited(0).obj()) is None
+    evicted = S.pod_failure(PodBuilder(1, "Failed").reason("Evicted", "low on memory").obj())
     assert evicted and evicted.reason == "Evicted" and evicted.message == "low on memory"
-    oom = S.pod_failure(pod(1, "Failed", exit_code=137, reason="OOMKilled"))
+    oom = S.pod_failure(PodBuilder(1, "Failed").exited(137, "OOMKilled").obj())
     assert oom and oom.reason == "OOMKilled"
-    crash = S.pod_failure(pod(1, "Failed", exit_code=1, message="CUDA error"))
+    crash = S.pod_failure(PodBuilder(1, "Failed").exited(1, message="CUDA error").obj())
     assert crash and (crash.reason, crash.message) == ("Error", "CUDA error")
-    silent = S.pod_failure(pod(1, "Failed", exit_code=21))
+    silent = S.pod_failure(PodBuilder(1, "Failed").exited(21).obj())
     assert silent and silent.message == "container train exited with code 21"
     # What the plan retries is decided by the recorded reason alone.
     assert not {evicted.reason, oom.reason, crash.reason, silent.reason} & S.NOT_RETRYABLE_REASONS
@@ -154,17 +52,17 @@ def test_pod_failure_reasons() -> None:
 
 def test_configuration_and_data_errors_are_not_retryable() -> None:
     for code, reason in [(2, "ConfigError"), (10, "DataError"), (16, "DataError"), (22, "ResumeError")]:
-        found = S.pod_failure(pod(1, "Failed", exit_code=code, message="why"))
+        found = S.pod_failure(PodBuilder(1, "Failed").exited(code, message="why").obj())
         assert found and found.reason == reason and found.message == "why"
         assert reason in S.NOT_RETRYABLE_REASONS
-    prepare = S.pod_failure(pod(1, "Failed", init_exit=2, message="dataset alice: no images"))
+    prepare = S.pod_failure(PodBuilder(1, "Failed").init_exited(2, "dataset alice: no images").obj())
     assert prepare and prepare.reason == "ConfigError" and prepare.message == "dataset alice: no images"
 
 
 def test_disruptions() -> None:
     def disrupted(reason: str) -> str | None:
         c = [{"type": "DisruptionTarget", "status": "True", "reason": reason, "message": "m"}]
-        found = S.pod_failure(pod(1, "Running", conditions=c, deleting=True))
+        found = S.pod_failure(PodBuilder(1, "Running").conditions(*c).deleting().obj())
         return found.reason if found else None
 
     assert disrupted("PreemptionByScheduler") == "Preempted"
@@ -172,11 +70,11 @@ def test_disruptions() -> None:
     assert disrupted("TerminationByKubelet") == "Evicted"
     assert disrupted("DeletionByTaintManager") == "NodeLost"
     assert disrupted("SomethingNew") == "Preempted"
-    deleted = S.pod_failure(pod(1, "Running", deleting=True))
+    deleted = S.pod_failure(PodBuilder(1, "Running").deleting().obj())
     assert deleted and deleted.reason == "PodDeleted"
     # A disruption outranks the SIGTERM exit code it causes.
     c = [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler"}]
-    found = S.pod_failure(pod(1, "Failed", exit_code=143, conditions=c))
+    found = S.pod_failure(PodBuilder(1, "Failed").exited(143).conditions(*c).obj())
     assert found and found.reason == "Preempted"
 
 
@@ -184,30 +82,35 @@ def test_disruptions() -> None:
 
 
 def test_observe_job_states() -> None:
-    assert S.observe(job(1, complete=True), []).result == "Succeeded"
-    deadline = S.observe(job(1, failed="DeadlineExceeded", message="too long"), [])
+    assert S.observe(JobBuilder(1).complete().obj(), []).result == "Succeeded"
+    deadline = S.observe(JobBuilder(1).failed("DeadlineExceeded", "too long").obj(), [])
     assert (deadline.result, deadline.reason) == ("Failed", "DeadlineExceeded")
     assert deadline.reason in S.NOT_RETRYABLE_REASONS
-    oom = S.observe(job(1, failed="BackoffLimitExceeded"), [pod(1, "Failed", exit_code=137, reason="OOMKilled")])
+    oom = S.observe(
+        JobBuilder(1).failed("BackoffLimitExceeded").obj(), [PodBuilder(1, "Failed").exited(137, "OOMKilled").obj()]
+    )
     assert (oom.result, oom.reason) == ("Failed", "OOMKilled")
-    target = job(1)
+    target = JobBuilder(1).obj()
     target["status"]["conditions"] = [{"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"}]
-    assert S.observe(target, [pod(1, "Failed", exit_code=2)]).reason == "ConfigError"
-    lost = S.observe(job(1, failed="BackoffLimitExceeded"), [])
+    assert S.observe(target, [PodBuilder(1, "Failed").exited(2).obj()]).reason == "ConfigError"
+    lost = S.observe(JobBuilder(1).failed("BackoffLimitExceeded").obj(), [])
     assert (lost.result, lost.reason) == ("Failed", "PodLost")
-    assert S.observe(job(1, suspend=True), []).result == "Queued"
-    assert S.observe(job(1, deleting=True), [], run_suspended=True).result == "Stopped"
-    assert S.observe(job(1, deleting=True), []).reason == "JobDeleted"
-    assert (S.observe(job(1), []).result, S.observe(job(1), []).reason) == ("Pending", "Creating")
-    assert S.observe(job(1), [pod(1)]).result == "Running"
-    pull = S.observe(job(1), [pod(1, "Pending", waiting="ImagePullBackOff", message="no such image")])
+    assert S.observe(JobBuilder(1).suspend().obj(), []).result == "Queued"
+    assert S.observe(JobBuilder(1).deleting().obj(), [], run_suspended=True).result == "Stopped"
+    assert S.observe(JobBuilder(1).deleting().obj(), []).reason == "JobDeleted"
+    assert (S.observe(JobBuilder(1).obj(), []).result, S.observe(JobBuilder(1).obj(), []).reason) == (
+        "Pending",
+        "Creating",
+    )
+    assert S.observe(JobBuilder(1).obj(), [PodBuilder(1).obj()]).result == "Running"
+    pull = S.observe(JobBuilder(1).obj(), [PodBuilder(1, "Pending").waiting("ImagePullBackOff", "no such image").obj()])
     assert (pull.result, pull.reason, pull.message) == ("Pending", "ImagePullBackOff", "no such image")
     msg = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
     unsched = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg}]
-    seen = S.observe(job(1), [pod(1, "Pending", conditions=unsched)])
+    seen = S.observe(JobBuilder(1).obj(), [PodBuilder(1, "Pending").conditions(*unsched).obj()])
     assert (seen.result, seen.reason, seen.unschedulable) == ("Pending", "Unschedulable", msg)
     # Pods of other Jobs do not count.
-    assert S.observe(job(1), [pod(2)]).reason == "Creating"
+    assert S.observe(JobBuilder(1).obj(), [PodBuilder(2).obj()]).reason == "Creating"
 
 
 # ----------------------------------------------------------------------------- plan
@@ -228,9 +131,9 @@ def test_new_run_creates_attempt_one() -> None:
 def test_the_new_jobs_first_event_changes_nothing() -> None:
     """What a new attempt records is what its Job says until its pod exists: no second write."""
     p = S.plan(facts(), [], [], NOW)
-    again = S.plan(facts(p.status), [job(1)], [], LATER)
+    again = S.plan(facts(p.status), [JobBuilder(1).obj()], [], LATER)
     assert again.patch(p.status) == {} and again.events == [] and again.actions == []
-    started = S.plan(facts(p.status), [job(1)], [pod(1, "Pending")], LATER)
+    started = S.plan(facts(p.status), [JobBuilder(1).obj()], [PodBuilder(1, "Pending").obj()], LATER)
     assert cond(started.patch(p.status), "Running")["reason"] == "Starting"
 
 
@@ -262,7 +165,7 @@ def test_warnings_give_a_condition_and_events_once() -> None:
     assert (valid["status"], valid["reason"]) == ("True", "ValidWithWarnings")
     assert "noiseOffset" in valid["message"] and p.status["warnings"] == w
     assert [e.type for e in p.events if e.reason == "ValidWithWarnings"] == ["Warning"]
-    again = S.plan(facts(p.status, warnings=w), [job(1)], [], NOW)
+    again = S.plan(facts(p.status, warnings=w), [JobBuilder(1).obj()], [], NOW)
     assert not [e for e in again.events if e.reason == "ValidWithWarnings"]
 
 
@@ -272,21 +175,21 @@ def test_dry_run_renders_only() -> None:
 
 
 def test_job_without_a_record_is_adopted_not_recreated() -> None:
-    p = S.plan(facts(), [job(1, resume=("ck", 5))], [pod(1)], NOW)
+    p = S.plan(facts(), [JobBuilder(1).resume("ck", 5).obj()], [PodBuilder(1).obj()], NOW)
     assert p.actions == []
     assert p.status["phase"] == "Running"
     assert p.status["attempts"][0]["resumedFrom"] == "ck" and p.status["attempts"][0]["resumedStep"] == 5
 
 
 def test_jobs_of_an_older_run_with_the_same_name_are_ignored() -> None:
-    p = S.plan(facts(), [job(1, uid="old-uid", complete=True)], [], NOW)
+    p = S.plan(facts(), [JobBuilder(1).owner("old-uid").complete().obj()], [], NOW)
     assert p.actions == [S.CreateAttempt(1, None, True)]
 
 
 def test_retryable_failure_resumes_from_the_trainers_point() -> None:
     status = {"phase": "Running", "attempts": [attempt(1)], "resume": {"checkpoint": "ck/s-30", "step": 30}}
-    jobs = [job(1, failed="BackoffLimitExceeded")]
-    p = S.plan(facts(status), jobs, [pod(1, "Failed", exit_code=1, message="boom")], LATER)
+    jobs = [JobBuilder(1).failed("BackoffLimitExceeded").obj()]
+    p = S.plan(facts(status), jobs, [PodBuilder(1, "Failed").exited(1, message="boom").obj()], LATER)
     assert p.actions == [S.CreateAttempt(2, ResumeFrom("ck/s-30", 30), False)]
     first, second = p.status["attempts"]
     assert (first["result"], first["reason"], first["message"], first["endTime"]) == ("Failed", "Error", "boom", LATER)
@@ -297,7 +200,7 @@ def test_retryable_failure_resumes_from_the_trainers_point() -> None:
 def test_retry_without_a_checkpoint_falls_back_to_spec_resume_from() -> None:
     status = {"attempts": [attempt(1)]}
     f = facts(status, first_resume=ResumeFrom("given", 10))
-    p = S.plan(f, [job(1, failed="BackoffLimitExceeded")], [pod(1, "Failed", exit_code=1)], NOW)
+    p = S.plan(f, [JobBuilder(1).failed("BackoffLimitExceeded").obj()], [PodBuilder(1, "Failed").exited(1).obj()], NOW)
     assert p.actions == [S.CreateAttempt(2, ResumeFrom("given", 10), False)]
 
 
@@ -305,8 +208,8 @@ def test_retries_exhausted_keeps_the_last_reason() -> None:
     status = {"attempts": [attempt(1, "Failed", "OOMKilled"), attempt(2)]}
     p = S.plan(
         facts(status, max_retries=1),
-        [job(1, failed="BackoffLimitExceeded"), job(2, failed="BackoffLimitExceeded")],
-        [pod(2, "Failed", exit_code=137, reason="OOMKilled")],
+        [JobBuilder(1).failed("BackoffLimitExceeded").obj(), JobBuilder(2).failed("BackoffLimitExceeded").obj()],
+        [PodBuilder(2, "Failed").exited(137, "OOMKilled").obj()],
         NOW,
     )
     assert p.actions == [] and p.status["phase"] == "Failed"
@@ -318,16 +221,16 @@ def test_retries_exhausted_keeps_the_last_reason() -> None:
 def test_max_retries_zero_never_retries() -> None:
     p = S.plan(
         facts({"attempts": [attempt(1)]}, max_retries=0),
-        [job(1, failed="BackoffLimitExceeded")],
-        [pod(1, "Failed", exit_code=1)],
+        [JobBuilder(1).failed("BackoffLimitExceeded").obj()],
+        [PodBuilder(1, "Failed").exited(1).obj()],
         NOW,
     )
     assert p.actions == [] and p.status["phase"] == "Failed"
 
 
 def test_config_error_never_retries_even_after_the_status_round_trip() -> None:
-    jobs = [job(1, failed="BackoffLimitExceeded")]
-    pods = [pod(1, "Failed", exit_code=2, message="bad dataset")]
+    jobs = [JobBuilder(1).failed("BackoffLimitExceeded").obj()]
+    pods = [PodBuilder(1, "Failed").exited(2, message="bad dataset").obj()]
     p = S.plan(facts({"attempts": [attempt(1)]}), jobs, pods, NOW)
     assert p.actions == [] and cond(p.status, "Failed")["reason"] == "ConfigError"
     assert cond(p.status, "Failed")["message"] == "bad dataset"
@@ -337,28 +240,35 @@ def test_config_error_never_retries_even_after_the_status_round_trip() -> None:
 
 
 def test_deadline_exceeded_is_final() -> None:
-    p = S.plan(facts({"attempts": [attempt(1)]}), [job(1, failed="DeadlineExceeded", message="past 3600 s")], [], NOW)
+    p = S.plan(
+        facts({"attempts": [attempt(1)]}), [JobBuilder(1).failed("DeadlineExceeded", "past 3600 s").obj()], [], NOW
+    )
     assert p.actions == [] and cond(p.status, "Failed")["reason"] == "DeadlineExceeded"
 
 
 def test_resume_point_past_the_last_step_fails() -> None:
     status = {"attempts": [attempt(1)], "resume": {"checkpoint": "ck", "step": 1000}}
-    p = S.plan(facts(status), [job(1, failed="BackoffLimitExceeded")], [pod(1, "Failed", exit_code=1)], NOW)
+    p = S.plan(
+        facts(status),
+        [JobBuilder(1).failed("BackoffLimitExceeded").obj()],
+        [PodBuilder(1, "Failed").exited(1).obj()],
+        NOW,
+    )
     assert p.actions == [] and cond(p.status, "Failed")["reason"] == "ResumeError"
 
 
 def test_suspend_stops_the_running_attempt_and_unsuspend_resumes() -> None:
     status = {"phase": "Running", "attempts": [attempt(1)], "resume": {"checkpoint": "ck/s-40", "step": 40}}
-    p = S.plan(facts(status, suspend=True), [job(1)], [pod(1)], NOW)
+    p = S.plan(facts(status, suspend=True), [JobBuilder(1).obj()], [PodBuilder(1).obj()], NOW)
     assert p.actions == [S.DeleteJob("r-a1")]
     assert p.status["phase"] == "Suspended"
     assert (p.status["attempts"][0]["result"], p.status["attempts"][0]["reason"]) == ("Stopped", "Suspended")
     suspended = dict(status) | p.status
     # While the Job is being deleted: still Suspended, nothing else happens.
-    p2 = S.plan(facts(suspended, suspend=True), [job(1, deleting=True)], [pod(1, deleting=True)], NOW)
+    p2 = S.plan(facts(suspended, suspend=True), [JobBuilder(1).deleting().obj()], [PodBuilder(1).deleting().obj()], NOW)
     assert p2.actions == [] and p2.status["phase"] == "Suspended"
     # Unsuspended before the old pods are gone: wait.
-    p3 = S.plan(facts(suspended), [job(1, deleting=True)], [pod(1, deleting=True)], NOW)
+    p3 = S.plan(facts(suspended), [JobBuilder(1).deleting().obj()], [PodBuilder(1).deleting().obj()], NOW)
     assert p3.actions == [] and p3.status["phase"] == "Pending"
     # Gone: the next attempt resumes, without using a retry.
     p4 = S.plan(facts(suspended, max_retries=0), [], [], NOW)
@@ -371,31 +281,38 @@ def test_suspended_before_the_first_attempt() -> None:
 
 
 def test_queued_while_the_job_is_suspended_by_kueue() -> None:
-    p = S.plan(facts({"attempts": [attempt(1, "Pending")]}), [job(1, suspend=True)], [], NOW)
+    p = S.plan(facts({"attempts": [attempt(1, "Pending")]}), [JobBuilder(1).suspend().obj()], [], NOW)
     assert p.status["phase"] == "Queued" and cond(p.status, "Running")["reason"] == "Queued"
 
 
 def test_unschedulable_condition_carries_the_schedulers_message() -> None:
     msg = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
     c = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg}]
-    p = S.plan(facts({"attempts": [attempt(1, "Pending")]}), [job(1)], [pod(1, "Pending", conditions=c)], NOW)
+    p = S.plan(
+        facts({"attempts": [attempt(1, "Pending")]}),
+        [JobBuilder(1).obj()],
+        [PodBuilder(1, "Pending").conditions(*c).obj()],
+        NOW,
+    )
     scheduled = cond(p.status, "Scheduled")
     assert (scheduled["status"], scheduled["reason"], scheduled["message"]) == ("False", "Unschedulable", msg)
     assert p.status["phase"] == "Pending"
-    running = S.plan(facts(p.status), [job(1)], [pod(1)], LATER)
+    running = S.plan(facts(p.status), [JobBuilder(1).obj()], [PodBuilder(1).obj()], LATER)
     assert cond(running.status, "Scheduled")["status"] == "True"
     assert cond(running.status, "Scheduled")["lastTransitionTime"] == LATER
 
 
 def test_eviction_seen_before_the_pod_vanished_names_the_failure() -> None:
     c = [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI", "message": "evicting"}]
-    p = S.plan(facts({"attempts": [attempt(1)]}), [job(1)], [pod(1, conditions=c, deleting=True)], NOW)
+    p = S.plan(
+        facts({"attempts": [attempt(1)]}), [JobBuilder(1).obj()], [PodBuilder(1).conditions(*c).deleting().obj()], NOW
+    )
     assert p.status["attempts"][0]["reason"] == "Evicted" and p.status["phase"] == "Running"
     # The pod is gone from the next listing; the reason sticks...
-    p2 = S.plan(facts(p.status), [job(1)], [], NOW)
+    p2 = S.plan(facts(p.status), [JobBuilder(1).obj()], [], NOW)
     assert p2.status["attempts"][0]["reason"] == "Evicted"
     # ... and names the failure when the Job fails without any pod left.
-    p3 = S.plan(facts(p2.status), [job(1, failed="BackoffLimitExceeded")], [], NOW)
+    p3 = S.plan(facts(p2.status), [JobBuilder(1).failed("BackoffLimitExceeded").obj()], [], NOW)
     assert (p3.status["attempts"][0]["result"], p3.status["attempts"][0]["reason"]) == ("Failed", "Evicted")
     assert p3.actions == [S.CreateAttempt(2, None, False)]
 
@@ -404,16 +321,34 @@ def test_pod_lost_is_refined_by_a_later_event() -> None:
     status = {"attempts": [attempt(1, "Failed", "PodLost"), attempt(2)]}
     c = [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler", "message": "preempted"}]
     p = S.plan(
-        facts(status), [job(1, failed="BackoffLimitExceeded"), job(2)], [pod(1, "Failed", conditions=c), pod(2)], NOW
+        facts(status),
+        [JobBuilder(1).failed("BackoffLimitExceeded").obj(), JobBuilder(2).obj()],
+        [PodBuilder(1, "Failed").conditions(*c).obj(), PodBuilder(2).obj()],
+        NOW,
     )
     assert p.status["attempts"][0]["reason"] == "Preempted"
 
 
+def test_a_pod_seen_deleted_before_its_container_ended_takes_the_trainers_exit_later() -> None:
+    """The Job failed while its deleted pod was still terminating (recorded PodDeleted); once the
+    container has ended, the attempt says what the trainer said (exit 143, its termination message)."""
+    status = {"attempts": [attempt(1, "Failed", "PodDeleted", message="the pod was deleted while it ran"), attempt(2)]}
+    ended = PodBuilder(1, "Failed").exited(143, message="terminated at step 3").obj()
+    p = S.plan(facts(status), [JobBuilder(1).failed("BackoffLimitExceeded").obj(), JobBuilder(2).obj()], [ended], NOW)
+    assert (p.status["attempts"][0]["reason"], p.status["attempts"][0]["message"]) == ("Error", "terminated at step 3")
+    assert p.actions == []
+
+
 def test_succeeded_is_a_fixpoint() -> None:
-    p = S.plan(facts({"attempts": [attempt(1)]}), [job(1, complete=True)], [pod(1, "Succeeded", exit_code=0)], NOW)
+    p = S.plan(
+        facts({"attempts": [attempt(1)]}),
+        [JobBuilder(1).complete().obj()],
+        [PodBuilder(1, "Succeeded").exited(0).obj()],
+        NOW,
+    )
     assert p.status["phase"] == "Succeeded" and cond(p.status, "Succeeded")["status"] == "True"
     assert p.status["attempts"][0]["endTime"] == LATER
-    again = S.plan(facts(p.status), [job(1, complete=True)], [], LATER)
+    again = S.plan(facts(p.status), [JobBuilder(1).complete().obj()], [], LATER)
     assert again.patch(p.status) == {} and again.events == [] and again.actions == []
 
 
@@ -429,8 +364,8 @@ def test_operator_keys_exclude_the_trainers() -> None:
     assert not {"progress", "resume", "repro"} & set(S.OPERATOR_KEYS)
     p = S.plan(
         facts({"progress": {"step": 5}, "repro": {"datasetHash": "h"}, "attempts": [attempt(1)]}),
-        [job(1)],
-        [pod(1)],
+        [JobBuilder(1).obj()],
+        [PodBuilder(1).obj()],
         NOW,
     )
     assert not {"progress", "repro", "resume"} & set(p.patch({}))
@@ -461,7 +396,7 @@ def _simulate(outcomes: list[str], max_retries: int, suspend_at: int | None) -> 
         for action in p.actions:
             if isinstance(action, S.CreateAttempt):
                 assert action.number == creates + 1, "attempts are numbered 1, 2, ... and created once"
-                jobs[action.number] = job(action.number)
+                jobs[action.number] = JobBuilder(action.number).obj()
                 creates += 1
             else:
                 n = int(action.name.rsplit("a", 1)[1])
@@ -473,19 +408,19 @@ def _simulate(outcomes: list[str], max_retries: int, suspend_at: int | None) -> 
             n = max(live)
             outcome = outcomes[(n - 1) % len(outcomes)]
             if n not in pods:
-                pods[n] = pod(n, "Pending") if outcome == "pending" else pod(n)
+                pods[n] = PodBuilder(n, "Pending").obj() if outcome == "pending" else PodBuilder(n).obj()
             elif outcome == "complete":
-                jobs[n] = job(n, complete=True)
-                pods[n] = pod(n, "Succeeded", exit_code=0)
+                jobs[n] = JobBuilder(n).complete().obj()
+                pods[n] = PodBuilder(n, "Succeeded").exited(0).obj()
             elif outcome in ("crash", "oom", "config"):
                 code = {"crash": 1, "oom": 137, "config": 2}[outcome]
-                jobs[n] = job(n, failed="BackoffLimitExceeded")
-                pods[n] = pod(n, "Failed", exit_code=code, reason="OOMKilled" if outcome == "oom" else "Error")
+                jobs[n] = JobBuilder(n).failed("BackoffLimitExceeded").obj()
+                pods[n] = PodBuilder(n, "Failed").exited(code, "OOMKilled" if outcome == "oom" else "Error").obj()
             elif outcome == "evict":
-                jobs[n] = job(n, failed="BackoffLimitExceeded")
-                pods[n] = pod(n, "Failed", status_reason="Evicted")
+                jobs[n] = JobBuilder(n).failed("BackoffLimitExceeded").obj()
+                pods[n] = PodBuilder(n, "Failed").reason("Evicted").obj()
             elif outcome == "lost":
-                jobs[n] = job(n, failed="BackoffLimitExceeded")
+                jobs[n] = JobBuilder(n).failed("BackoffLimitExceeded").obj()
                 pods.pop(n, None)
     return status, list(jobs.values()), creates
 
@@ -539,7 +474,7 @@ def test_a_rejected_job_of_a_retry_keeps_the_earlier_attempts() -> None:
     earlier = {"phase": "Running", "attempts": [attempt(1, "Failed", "Evicted", endTime=NOW)]}
     failed = S.child_failed(facts(earlier), S.CHILD_REJECTED, "Job r-a2 was refused (403 Forbidden): quota", NOW)
     assert [a["number"] for a in failed.status["attempts"]] == [1]
-    assert S.plan(facts(failed.status), [job(1, failed="Evicted")], [], LATER).actions == []
+    assert S.plan(facts(failed.status), [JobBuilder(1).failed("Evicted").obj()], [], LATER).actions == []
 
 
 def test_waiting_for_an_earlier_runs_leftover_says_so_once() -> None:
@@ -553,7 +488,7 @@ def test_waiting_for_an_earlier_runs_leftover_says_so_once() -> None:
 
 
 def test_pods_of_an_earlier_run_of_the_same_name_must_end_before_an_attempt() -> None:
-    old = pod(1, "Running")
+    old = PodBuilder(1, "Running").obj()
     old["metadata"]["ownerReferences"] = [{"uid": "job-of-the-earlier-run", "kind": "Job"}]
     waiting = S.plan(facts(), [], [old], NOW)
     assert waiting.actions == [] and waiting.status["phase"] == "Pending"
@@ -562,4 +497,4 @@ def test_pods_of_an_earlier_run_of_the_same_name_must_end_before_an_attempt() ->
     ended["status"]["phase"] = "Failed"
     assert isinstance(S.plan(facts(waiting.status), [], [ended], LATER).actions[0], S.CreateAttempt)
     # This run's own pods are not leftovers.
-    assert S.leftover_pods(UID, [job(1)], [pod(1)]) == []
+    assert S.leftover_pods(UID, [JobBuilder(1).obj()], [PodBuilder(1).obj()]) == []

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from test_status import LATER, NOW, UID, attempt, facts, job, pod
+from fluxlora.planner import status as S
+from fluxlora.spec.manifests import ResumeFrom
 
-from fluxlora import status as S
-from fluxlora.manifests import ResumeFrom
+from tests.builders import LATER, NOW, UID, JobBuilder, PodBuilder, attempt, facts
 
 
 def _seen(jobs: list[dict] | None = None, pods: list[dict] | None = None, suspend: bool = False) -> S.Seen:
@@ -16,7 +16,14 @@ def _seen(jobs: list[dict] | None = None, pods: list[dict] | None = None, suspen
 
 
 def test_observe_run_sees_each_of_the_runs_jobs_with_its_pods() -> None:
-    seen = _seen([job(1, failed="BackoffLimitExceeded"), job(2), job(3, uid="older-run")], [pod(2)])
+    seen = _seen(
+        [
+            JobBuilder(1).failed("BackoffLimitExceeded").obj(),
+            JobBuilder(2).obj(),
+            JobBuilder(3).owner("older-run").obj(),
+        ],
+        [PodBuilder(2).obj()],
+    )
     assert sorted(seen.jobs) == [1, 2]  # the older run's Job is not this run's
     assert (seen.observations[1].result, seen.observations[1].reason) == (S.FAILED, "PodLost")
     assert (seen.observations[2].result, seen.observations[2].reason) == (S.RUNNING, "Running")
@@ -24,14 +31,15 @@ def test_observe_run_sees_each_of_the_runs_jobs_with_its_pods() -> None:
 
 
 def test_observe_run_is_busy_while_a_job_is_deleted_or_a_pod_has_not_ended() -> None:
-    assert not _seen([job(1, failed="BackoffLimitExceeded")], [pod(1, "Failed", exit_code=1)]).busy
-    assert _seen([job(1, deleting=True)]).busy
-    assert _seen([job(1, failed="BackoffLimitExceeded")], [pod(1, "Pending")]).busy
+    assert not _seen(
+        [JobBuilder(1).failed("BackoffLimitExceeded").obj()], [PodBuilder(1, "Failed").exited(1).obj()]
+    ).busy
+    assert _seen([JobBuilder(1).deleting().obj()]).busy
+    assert _seen([JobBuilder(1).failed("BackoffLimitExceeded").obj()], [PodBuilder(1, "Pending").obj()]).busy
 
 
 def test_observe_run_names_pods_left_by_an_earlier_run() -> None:
-    stray = pod(7)
-    stray["metadata"]["ownerReferences"] = [{"uid": "job-of-an-earlier-run", "kind": "Job"}]
+    stray = PodBuilder(7).owner("job-of-an-earlier-run").obj()
     seen = _seen([], [stray])
     assert seen.leftover == ("r-a7-xyz",) and not seen.busy and not seen.jobs
 
@@ -79,7 +87,7 @@ def test_a_finished_attempt_stays_except_pod_lost_takes_a_better_reason() -> Non
 
 
 def test_refresh_adopts_jobs_the_status_does_not_know_in_number_order() -> None:
-    seen = _seen([job(2, resume=("ck", 5)), job(1, complete=True)], [pod(2)])
+    seen = _seen([JobBuilder(2).resume("ck", 5).obj(), JobBuilder(1).complete().obj()], [PodBuilder(2).obj()])
     out = S.refresh_attempts([attempt(1)], seen, False, LATER)
     assert [a["number"] for a in out.attempts] == [1, 2]
     assert out.attempts[0]["result"] == S.SUCCEEDED
@@ -92,11 +100,11 @@ def test_refresh_adopts_jobs_the_status_does_not_know_in_number_order() -> None:
 
 
 def test_refresh_passes_on_the_schedulers_message() -> None:
-    unschedulable = pod(1, "Pending")
+    unschedulable = PodBuilder(1, "Pending").obj()
     unschedulable["status"]["conditions"] = [
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes: no GPU"}
     ]
-    out = S.refresh_attempts([attempt(1, S.PENDING)], _seen([job(1)], [unschedulable]), False, NOW)
+    out = S.refresh_attempts([attempt(1, S.PENDING)], _seen([JobBuilder(1).obj()], [unschedulable]), False, NOW)
     assert out.unschedulable == "0/3 nodes: no GPU"
 
 
@@ -132,13 +140,13 @@ def test_decide_counts_failed_attempts_against_max_retries() -> None:
 
 
 def test_decide_waits_for_a_busy_run_before_the_next_attempt() -> None:
-    busy = _seen([job(1, deleting=True)])
+    busy = _seen([JobBuilder(1).deleting().obj()])
     d = S.decide(facts(), [attempt(1, S.FAILED, "Error")], busy, None, NOW)
     assert d.phase == S.PENDING and not d.actions and d.attempts is None
 
 
 def test_decide_stops_a_live_attempt_for_suspend() -> None:
-    d = S.decide(facts(suspend=True), [attempt(1)], _seen([job(1)], [pod(1)]), None, NOW)
+    d = S.decide(facts(suspend=True), [attempt(1)], _seen([JobBuilder(1).obj()], [PodBuilder(1).obj()]), None, NOW)
     assert d.actions == [S.DeleteJob("r-a1")]
     assert d.attempts is not None and (d.attempts[0]["result"], d.attempts[0]["endTime"]) == (S.STOPPED, NOW)
 
@@ -164,8 +172,8 @@ def test_the_plan_writes_only_operator_keys_and_seeds_resume_once() -> None:
         S.plan(facts(), [], [], NOW),
         S.plan(facts(dry_run=True), [], [], NOW),
         S.plan(facts(errors=["bad"]), [], [], NOW),
-        S.plan(facts({"attempts": [attempt(1)]}, suspend=True), [job(1)], [pod(1)], NOW),
-        S.plan(facts({"attempts": [attempt(1)]}), [job(1, complete=True)], [], NOW),
+        S.plan(facts({"attempts": [attempt(1)]}, suspend=True), [JobBuilder(1).obj()], [PodBuilder(1).obj()], NOW),
+        S.plan(facts({"attempts": [attempt(1)]}), [JobBuilder(1).complete().obj()], [], NOW),
         S.plan(
             facts({"attempts": [attempt(1, S.FAILED, "Error")], "resume": {"checkpoint": "c", "step": 3}}), [], [], NOW
         ),

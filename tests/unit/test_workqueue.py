@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from fluxlora.workqueue import WorkQueue
+from fluxlora.controller.workqueue import WorkQueue
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:

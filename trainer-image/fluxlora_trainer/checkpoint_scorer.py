@@ -8,7 +8,7 @@ checkpoints the engine announced; a worker thread does the rest:
    no face there -> state Skipped, one warning, nothing else is scored;
 2. for each sampled step, once the images of every prompt that counts are there (or a later
    step's arrive, or the attempt ends): their faces, scored against the reference
-   (fluxlora_trainer.scoring), recorded in ``status.likeness`` (bounded: fluxlora.likeness) and
+   (fluxlora_trainer.scoring), recorded in ``status.likeness`` (bounded: fluxlora.contract.likeness) and
    in full in ``repro/likeness.json``;
 3. when the best checkpoint changes and its LoRA file is whole: a copy at
    ``<checkpointDir>/<name>-best.safetensors`` (so a checkpoint the engine later removes with
@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
-import shutil
 import subprocess
 import sys
 import threading
@@ -36,10 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from fluxlora import likeness
+from fluxlora.contract import likeness
 
 from . import checkpoints, engine, repro
 from .faces import ImageFaces, image_files
+from .files import copy_atomic, write_atomic
 from .runspec import RunSpec
 from .scoring import (
     MAX_REFERENCE_IMAGES,
@@ -449,9 +448,7 @@ class CheckpointScorer:
         best = dict(wanted)
         if problem is None:
             try:
-                tmp = dst.with_name(dst.name + ".partial")
-                shutil.copyfile(source, tmp)
-                os.replace(tmp, dst)
+                copy_atomic(source, dst)
                 best["file"] = self.run.layout.relative(dst)
             except OSError as exc:
                 log.warning("likeness: cannot copy the best checkpoint %s: %s", source, exc)
@@ -493,6 +490,4 @@ def _hash_or_none(path: Path) -> str | None:
 
 def _write_json(path: Path, body: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(body, indent=1, sort_keys=True) + "\n")

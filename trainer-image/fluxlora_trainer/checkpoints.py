@@ -145,11 +145,3 @@ def _order_key(s: StateDir) -> tuple[int, int, float, str]:
 def latest_complete_state(directory: Path, output_name: str) -> StateDir | None:
     complete = [s for s in find_states(directory, output_name) if s.complete]
     return complete[-1] if complete else None
-
-
-def relative_to_root(path: Path, root: Path) -> str:
-    """Path relative to the output claim root, as the status carries it."""
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()

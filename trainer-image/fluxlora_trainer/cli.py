@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from fluxlora import logs, podenv
-from fluxlora.settings import EngineSettings
+from fluxlora.contract import logs, podenv
+from fluxlora.contract.model import LIKENESS_THRESHOLD
 
 from . import termination
 from .dataset import DatasetError
@@ -27,7 +27,7 @@ from .scoring import report_text, score_folders
 
 EXIT_NO_REFERENCE_FACE = 3
 EXIT_SCORER_UNAVAILABLE = 4
-DEFAULT_THRESHOLD = float(EngineSettings.model_fields["likeness_threshold"].default)
+DEFAULT_THRESHOLD = LIKENESS_THRESHOLD
 
 log = logging.getLogger("fluxlora_trainer")
 

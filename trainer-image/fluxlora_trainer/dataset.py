@@ -27,18 +27,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from . import engine, termination
+# train_util.IMAGE_EXTENSIONS at the pinned commit, defined once with the engine contract.
+from fluxlora.contract.engine import ENGINE_IMAGE_EXTENSIONS as ENGINE_IMAGE_EXTENSIONS
+from fluxlora.contract.engine import IMAGE_EXTENSIONS as IMAGE_EXTENSIONS
 
-# train_util.IMAGE_EXTENSIONS at the pinned commit: the engine globs each, case-sensitively.
-ENGINE_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".PNG", ".JPG", ".JPEG", ".WEBP", ".BMP")
-IMAGE_EXTENSIONS = frozenset(e.lower() for e in ENGINE_IMAGE_EXTENSIONS)
+from . import engine, termination
+from .files import PARTIAL, copy_atomic
+
 # Image types a user may expect to be trained but the engine's loader does not take.
 UNSUPPORTED_IMAGE_EXTENSIONS = frozenset(
     {".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".svg", ".raw", ".cr2", ".nef", ".psd"}
@@ -227,20 +228,8 @@ def _check_caption(name: str, path: Path) -> int:
     return size
 
 
-def check_dataset(
-    source: Path,
-    caption_extension: str = ".txt",
-    trigger_word: str | None = None,
-    bucketing: Bucketing | None = None,
-) -> DatasetReport:
-    """Check the dataset directory; raise DatasetError with a specific code and reason."""
-    bucketing = bucketing or Bucketing()
-    if not source.exists():
-        raise DatasetError(termination.EXIT_DATASET_MISSING, f"dataset directory {source} does not exist")
-    if not source.is_dir():
-        raise DatasetError(termination.EXIT_DATASET_MISSING, f"dataset path {source} is not a directory")
-
-    cap_ext = caption_extension if caption_extension.startswith(".") else "." + caption_extension
+def _dataset_files(source: Path) -> tuple[dict[str, Path], list[str]]:
+    """The regular files the engine can read (name -> the file to copy), and the entries it cannot."""
     files: dict[str, Path] = {}
     ignored: list[str] = []
     for entry in _entries(source):
@@ -249,7 +238,11 @@ def check_dataset(
             ignored.append(entry.name + ("/" if entry.is_dir() else ""))
         else:
             files[entry.name] = regular
+    return files, ignored
 
+
+def _engine_images(source: Path, files: dict[str, Path]) -> list[str]:
+    """The images the engine will see; an image it would not see, or could not load, is refused."""
     images: list[str] = []
     miscased: list[str] = []
     unsupported: list[str] = []
@@ -280,7 +273,14 @@ def check_dataset(
             termination.EXIT_DATASET_EMPTY,
             f"no images in {source} (supported: {', '.join(sorted(IMAGE_EXTENSIONS))}; sub-directories are not read)",
         )
+    return images
 
+
+def _check_images_and_captions(
+    source: Path, files: dict[str, Path], images: list[str], cap_ext: str, bucketing: Bucketing
+) -> tuple[list[str], list[str]]:
+    """Each image and its caption as the engine reads them, the whole bounded in size:
+    (captions, images without one)."""
     captions: list[str] = []
     uncaptioned: list[str] = []
     total = 0
@@ -302,6 +302,26 @@ def check_dataset(
                 termination.EXIT_DATASET_UNSUPPORTED,
                 f"dataset {source} is larger than {MAX_DATASET_BYTES} bytes (at {name})",
             )
+    return captions, uncaptioned
+
+
+def check_dataset(
+    source: Path,
+    caption_extension: str = ".txt",
+    trigger_word: str | None = None,
+    bucketing: Bucketing | None = None,
+) -> DatasetReport:
+    """Check the dataset directory; raise DatasetError with a specific code and reason."""
+    bucketing = bucketing or Bucketing()
+    if not source.exists():
+        raise DatasetError(termination.EXIT_DATASET_MISSING, f"dataset directory {source} does not exist")
+    if not source.is_dir():
+        raise DatasetError(termination.EXIT_DATASET_MISSING, f"dataset path {source} is not a directory")
+
+    cap_ext = caption_extension if caption_extension.startswith(".") else "." + caption_extension
+    files, ignored = _dataset_files(source)
+    images = _engine_images(source, files)
+    captions, uncaptioned = _check_images_and_captions(source, files, images, cap_ext, bucketing)
     if uncaptioned and not (trigger_word and trigger_word.strip()):
         raise DatasetError(
             termination.EXIT_DATASET_CAPTIONS,
@@ -352,7 +372,7 @@ def trained_files(directory: Path) -> list[str]:
         if e.is_file(follow_symlinks=False)
         and not e.name.startswith(".")
         and not is_cache_file(e.name)
-        and not e.name.endswith(".partial")
+        and not e.name.endswith(PARTIAL)
     )
 
 
@@ -390,9 +410,7 @@ def snapshot(source: Path, report: DatasetReport, destination: Path) -> str:
             src, dst = report.sources.get(name, source / name), destination / name
             if dst.exists() and dst.stat().st_size == src.stat().st_size and file_digest(dst) == file_digest(src):
                 continue
-            tmp = destination / (name + ".partial")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            copy_atomic(src, dst)
     except OSError as exc:
         raise DatasetError(
             termination.EXIT_SNAPSHOT_WRITE, f"cannot copy the dataset into {destination}: {exc.strerror or exc}"

@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from fluxlora.contract.engine import ENGINE_COMMIT as ENGINE_COMMIT
+from fluxlora.contract.engine import ENGINE_SCRIPT as ENGINE_SCRIPT
+
 # One source for the engine facts shared with the operator's rendering: the
-# commit (also the Dockerfile's `ARG SD_SCRIPTS_COMMIT=`, tests/trainer/test_dockerfile.py),
+# commit (also the Dockerfile's `ARG SD_SCRIPTS_COMMIT=`, tests/trainer/test_trainer_dockerfile.py),
 # the script, and where the image keeps sd-scripts and the tokenizers.
-from fluxlora.layout import SD_SCRIPTS_DIR as SD_SCRIPTS_DIR
-from fluxlora.layout import TOKENIZER_CACHE_DIR
-from fluxlora.sdscripts import ENGINE_COMMIT as ENGINE_COMMIT
-from fluxlora.sdscripts import ENGINE_SCRIPT as ENGINE_SCRIPT
+from fluxlora.contract.layout import SD_SCRIPTS_DIR as SD_SCRIPTS_DIR
+from fluxlora.contract.layout import TOKENIZER_CACHE_DIR
 
 TOKENIZER_DIR = TOKENIZER_CACHE_DIR
 # sd-scripts loads <dir>/openai_clip-vit-large-patch14 and <dir>/google_t5-v1_1-xxl from TOKENIZER_DIR.
@@ -45,10 +46,6 @@ def step_checkpoint_name(output_name: str, step: int) -> str:
 def best_checkpoint_name(output_name: str) -> str:
     """`<name>-best.safetensors`: the copy of the checkpoint with the best likeness (not an engine name)."""
     return f"{output_name}-best.safetensors"
-
-
-def step_state_name(output_name: str, step: int) -> str:
-    return f"{output_name}-step{step:08d}-state"
 
 
 def final_checkpoint_name(output_name: str) -> str:

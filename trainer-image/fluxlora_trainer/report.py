@@ -22,7 +22,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -31,6 +30,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.incluster_config import InClusterConfigLoader
+
+from fluxlora.contract.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ MIN_INTERVAL_SECONDS = 10.0
 # Progress that did not change is sent again only this often (its updatedAt says the trainer is
 # alive): every patch is a watch event, a line of `kubectl get flr -w` for each watcher.
 HEARTBEAT_SECONDS = 60.0
-# The status keys the trainer writes (the operator's are fluxlora.status.OPERATOR_KEYS).
+# The status keys the trainer writes (the operator's are fluxlora.planner.status.OPERATOR_KEYS).
 TRAINER_KEYS = ("progress", "resume", "repro", "likeness")
 
 
@@ -52,10 +53,6 @@ class ReportError(Exception):
 
 SAMPLESET_PLURAL = "fluxlorasamplesets"
 MERGE_PATCH = "application/merge-patch+json"
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _bearer_from_file(cfg: client.Configuration, token_file: Path) -> None:

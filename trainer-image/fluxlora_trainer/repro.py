@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import shlex
 import subprocess
@@ -22,8 +21,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fluxlora.contract.timestamps import rfc3339
+
+from .files import write_atomic
 from .gpu import Nvml, module_version
-from .report import rfc3339
 from .runspec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -54,12 +55,6 @@ def pip_freeze(python: str | None = None, timeout: float = 60.0) -> str:
         key=str.lower,
     )
     return "\n".join(lines) + "\n"
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def software_versions() -> dict[str, Any]:
@@ -137,13 +132,13 @@ def write_repro(
         attempt=attempt,
     )
     if (d / "repro.json").exists():
-        _write(d / f"attempt-{attempt}.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+        write_atomic(d / f"attempt-{attempt}.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
         return d
-    _write(d / "command.txt", command_text(run.argv) + "\n")
-    _write(d / "effective_config.json", json.dumps(run.effective_config, indent=2, sort_keys=True) + "\n")
-    _write(d / "pip_freeze.txt", freeze if freeze is not None else pip_freeze())
-    _write(d / "dataset_hash.txt", dataset_hash + "\n")
-    _write(d / "repro.json", json.dumps(record, indent=2, sort_keys=True) + "\n")  # last: marks completion
+    write_atomic(d / "command.txt", command_text(run.argv) + "\n")
+    write_atomic(d / "effective_config.json", json.dumps(run.effective_config, indent=2, sort_keys=True) + "\n")
+    write_atomic(d / "pip_freeze.txt", freeze if freeze is not None else pip_freeze())
+    write_atomic(d / "dataset_hash.txt", dataset_hash + "\n")
+    write_atomic(d / "repro.json", json.dumps(record, indent=2, sort_keys=True) + "\n")  # last: marks completion
     return d
 
 
@@ -152,7 +147,7 @@ def record_best(run: RunSpec, best: Mapping[str, Any], threshold: float, scores_
     path = run.layout.repro_dir / "repro.json"
     record = json.loads(path.read_text(encoding="utf-8"))
     record["likeness"] = {"best": dict(best), "threshold": threshold, "scores": scores_file}
-    _write(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def recorded_dataset_hash(run: RunSpec) -> str | None:
@@ -167,6 +162,6 @@ def write_attempt_command(run: RunSpec, attempt: int, argv: Sequence[str]) -> No
     """The command an attempt actually ran (resume flags differ from command.txt)."""
     try:
         run.layout.repro_dir.mkdir(parents=True, exist_ok=True)
-        _write(run.layout.repro_dir / f"command-attempt-{attempt}.txt", command_text(argv) + "\n")
+        write_atomic(run.layout.repro_dir / f"command-attempt-{attempt}.txt", command_text(argv) + "\n")
     except OSError as exc:
         log.warning("cannot write the attempt command: %s", exc)

@@ -13,7 +13,8 @@ steps to skip when resuming or starting from a specific step"), observed by runn
   lr 1.5e-10 / 2.5e-05 / 5.0e-05 at global steps 1001/1450/1900 where an uninterrupted run has
   2.7e-05 / 9.6e-06 / 3.4e-07.
 * `--skip_until_initial_step` keeps `max` but skips the wrong number of batches with gradient
-  accumulation > 1 (sd-scripts #2407) and overshoots `max` past the first epoch (#1406).
+  accumulation > 1 (reported upstream: https://github.com/kohya-ss/sd-scripts/issues/2407) and
+  overshoots `max` past the first epoch (https://github.com/kohya-ss/sd-scripts/pull/1406).
 
 So attempt k > 1 runs `--resume DIR --initial_step 0 --max_train_steps (max - N)`, and a
 schedule that depends on the total (linear, cosine, cosine_with_restarts, polynomial) is named

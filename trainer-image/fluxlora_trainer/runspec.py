@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fluxlora import podenv, runfile
-from fluxlora.layout import RUN_FILE
-from fluxlora.manifests import RunRef  # the run the objects and the status belong to
-from fluxlora.runfile import RunEvaluation, RunFile, RunSamples
+from fluxlora.contract import podenv, runfile
+from fluxlora.contract.identity import RunRef  # the run the objects and the status belong to
+from fluxlora.contract.layout import RUN_FILE
+from fluxlora.contract.runfile import RunEvaluation, RunFile, RunSamples
 
 from .dataset import Bucketing
 
@@ -22,7 +22,8 @@ DEFAULT_RUN_FILE = RUN_FILE
 
 
 class RunSpecError(ValueError):
-    """run.json is missing, unreadable or not a valid fluxlora.runfile.RunFile (the message names the field)."""
+    """run.json is missing, unreadable or not a valid fluxlora.contract.runfile.RunFile (the message names
+    the field)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class RunSpec:
 
 
 def parse_run(data: Any) -> RunSpec:
-    """run.json's content, validated by the operator's own model (fluxlora.runfile.RunFile)."""
+    """run.json's content, validated by the operator's own model (fluxlora.contract.runfile.RunFile)."""
     try:
         f = RunFile.model_validate(data)
     except ValidationError as exc:

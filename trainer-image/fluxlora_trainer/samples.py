@@ -10,7 +10,7 @@ The ``SampleWatcher`` takes a file once it is a whole PNG (it ends with the IEND
 it beside the checkpoint of the same step and attempt, under that checkpoint's name
 (``<name>-step<step:08d>-sample<prompt:02d>.png`` next to ``<name>-step<step:08d>.safetensors``),
 and makes its thumbnail: a WebP of at most 128 px a side and 12 KiB. The ``SamplePublisher``
-keeps the run's FluxLoraSampleSet (fluxlora.sampleset: size-bounded, steps thinned) and sends
+keeps the run's FluxLoraSampleSet (fluxlora.contract.sampleset: size-bounded, steps thinned) and sends
 it through a ``SampleSetSink``, rate-limited and never raising: a lost update only delays the
 dashboard, never the training.
 """
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fluxlora import sampleset
+from fluxlora.contract import sampleset
 
 from .engine import step_checkpoint_name
 from .report import SampleSetSink

@@ -3,7 +3,7 @@ file hashes; the faces come from fluxlora_trainer.faces).
 
 * The reference is every dataset image with exactly one face; images without a face or with
   several (which one is the person?) are reported, not used. Its descriptor is the mean of theirs.
-* A sample image's likeness is that of its face most like the reference (fluxlora.likeness says
+* A sample image's likeness is that of its face most like the reference (fluxlora.contract.likeness says
   the definitions); an image without a face has none.
 * A sample file with the same bytes as a reference image is never scored: the dataset's own
   images are not samples of what a checkpoint renders.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluxlora import likeness
+from fluxlora.contract import likeness
 
 from .faces import DESCRIPTOR_SIZE, FaceModel, ImageFaces, image_files
 

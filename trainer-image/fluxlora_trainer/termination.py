@@ -6,10 +6,10 @@ import logging
 import os
 from pathlib import Path
 
-from fluxlora import podenv
+from fluxlora.contract import podenv
 
 # Exit codes: the contract with the operator, defined once in the core.
-from fluxlora.exitcodes import (
+from fluxlora.contract.exitcodes import (
     EXIT_CONFIG,
     EXIT_DATASET_CAPTIONS,
     EXIT_DATASET_CHANGED,

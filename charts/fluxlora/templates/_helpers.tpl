@@ -68,8 +68,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
      samplesets: create (the run's thumbnails), get (is an existing one this run's?), and
        patch only because per-run Roles grant it to the trainer on its own set;
      jobs: list/watch (the watch; a list when the status names a Job the watch has
-       not shown), create, get (is an existing one this run's?), delete (suspend);
+       not shown), create, get (is an existing one this run's?), delete (suspend, and a
+       Job Kueue preempted: the next attempt replaces it);
      pods: list/watch only;
+     workloads (Kueue): list/watch, for admission, preemption and queue positions (without
+       Kueue's CRDs the operator serves runs as before);
      configmaps, serviceaccounts, roles, rolebindings: create, and get to check
        that an existing one of the same name is this run's (never adopted otherwise);
      events: create. */}}
@@ -91,6 +94,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
+  verbs: ["list", "watch"]
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
   verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["configmaps", "serviceaccounts"]

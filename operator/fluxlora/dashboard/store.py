@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from fluxlora.contract.model import Obj
 from fluxlora.dashboard import view
 
-Obj = dict[str, Any]
 Listener = Callable[[str, Obj], None]
 RUNS = "runs"
 SAMPLE_SETS = "samplesets"
@@ -42,11 +42,6 @@ class Store:
     def listen(self, listener: Listener) -> None:
         with self._lock:
             self._listeners.append(listener)
-
-    def unlisten(self, listener: Listener) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
 
     def _tell(self, events: Iterable[tuple[str, Obj]]) -> None:
         listeners = list(self._listeners)

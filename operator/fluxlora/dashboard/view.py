@@ -12,7 +12,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-Obj = dict[str, Any]
+from fluxlora.contract.model import Obj
+from fluxlora.planner.status import FAILED, FINISHED_PHASES, SUCCEEDED, SUSPENDED
 
 # Points of the loss curve sent with each run of the list (the run's page gets all of them).
 LIST_CURVE_POINTS = 48
@@ -50,7 +51,7 @@ def gpu_text(phase: str | None, progress: Mapping[str, Any]) -> str:
     """The GPU line: NVML's values where the trainer reported them, "no GPU" said plainly where not."""
     gpu = _dict(progress.get("gpu"))
     if not progress:
-        return "not started" if phase not in ("Succeeded", "Failed", "Rendered") else "no report from a trainer"
+        return "not started" if phase not in FINISHED_PHASES else "no report from a trainer"
     if not gpu:
         return NO_GPU
     parts = [str(gpu.get("name") or "GPU")]
@@ -61,8 +62,21 @@ def gpu_text(phase: str | None, progress: Mapping[str, Any]) -> str:
         parts.append(f"{used / 1024:.1f}/{total / 1024:.1f} GiB ({100 * used / total:.0f}%)")
     if gpu.get("powerWatts") is not None:
         parts.append(f"{gpu['powerWatts']:.0f} W")
-    finished = " (last report)" if phase in ("Succeeded", "Failed", "Suspended") else ""
+    # No trainer runs in these phases any more: what it reported is all there is (a dry run reports nothing).
+    finished = " (last report)" if phase in (SUCCEEDED, FAILED, SUSPENDED) else ""
     return " · ".join(parts) + finished
+
+
+def queue_text(queue: Mapping[str, Any]) -> str | None:
+    """One line on where the run stands in Kueue (status.queue), or None when it is not queued by Kueue."""
+    local = queue.get("localQueue")
+    if not local:
+        return None
+    if isinstance(queue.get("position"), int):
+        return f"queued in {local}: {queue['position']} of {queue.get('pending')} waiting"
+    if queue.get("clusterQueue"):
+        return f"admitted by ClusterQueue {queue['clusterQueue']} (LocalQueue {local})"
+    return f"LocalQueue {local}"
 
 
 def likeness_text(likeness: Mapping[str, Any]) -> str:
@@ -188,6 +202,7 @@ def summary(run: Mapping[str, Any], sample_set: Mapping[str, Any] | None = None)
         "latestSampleStep": progress.get("latestSampleStep"),
         "latestSamples": _latest_samples(sample_set or {}, namespace, name),
         "likeness": _likeness(status),
+        "queue": queue_text(_dict(status.get("queue"))),
     }
 
 

@@ -104,6 +104,11 @@ function resumeLine(run) {
   return el("div", { class: "line resume" }, "resume checkpoint ", el("b", { text: where }));
 }
 
+function queueLine(run) {
+  if (!run.queue) return null;
+  return el("div", { class: "line queue" }, "Kueue ", el("b", { text: run.queue }));
+}
+
 function likenessLine(run) {
   if (!run.likeness) return null;
   return el("div", { class: `line likeness likeness-${run.likeness.state}` }, "likeness ", el("b", { text: run.likeness.text }));
@@ -114,6 +119,7 @@ function statusLines(run) {
   return [
     progressBar(run),
     facts(run),
+    queueLine(run),
     el("div", { class: "line gpu" }, "GPU ", el("b", { text: run.gpuText })),
     resumeLine(run),
     likenessLine(run),
@@ -374,7 +380,7 @@ function renderRun(run) {
     el("h3", { text: "Reproducibility record" }),
     el("div", { class: "panel" }, reproList(run)),
     el("h3", { text: "Attempts" }),
-    el("div", { class: "panel" }, table("attempts", ["number", "jobName", "result", "reason", "message", "resumedFrom", "resumedStep", "startTime", "endTime"], run.attemptList)),
+    el("div", { class: "panel" }, table("attempts", ["number", "jobName", "result", "reason", "message", "preemptedBy", "resumedFrom", "resumedStep", "startTime", "admittedTime", "endTime"], run.attemptList)),
     el("h3", { text: "Conditions" }),
     el("div", { class: "panel" }, table("conditions", ["type", "status", "reason", "message", "lastTransitionTime"], run.conditions)),
   );

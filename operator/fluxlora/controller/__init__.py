@@ -1,0 +1,3 @@
+"""The controller: the kopf handlers (thin), the dispatch of watch events to reconcile passes and
+its work queue, the Kubernetes client, leader election, metrics, probes, and what is kept of each
+watched object (snapshot)."""
