@@ -12,6 +12,8 @@ the node of ``REAL_NODE=1 make cluster-up`` or starts one and stops it at the en
 ``kueue`` (session): Kueue's controller manager on that control plane (tests/cluster/kueue.py),
 with its CRDs and webhooks; it reuses the one of ``KUEUE=1 make cluster-up`` or starts one and
 stops it (webhooks first) at the end of the session.
+``s3`` (session): a real S3 server, SeaweedFS built from the Go module proxy (tests/cluster/s3server.py),
+on 127.0.0.1 with credentials of its own; stopped at the end of the session.
 ``namespace`` (function): a fresh namespace on that cluster, deleted (without
 waiting) after the test, together with the PersistentVolumes that
 ``cluster.bound_claim`` made for it.
@@ -35,10 +37,11 @@ from tests.cluster.controlplane import (
 )
 from tests.cluster.kueue import Kueue, KueueError, unregister_if_gone
 from tests.cluster.realnode import RealNode, RealNodeError
+from tests.cluster.s3server import S3Server, S3ServerError
 
 # Fixtures that need the Go-built control plane (or its helm): a test using one must be marked
 # `cluster`, so that `pytest -m "not cluster"` never needs Go, helm or a cluster.
-CLUSTER_FIXTURES = frozenset({"cluster", "namespace", "helm", "real_node", "kueue"})
+CLUSTER_FIXTURES = frozenset({"cluster", "namespace", "helm", "real_node", "kueue", "s3"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -99,6 +102,18 @@ def kueue(cluster: ControlPlane) -> Iterator[Kueue]:
     finally:
         if running.owned:
             running.stop()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    try:
+        server = S3Server.start()
+    except S3ServerError as e:
+        pytest.fail(f"the S3 server is unavailable: {e}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def _namespace_name(node_name: str) -> str:

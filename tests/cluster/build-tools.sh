@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the test control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm), Kueue's controller manager, and the real node's kubelet, kube-proxy, containerd (with
-# its runc shim and ctr) and pause from the Go module proxy into a cache
+# kube-scheduler, kubectl, kwok, helm), Kueue's controller manager, the real node's kubelet, kube-proxy, containerd (with
+# its runc shim and ctr) and pause, and SeaweedFS (the tests' S3 server) from the Go module proxy into a cache
 # outside the work tree, keyed by version. Binaries already built are skipped.
 # Prints the cache's bin directories, one per line, on stdout when done.
 # Safe to run twice at once: each cache key is built under its own lock
@@ -28,6 +28,7 @@ KWOK=$(required_version kwok sigs.k8s.io/kwok)
 HELM=$(required_version helm helm.sh/helm/v3)
 CONTAINERD=$(required_version containerd github.com/containerd/containerd/v2)
 KUEUE=$(required_version kueue sigs.k8s.io/kueue)
+SEAWEEDFS=$(required_version seaweedfs github.com/seaweedfs/seaweedfs)
 PAUSE_KEY="pause-$(sha256sum "$tools/pause/main.go" | cut -c1-12)"
 
 k8s_minor=${K8S#v1.}; k8s_minor=${k8s_minor%%.*}
@@ -135,8 +136,11 @@ if [ ! -f "$kueue_config/webhooks.yaml" ]; then
   mv -T "$staged" "$kueue_config" 2>/dev/null || rm -rf "$staged"
 fi
 
+# The tests' S3 server (tests/cluster/s3server.py).
+build seaweedfs "seaweedfs-$SEAWEEDFS" weed github.com/seaweedfs/seaweedfs/weed "-s -w"
+
 # kwok's stage definitions ship in its module zip; the launcher reads our own
 # stages (stages.yaml beside this script), so nothing else is needed from it.
-for key in "etcd-$ETCD" "kwok-$KWOK" "$HELM_KEY" "kubernetes-$K8S" "containerd-$CONTAINERD" "$PAUSE_KEY" "kueue-$KUEUE"; do
+for key in "etcd-$ETCD" "kwok-$KWOK" "$HELM_KEY" "kubernetes-$K8S" "containerd-$CONTAINERD" "$PAUSE_KEY" "kueue-$KUEUE" "seaweedfs-$SEAWEEDFS"; do
   echo "$cache/$key/bin"
 done

@@ -26,13 +26,11 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import ctypes
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -51,6 +49,8 @@ if not __package__:  # run as a file (make cluster-up): `tests.` imports from th
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.cluster import kueue, realnode
+from tests.cluster.processes import die_with_parent as die_with_parent
+from tests.cluster.processes import free_port as free_port
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-tools.sh"
@@ -183,12 +183,6 @@ def ensure_binaries() -> Binaries:
 # --------------------------------------------------------------------------- helpers
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _any_free_port(key: str) -> int:
     """The default port chooser of ControlPlane.start: any free port, whatever the key."""
     return free_port()
@@ -310,17 +304,6 @@ def generate_certs(pki: Path) -> None:
     for key in pki.glob("*.key"):
         key.chmod(0o600)
     (pki / "done").write_text("ok\n")
-
-
-def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Make the child get SIGKILL when the process that started it dies.
-
-    SIGKILL, not SIGTERM: all components would get it at once, and a
-    kube-apiserver whose etcd stops under it hangs in its graceful shutdown.
-    """
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _proc_cmdline(pid: int) -> str:
@@ -698,7 +681,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=self.state_dir,
-                preexec_fn=_pdeathsig if die_with_parent else None,
+                preexec_fn=die_with_parent if die_with_parent else None,
             )
         finally:
             log.close()

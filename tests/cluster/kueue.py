@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from tests.cluster.processes import free_port
+
 NAMESPACE = "kueue-system"
 SERVICE = "kueue-webhook-service"  # named in the certificate; Kueue derives the webhook names from it
 SECRET = "kueue-webhook-server-cert"
@@ -172,20 +174,6 @@ def webhook_configurations(definitions: str, port: int, ca_bundle: bytes) -> lis
     return out
 
 
-def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
-    import ctypes
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _alive(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -231,7 +219,7 @@ class Kueue:
         pki, certs = state / "pki", state / "certs"
         certificates(pki)
         ca = (pki / "ca.crt").read_bytes()
-        webhook_port, health_port = _free_port(), _free_port()
+        webhook_port, health_port = free_port(), free_port()
         kubectl = control_plane.kubectl
         for crd in crds(built / "config" / "crds", webhook_port, ca):
             kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(crd))
@@ -262,7 +250,7 @@ class Kueue:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env={**os.environ, "KUBECONFIG": control_plane.kubeconfig},
-                preexec_fn=_pdeathsig if die_with_parent else None,
+                preexec_fn=die_with_parent if die_with_parent else None,
             )
         finally:
             log.close()

@@ -2,8 +2,9 @@
 
 kwok runs no containers. For a trainer pod that kwok holds Running (label
 ``fluxlora.dev/fake-hold=true``, set through ``spec.pod.labels``), this runs
-the pod's two containers as local processes instead: ``fluxlora-trainer
-prepare`` then ``run``, with the pod's own environment, the run.json of the
+the pod's containers as local processes instead: ``fluxlora-trainer
+fetch`` (a run with s3:// sources), ``prepare`` then ``run``, each with its container's environment
+(Secret keys resolved as the kubelet does), the run.json of the
 pod's ConfigMap, its claims (static hostPath volumes) in place of the mounts,
 an engine command in place of the image's sd-scripts (the real engine of
 `make engine`, or the stand-in tests/fakes/fake_sd_scripts.py where the real
@@ -22,6 +23,7 @@ Used by the end-to-end test and by `make demo`.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -107,7 +109,7 @@ class PodSimulator:
         return root
 
     def run_pod(self, pod: dict[str, Any]) -> int:
-        """Run both containers of ``pod`` locally; end the pod like a kubelet. Returns the exit code."""
+        """Run the containers of ``pod`` locally; end the pod like a kubelet. Returns the exit code."""
         meta = pod["metadata"]
         self.handled.add(meta["uid"])
         if self.graceful_deletion:
@@ -115,18 +117,15 @@ class PodSimulator:
         root = self._root_for(pod)
         token_file = root.parent / "token"
         token_file.write_text(self.create_token(meta["namespace"], pod["spec"]["serviceAccountName"]))
-        container = pod["spec"]["containers"][0]
-        env = {**os.environ, **{e["name"]: e["value"] for e in container.get("env", []) if "value" in e}}
-        env |= {
+        # What this machine's process needs over the pod's own environment (HOME, the engine's argv).
+        local = {
             "FLUXLORA_ENGINE_CMD": json.dumps(self.engine_cmd or [sys.executable, str(FAKE_ENGINE)]),
             "FAKE_ENGINE_STEP_SECONDS": str(self.step_seconds),
             "HOME": str(root.parent),
         } | self.engine_env
         if self.tokenizer_dir:
-            env["FLUXLORA_TOKENIZER_DIR"] = self.tokenizer_dir
-        if self.seed_snapshot is not None:
-            layout = json.loads((root / "run" / "run.json").read_text())["layout"]
-            self.seed_snapshot(Path(layout["datasetSource"]), Path(layout["datasetSnapshot"]))
+            local["FLUXLORA_TOKENIZER_DIR"] = self.tokenizer_dir
+        seeded = self.seed_snapshot is None
         termination_log = root.parent / "termination-log"
         common = [
             "--run", str(root / "run" / "run.json"),
@@ -134,11 +133,20 @@ class PodSimulator:
             "--termination-log", str(termination_log), "--report-interval", str(self.report_interval),
         ]  # fmt: skip
         code = 0
-        for step in ("prepare", "run"):
+        # The init containers in order (fetch, prepare), then the train container, each with its own
+        # environment: values, and Secret keys resolved as the kubelet does.
+        for container in [*pod["spec"].get("initContainers", []), *pod["spec"]["containers"]]:
+            step = container["args"][0]
+            if step == "prepare" and not seeded and self.seed_snapshot is not None:
+                layout = json.loads((root / "run" / "run.json").read_text())["layout"]
+                self.seed_snapshot(Path(layout["datasetSource"]), Path(layout["datasetSnapshot"]))
+                seeded = True
+            env = {**os.environ} | self._container_env(meta["namespace"], container) | local
             self.log(f"podsim: {meta['name']}: fluxlora-trainer {step}")
             with open(root.parent / f"{step}.log", "wb") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "fluxlora_trainer.cli", step, *common],
+                    # The container's own arguments after `--run <file>` (the publish outcome).
+                    [sys.executable, "-m", "fluxlora_trainer.cli", step, *common, *container["args"][3:]],
                     env=env,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -158,6 +166,17 @@ class PodSimulator:
         if self.graceful_deletion:
             self._finalizer(meta, add=False)
         return code
+
+    def _container_env(self, namespace: str, container: dict[str, Any]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for item in container.get("env", []):
+            ref = (item.get("valueFrom") or {}).get("secretKeyRef")
+            if ref is not None:
+                secret = self._json("get", "secret", ref["name"], "-n", namespace)
+                env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+            elif "value" in item:
+                env[item["name"]] = item["value"]
+        return env
 
     def _pod_now(self, meta: dict[str, Any]) -> dict[str, Any] | None:
         got = self.kubectl("get", "pod", meta["name"], "-n", meta["namespace"], "-o", "json", check=False)

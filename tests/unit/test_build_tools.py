@@ -16,6 +16,7 @@ BINARIES = {
     *("etcd", "kwok", "helm", "kubectl", "kube-apiserver", "kube-controller-manager", "kube-scheduler"),
     *("kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "pause"),  # the real node
     "kueue",
+    "weed",  # the tests' S3 server
 }
 
 # Records each build (binary name and ldflags), takes a moment like a real build, writes -o.
@@ -46,7 +47,7 @@ def _client_go_minor() -> str:
 
 def _sandbox(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     here = tmp_path / "cluster"
-    for wrapper in ("kubernetes", "etcd", "kwok", "helm", "containerd", "pause", "kueue"):
+    for wrapper in ("kubernetes", "etcd", "kwok", "helm", "containerd", "pause", "kueue", "seaweedfs"):
         (here / "tools" / wrapper).mkdir(parents=True)
         shutil.copy(TOOLS / wrapper / "go.mod", here / "tools" / wrapper / "go.mod")
     shutil.copy(TOOLS / "pause" / "main.go", here / "tools" / "pause" / "main.go")

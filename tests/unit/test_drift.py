@@ -26,6 +26,9 @@ NO_ENGINE_EFFECT = {
     "spec.resume.maxRetries": "the operator's retry budget; covered by the operator's retry tests",
     "spec.dryRun": "the operator stops after rendering; covered by the operator's dryRun test",
     "spec.suspend": "the operator stops and resumes the Job; covered by the operator's suspend test",
+    "spec.objectStore.endpoint": "reaches run.json's sources; covered by test_manifests' s3:// source tests",
+    "spec.objectStore.region": "reaches run.json's sources; covered by test_manifests' s3:// source tests",
+    "spec.objectStore.secretName": "reaches the fetch container; covered by test_manifests' s3:// source tests",
 }
 
 # Non-engine fields and a change of each; it must show in argv, dataset TOML or a manifest.
@@ -36,6 +39,11 @@ RUN_FIELD_CHANGES: dict[str, dict[str, Any]] = {
     "spec.model.clipL": {"model": {"clipL": "clip/clip_l.safetensors"}},
     "spec.model.t5xxl": {"model": {"t5xxl": "t5xxl_fp8.safetensors"}},
     "spec.model.ae": {"model": {"ae": "vae/ae.safetensors"}},
+    "spec.model.source": {"model": {"source": "s3://models/flux1-dev"}, "objectStore": {"secretName": "s3"}},
+    "spec.dataset.source": {
+        "dataset": {"source": "s3://datasets/alice", "claimName": None, "path": None},
+        "objectStore": {"secretName": "s3"},
+    },
     "spec.dataset.claimName": {"dataset": {"claimName": "other-data"}},
     "spec.dataset.path": {"dataset": {"path": "bob"}},
     "spec.output.claimName": {"output": {"claimName": "other-out"}},

@@ -197,3 +197,97 @@ def test_a_run_without_sample_prompts_has_no_prompt_file() -> None:
     run = rendered(RunBuilder().samples(prompts=[]).obj())
     assert set(run.configmap()["data"]) == {"run.json", "dataset.toml"}
     assert run.sample_set()["prompts"] == []
+
+
+# ----------------------------------------------------------------------------- s3:// sources
+
+
+def _s3_run(object_store: dict[str, str] | None = None) -> dict[str, Any]:
+    doc = RunBuilder().obj()
+    doc["spec"]["model"]["source"] = "s3://models/flux1-dev"
+    doc["spec"]["dataset"] = {k: v for k, v in doc["spec"]["dataset"].items() if k not in ("claimName", "path")}
+    doc["spec"]["dataset"]["source"] = "s3://datasets/alice"
+    if object_store is not None:
+        doc["spec"]["objectStore"] = object_store
+    return doc
+
+
+STORE = {"endpoint": "http://seaweedfs.storage:8333", "region": "eu-1", "secretName": "s3-credentials"}
+
+
+def test_s3_sources_are_fetched_by_an_init_container_that_alone_reads_the_secret() -> None:
+    pod = _job(_s3_run(STORE))["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["fetch", "prepare"]
+    fetch, prepare = pod["initContainers"]
+    train = pod["containers"][0]
+    assert fetch["args"][0] == "fetch" and fetch["image"] == train["image"]
+    secret_env = [e for e in fetch["env"] if "valueFrom" in e]
+    assert secret_env == [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": key}}}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    ]
+    for other in (prepare, train):
+        assert "s3-credentials" not in str(other) and "AWS_" not in str(other)
+    assert "s3-credentials" not in str(pod["volumes"])  # never mounted as a volume either
+    mounts = {
+        c["name"]: {m["name"]: m.get("readOnly", False) for m in c["volumeMounts"]} for c in (fetch, prepare, train)
+    }
+    assert mounts["fetch"]["models"] is False and mounts["prepare"]["models"] is True and mounts["train"]["models"]
+    assert "dataset" not in mounts["fetch"] and "dataset" not in mounts["train"]
+    assert "dataset" not in {v["name"] for v in pod["volumes"]}  # no dataset claim
+
+
+def test_s3_sources_reach_run_json_with_their_store() -> None:
+    run = rendered(_s3_run(STORE)).run_json()
+    layout = run["layout"]
+    assert layout["datasetSource"] == f"{layout['outputDir']}/fetched-dataset"
+    assert run["sources"] == {
+        "endpoint": "http://seaweedfs.storage:8333",
+        "region": "eu-1",
+        "model": {
+            "field": "spec.model.source",
+            "uri": "s3://models/flux1-dev",
+            "directory": "/fluxlora/models",
+            "required": ["flux1-dev.safetensors", "clip_l.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"],
+            "images": False,
+        },
+        "dataset": {
+            "field": "spec.dataset.source",
+            "uri": "s3://datasets/alice",
+            "directory": layout["datasetSource"],
+            "required": [],
+            "images": True,
+        },
+    }
+    assert "s3-credentials" not in str(run)  # run.json names no Secret, and holds no credential
+    assert rendered(RunBuilder().obj()).run_json()["sources"] is None
+
+
+def test_the_store_comes_from_the_operators_policy_unless_the_run_says() -> None:
+    policy = Policy.model_validate(
+        {"objectStore": {"endpoint": "http://store.default:9000", "secretName": "team-s3", "region": "r1"}}
+    )
+
+    def job_and_sources(document: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        evaluation = evaluate(document, PROFILES, policy, "registry.example/trainer:1")
+        assert evaluation.ok and evaluation.run and evaluation.config, [e.message for e in evaluation.errors]
+        run = render(evaluation.run, evaluation.config, evaluation.warnings, "registry.example/trainer:1", policy)
+        return run.job(1)["spec"]["template"]["spec"]["initContainers"][0], run.run_json()["sources"]
+
+    fetch, sources = job_and_sources(_s3_run())
+    assert "team-s3" in str(fetch["env"]) and (sources["endpoint"], sources["region"]) == (
+        "http://store.default:9000",
+        "r1",
+    )
+    fetch, sources = job_and_sources(_s3_run(STORE))
+    assert "s3-credentials" in str(fetch["env"]) and "team-s3" not in str(fetch["env"])
+    assert (sources["endpoint"], sources["region"]) == ("http://seaweedfs.storage:8333", "eu-1")
+
+
+def test_an_s3_source_without_a_secret_is_refused_naming_the_field() -> None:
+    evaluation = evaluate(_s3_run(), PROFILES)
+    assert [e.message for e in evaluation.errors] == [
+        "spec.objectStore.secretName (null) is required for s3:// sources (spec.model.source, spec.dataset.source): "
+        "a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; the operator names none (policy "
+        "objectStore.secretName)"
+    ]

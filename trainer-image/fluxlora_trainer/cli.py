@@ -15,11 +15,14 @@ import click
 from fluxlora.contract import logs, podenv
 from fluxlora.contract.model import LIKENESS_THRESHOLD
 
-from . import termination
+from . import repro, termination
 from .dataset import DatasetError
 from .faces import FaceModelUnavailable
+from .fetch import fetch_sources
 from .gpu import Nvml
+from .objectstore import SourceError, Store
 from .prepare import prepare as do_prepare
+from .publish import publish as do_publish
 from .report import Reporter, RunApi, connect
 from .runspec import DEFAULT_RUN_FILE, AttemptEnv, RunSpec, RunSpecError, attempt_env, load_run
 from .runtime import Runtime, RuntimeOptions
@@ -82,9 +85,10 @@ def _setup_logging() -> None:
         logs.use_json()
 
 
-def _load(run_file: str, tlog: str | None) -> tuple[RunSpec, AttemptEnv]:
+def _load(run_file: str, tlog: str | None, attempt: bool = True) -> tuple[RunSpec, AttemptEnv]:
     try:
-        run, env = load_run(run_file), attempt_env()
+        run = load_run(run_file)
+        env = attempt_env() if attempt else AttemptEnv(0, "", 0, "")
         logs.set_for_process(namespace=run.run.namespace, run=run.run.name, attempt=env.attempt)
         return run, env
     except RunSpecError as exc:
@@ -103,6 +107,144 @@ def _reporter(run: RunSpec, interval: float, **conn: Any) -> Reporter:
 def main() -> None:
     """In-pod runtime of a FluxLoraRun: prepare the data, then run and report the training."""
     _setup_logging()
+
+
+@main.command()
+@_api_options
+def fetch(
+    run_file: str,
+    termination_log: str | None,
+    kubeconfig: str | None,
+    server: str | None,
+    token_file: str | None,
+    ca_file: str | None,
+    insecure: bool,
+    report_interval: float,
+) -> None:
+    """Fill the model claim and the run's dataset directory from their s3:// sources (credentials: the
+    environment's AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)."""
+    run, env = _load(run_file, termination_log)
+    tlog = termination.termination_log_path(termination_log)
+    if run.sources is None:
+        termination.write_termination("nothing to fetch: the run has no s3:// source", tlog)
+        return
+    reporter = _reporter(
+        run,
+        report_interval,
+        kubeconfig=kubeconfig,
+        server=server,
+        token_file=token_file,
+        ca_file=ca_file,
+        insecure=insecure,
+    )
+    snapshotted = env.attempt > 1 and repro.recorded_dataset_hash(run) is not None
+    try:
+        fetched = fetch_sources(run.sources, env.attempt, reporter, dataset_snapshotted=snapshotted)
+    except SourceError as exc:
+        msg = termination.one_line(exc.reason)
+        log.error("%s", msg)
+        reporter.update("progress", {"attempt": env.attempt, "stage": "Failed"}, force=True)
+        reporter.flush()
+        termination.write_termination(msg, tlog)
+        sys.exit(exc.code)
+    except Exception as exc:
+        msg = termination.one_line(f"fetch failed: {type(exc).__name__}: {exc}")
+        log.exception("%s", msg)
+        termination.write_termination(msg, tlog)
+        sys.exit(termination.EXIT_INTERNAL)
+    done = {
+        what: {
+            "uri": source.uri,
+            "attempt": env.attempt,
+            "objects": r.objects,
+            "bytes": r.bytes_total,
+            "fetchedBytes": r.bytes_fetched,
+            "seconds": round(r.seconds, 2),
+            "contentKey": r.key,
+        }
+        for what, r, source in (
+            ("model", fetched.model, run.sources.model),
+            ("dataset", fetched.dataset, run.sources.dataset),
+        )
+        if r is not None and source is not None
+    }
+    if done:
+        reporter.update("sources", done, force=True)
+        reporter.flush()
+    termination.write_termination(
+        "fetched: " + ", ".join(f"{w} {d['fetchedBytes']} of {d['bytes']} bytes" for w, d in done.items()), tlog
+    )
+    click.echo(json.dumps(done))
+
+
+@main.command()
+@_api_options
+@click.option(
+    "--outcome",
+    type=click.Choice(["succeeded", "failed"]),
+    required=True,
+    help="What the run's end was: succeeded (final LoRA, best checkpoint, repro/, samples) or failed "
+    "(latest checkpoint, repro/).",
+)
+def publish(
+    run_file: str,
+    termination_log: str | None,
+    kubeconfig: str | None,
+    server: str | None,
+    token_file: str | None,
+    ca_file: str | None,
+    insecure: bool,
+    report_interval: float,
+    outcome: str,
+) -> None:
+    """Upload a finished run's results to spec.output.publish; report status.publish."""
+    run, _ = _load(run_file, termination_log, attempt=False)
+    tlog = termination.termination_log_path(termination_log)
+    sources = run.sources
+    if sources is None or sources.publish is None:
+        termination.write_termination("nothing to publish: the run has no spec.output.publish", tlog)
+        return
+    reporter = _reporter(
+        run,
+        report_interval,
+        kubeconfig=kubeconfig,
+        server=server,
+        token_file=token_file,
+        ca_file=ca_file,
+        insecure=insecure,
+    )
+    state = {"uri": sources.publish, "outcome": outcome}
+    reporter.update("publish", {**state, "state": "Uploading"}, force=True)
+    reporter.flush()
+    try:
+        done = do_publish(run, sources.publish, outcome, Store.from_env(sources.endpoint or "", sources.region))
+    except SourceError as exc:
+        msg = termination.one_line(exc.reason)
+        log.error("%s", msg)
+        reporter.update("publish", {**state, "state": "Failed", "message": msg}, force=True)
+        reporter.flush()
+        termination.write_termination(msg, tlog)
+        sys.exit(exc.code)
+    except Exception as exc:
+        msg = termination.one_line(f"publish failed: {type(exc).__name__}: {exc}")
+        log.exception("%s", msg)
+        reporter.update("publish", {**state, "state": "Failed", "message": msg}, force=True)
+        reporter.flush()
+        termination.write_termination(msg, tlog)
+        sys.exit(termination.EXIT_INTERNAL)
+    result = {**state, "state": "Published", "objects": done.uris, "bytes": done.bytes_total}
+    result["seconds"] = round(done.seconds, 2)
+    reporter.update("publish", result, force=True)
+    reporter.flush()
+    log.info(
+        "published %d objects (%d bytes) to %s in %.1f s",
+        len(done.uris),
+        done.bytes_total,
+        sources.publish,
+        done.seconds,
+    )
+    termination.write_termination(f"published {len(done.uris)} objects to {sources.publish}", tlog)
+    click.echo(json.dumps(result))
 
 
 @main.command()

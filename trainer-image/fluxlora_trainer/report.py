@@ -3,8 +3,8 @@
 Requests: a JSON merge patch on `/apis/fluxlora.dev/v1alpha1/namespaces/NS/fluxloraruns/NAME/status`,
 a GET of it (a resumed attempt continues the loss curve), and a GET and a merge patch of the
 run's FluxLoraSampleSet (same name). The per-run ServiceAccount may get/patch those two objects
-and nothing else. Only the keys `status.progress`, `status.resume`, `status.repro` and
-`status.likeness` are written; phase, conditions and attempts belong to the operator.
+and nothing else. Only the keys `status.progress`, `status.resume`, `status.repro`, `status.sources`,
+`status.publish` and `status.likeness` are written; phase, conditions and attempts belong to the operator.
 
 Two small interfaces, `StatusSink` and `SampleSetSink`, are all the runtime uses; `RunClient`
 implements them with the kubernetes client's typed CustomObjectsApi, logged in in-cluster (its
@@ -44,7 +44,7 @@ MIN_INTERVAL_SECONDS = 10.0
 # alive): every patch is a watch event, a line of `kubectl get flr -w` for each watcher.
 HEARTBEAT_SECONDS = 60.0
 # The status keys the trainer writes (the operator's are fluxlora.planner.status.OPERATOR_KEYS).
-TRAINER_KEYS = ("progress", "resume", "repro", "likeness")
+TRAINER_KEYS = ("progress", "resume", "repro", "likeness", "sources", "publish")
 
 
 class ReportError(Exception):

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from fluxlora.contract import podenv, runfile
 from fluxlora.contract.identity import RunRef  # the run the objects and the status belong to
 from fluxlora.contract.layout import RUN_FILE
-from fluxlora.contract.runfile import RunEvaluation, RunFile, RunSamples
+from fluxlora.contract.runfile import RunEvaluation, RunFile, RunSamples, RunSources
 
 from .dataset import Bucketing
 
@@ -75,6 +75,7 @@ class RunSpec:
     layout: Layout
     samples: SampleFacts | None = None
     evaluation: EvaluationFacts | None = None
+    sources: RunSources | None = None
 
     @property
     def bucketing(self) -> Bucketing:
@@ -118,6 +119,7 @@ def parse_run(data: Any) -> RunSpec:
         ),
         samples=f.samples,
         evaluation=f.evaluation,
+        sources=f.sources,
     )
 
 

@@ -105,6 +105,9 @@ from fluxlora.api.resource import (
     NetworkSpec as NetworkSpec,
 )
 from fluxlora.api.resource import (
+    ObjectStoreSpec as ObjectStoreSpec,
+)
+from fluxlora.api.resource import (
     OutputSpec as OutputSpec,
 )
 from fluxlora.api.resource import (

@@ -148,6 +148,17 @@ CEL_RULES: dict[str, list[Schema]] = {
     ],
     "spec.dataset": [
         {
+            "rule": "has(self.claimName) != has(self.source)",
+            "message": objectrules.DATASET_ONE_SOURCE,
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": "has(self.claimName) == has(self.path)",
+            "message": objectrules.DATASET_PATH_WITH_CLAIM,
+            "fieldPath": ".path",
+            "reason": "FieldValueRequired",
+        },
+        {
             "rule": "!has(self.bucketResoSteps) || self.bucketResoSteps % 64 == 0",
             "message": "must be a multiple of 64 for FLUX",
             "fieldPath": ".bucketResoSteps",

@@ -16,6 +16,8 @@ TOLERATION_EXISTS_NO_VALUE = "must be empty when operator is Exists"
 TOLERATION_EMPTY_KEY = "must be set unless operator is Exists (an empty key with Exists tolerates every taint)"
 TOLERATION_SECONDS_EFFECT = "needs effect NoExecute"
 PRIORITY_WITHOUT_QUEUE = "needs spec.queueName: only Kueue reads a workload priority class"
+DATASET_ONE_SOURCE = "set either claimName (with path) or source, not both and not neither"
+DATASET_PATH_WITH_CLAIM = "claimName and path go together: the directory of images inside the claim"
 ANNOTATIONS_TOO_LARGE = f"must be at most {MAX_ANNOTATIONS_BYTES // 1024} KiB in total (keys and values)"
 
 
@@ -32,6 +34,11 @@ def check(run: FluxLoraRun) -> list[Problem]:
         out.append(Problem("metadata.annotations", ANNOTATIONS_TOO_LARGE, _annotation_bytes(meta.annotations)))
     if run.spec.queue_priority_class_name and not run.spec.queue_name:
         out.append(Problem("spec.queuePriorityClassName", PRIORITY_WITHOUT_QUEUE, run.spec.queue_priority_class_name))
+    dataset = run.spec.dataset
+    if (dataset.claim_name is None) == (dataset.source is None):
+        out.append(Problem("spec.dataset", DATASET_ONE_SOURCE, dataset.claim_name or dataset.source))
+    elif (dataset.claim_name is None) != (dataset.path is None):
+        out.append(Problem("spec.dataset.path", DATASET_PATH_WITH_CLAIM, dataset.path))
     for i, t in enumerate(run.spec.resources.tolerations or []):
         where = f"spec.resources.tolerations[{i}]"
         if t.operator == "Exists" and t.value:

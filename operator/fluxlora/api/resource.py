@@ -28,6 +28,7 @@ from fluxlora.api.settings import (
     TimestepSampling,
 )
 from fluxlora.contract.model import MAX_RUN_NAME, ApiModel
+from fluxlora.contract.objectstore import URI_PATTERN as S3_URI_PATTERN
 
 GROUP = "fluxlora.dev"
 VERSION = "v1alpha1"
@@ -127,10 +128,23 @@ def _path(description: str, default: Any = ..., alias: str | None = None) -> Any
     )
 
 
+def _s3(description: str) -> Any:
+    return Field(default=None, description=description, min_length=6, max_length=1024, pattern=S3_URI_PATTERN)
+
+
 class ModelSpec(ApiModel):
     """Where the FLUX.1-dev weights are."""
 
-    claim_name: str = _claim("PersistentVolumeClaim holding the FLUX.1-dev files; mounted read-only.")
+    claim_name: str = _claim(
+        "PersistentVolumeClaim holding the FLUX.1-dev files; mounted read-only (read-write into the fetch "
+        "container when `source` is set)."
+    )
+    source: str | None = _s3(
+        "Fill the claim from an S3-compatible store before the first step: s3://bucket/prefix; each object's path "
+        "below the prefix is its path in the claim (so `transformer` and the other files name objects too). "
+        "Fetched once per claim: a run that finds the same objects (paths, sizes, ETags) already there downloads "
+        "nothing, and runs starting together download once. Endpoint and credentials: spec.objectStore."
+    )
     transformer: str = _path("FLUX.1-dev transformer (.safetensors), relative to the claim.", "flux1-dev.safetensors")
     clip_l: str = _path("CLIP-L text encoder (.safetensors), relative to the claim.", "clip_l.safetensors")
     t5xxl: str = _path(
@@ -142,8 +156,19 @@ class ModelSpec(ApiModel):
 class DatasetSpec(ApiModel):
     """The training images and their captions."""
 
-    claim_name: str = _claim("PersistentVolumeClaim holding the images; mounted read-only.")
-    path: str = _path("Directory of images and caption files, relative to the claim.")
+    claim_name: str | None = Field(
+        default=None,
+        description="PersistentVolumeClaim holding the images; mounted read-only. Required unless `source` is set.",
+        min_length=1,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+    )
+    path: str | None = _path("Directory of images and caption files, relative to the claim (with claimName).", None)
+    source: str | None = _s3(
+        "Fetch the images and captions from an S3-compatible store instead of a claim: s3://bucket/prefix (the "
+        "objects directly below it). They are fetched into the run's own directory on the output claim and "
+        "snapshotted and hashed like a claim's. Endpoint and credentials: spec.objectStore."
+    )
     trigger_word: str | None = override(
         "class_tokens",
         "Trigger word (class tokens) used for images without a caption file; no control characters.",
@@ -179,6 +204,41 @@ class OutputSpec(ApiModel):
         min_length=1,
         max_length=100,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    )
+    publish: str | None = _s3(
+        "Upload the results to an S3-compatible store, s3://bucket/prefix: when the run succeeds its final LoRA, "
+        "the best checkpoint, repro/ and the sample images; when it fails for good its latest checkpoint and "
+        "repro/. Keys are paths inside the run's output directory, below the prefix; status.publish lists the "
+        "objects. A Job of its own (<run>-publish) uploads them. Endpoint and credentials: spec.objectStore."
+    )
+
+
+class ObjectStoreSpec(ApiModel):
+    """The S3-compatible store of spec.model.source and spec.dataset.source. Omitted fields: the operator's."""
+
+    endpoint: str | None = Field(
+        default=None,
+        description="URL of the store's S3 API (e.g. https://s3.example.com:9000). Default: the operator's "
+        "objectStore.endpoint; AWS S3 when neither says.",
+        min_length=8,
+        max_length=512,
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$",
+    )
+    region: str | None = Field(
+        default=None,
+        description="Region the requests are signed for. Default: the operator's objectStore.region (us-east-1).",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9-]+$",
+    )
+    secret_name: str | None = Field(
+        default=None,
+        description="Secret in the run's namespace with the keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. "
+        "Only the container that fetches reads it (as environment); the trainer's ServiceAccount cannot read "
+        "Secrets. Default: the operator's objectStore.secretName.",
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
     )
 
 
@@ -387,6 +447,10 @@ class FluxLoraRunSpec(ApiModel):
     model: ModelSpec = Field(description="FLUX.1-dev weights.")
     dataset: DatasetSpec = Field(description="Training images and captions.")
     output: OutputSpec = Field(description="Where checkpoints, the LoRA and repro files are written.")
+    object_store: ObjectStoreSpec | None = Field(
+        default=None,
+        description="Endpoint, region and credentials of the S3-compatible store of s3:// sources.",
+    )
     network: NetworkSpec | None = Field(default=None, description="LoRA shape; omitted fields from the profile.")
     training: TrainingSpec | None = Field(
         default=None, description="Training settings; omitted fields from the profile."

@@ -9,7 +9,9 @@ from pydantic import Field
 from fluxlora.contract.model import LIKENESS_MAX_POINTS, LOSS_HISTORY_MAX_POINTS, ApiModel
 
 # The condition types the operator writes (the planner, contract/likeness.py), at most one of each.
-CONDITION_TYPES: Final = ("Valid", "Admitted", "Scheduled", "Running", "Succeeded", "Failed", "Likeness")
+CONDITION_TYPES: Final = (
+    "Valid", "Admitted", "Scheduled", "Running", "Succeeded", "Failed", "Likeness", "Published",
+)  # fmt: skip
 MAX_CONDITIONS = 16  # room for types to come; the list holds one entry per type
 # Longer messages are cut to this many characters, the last one an ellipsis (status.set_condition).
 CONDITION_MESSAGE_MAX = 1024
@@ -211,6 +213,41 @@ class QueueStatus(ApiModel):
     )
 
 
+class FetchedSource(ApiModel):
+    """One s3:// source as the fetch container of an attempt found and fetched it."""
+
+    uri: str = Field(description="The source (spec.model.source or spec.dataset.source).")
+    attempt: int = Field(description="The attempt that fetched it.")
+    objects: int = Field(description="Objects under the prefix.")
+    bytes: int = Field(description="Their size in bytes.")
+    fetched_bytes: int = Field(
+        description="Bytes this attempt downloaded; 0: the claim already held every object (fetched once per claim)."
+    )
+    seconds: float = Field(description="How long the fetch took, waiting for another run's fetch included.")
+    content_key: str = Field(description="sha256 of the objects' paths, sizes and ETags: what the directory holds.")
+
+
+class SourcesStatus(ApiModel):
+    """The run's s3:// sources, fetched (from the trainer)."""
+
+    model: FetchedSource | None = Field(default=None, description="spec.model.source, fetched into the model claim.")
+    dataset: FetchedSource | None = Field(
+        default=None, description="spec.dataset.source, fetched into the run's directory, then snapshotted."
+    )
+
+
+class PublishStatus(ApiModel):
+    """What the publish Job uploaded to spec.output.publish (from its container)."""
+
+    uri: str = Field(description="spec.output.publish.")
+    outcome: str = Field(description="What was published: the results of a run that 'succeeded' or 'failed'.")
+    state: Literal["Uploading", "Published", "Failed"] = Field(description="Uploading, Published or Failed.")
+    objects: list[str] | None = Field(default=None, description="The s3:// URI of every object uploaded.")
+    bytes: int | None = Field(default=None, description="Bytes uploaded.")
+    seconds: float | None = Field(default=None, description="How long the upload took.")
+    message: str | None = Field(default=None, description="Why it failed (names the field and the object).")
+
+
 class Warning_(ApiModel):
     """A setting that is accepted but deserves attention."""
 
@@ -251,6 +288,10 @@ class FluxLoraRunStatus(ApiModel):
         default=None, description="Reproducibility record of what ran (from the trainer; a dry run has none)."
     )
     resume: ResumePoint | None = Field(default=None, description="Where the next attempt resumes.")
+    sources: SourcesStatus | None = Field(default=None, description="The s3:// sources as fetched (from the trainer).")
+    publish: PublishStatus | None = Field(
+        default=None, description="The results uploaded to spec.output.publish (from the publish Job)."
+    )
     warnings: list[Warning_] | None = Field(default=None, description="Settings accepted with a warning.")
     likeness: LikenessStatus | None = Field(
         default=None, description="Likeness of every checkpoint and the best one (from the trainer)."

@@ -28,6 +28,11 @@ EXIT_ENGINE_FAILED = 20
 EXIT_ENGINE_START = 21
 EXIT_RESUME_STATE = 22
 EXIT_ENGINE_INCOMPLETE = 23  # the engine exited 0 short of maxTrainSteps or without the final LoRA
+EXIT_SOURCE_MISSING = 30  # an s3:// source: no such bucket, no object under the prefix, a file the spec names
+EXIT_SOURCE_DENIED = 31  # the store refused the Secret's credentials
+EXIT_SOURCE_CHANGED = 32  # an object changed between its listing and the end of its download
+EXIT_SOURCE_CORRUPT = 33  # an object is not a whole file of its kind (a truncated .safetensors)
+EXIT_SOURCE_UNAVAILABLE = 34  # the store could not be reached, or failed, after the client's own retries
 EXIT_TERMINATED = 143
 
 # The reason of an attempt that ended with a code the table does not name.
@@ -46,6 +51,7 @@ class ExitCode:
 
 
 _DATA_WHY = "the dataset claim holds the same files at the next attempt: it would fail the same way"
+_SOURCE_WHY = "the store holds the same objects at the next attempt: it would fail the same way"
 _OUTPUT_WHY = (
     "the run's inputs are fine; the output claim refused a write (an I/O error, a full or read-only "
     "volume: the message names the path and the OS error). A volume's trouble can pass (space freed, "
@@ -125,6 +131,43 @@ TABLE: tuple[ExitCode, ...] = (
         False,
         "the engine exited 0 short of maxTrainSteps or without the final LoRA (it saw no image, or printed help)",
         "the same inputs end the same way",
+    ),
+    ExitCode(
+        EXIT_SOURCE_MISSING,
+        "SourceError",
+        False,
+        "an s3:// source is not there: no such bucket, no object under the prefix, a model file the spec names, "
+        "or no image in a dataset",
+        _SOURCE_WHY,
+    ),
+    ExitCode(
+        EXIT_SOURCE_DENIED,
+        "SourceError",
+        False,
+        "the object store refused the credentials of the run's Secret",
+        "the next attempt sends the same credentials; fix the Secret and create the run again",
+    ),
+    ExitCode(
+        EXIT_SOURCE_CHANGED,
+        "SourceError",
+        False,
+        "an object of an s3:// source changed during its download (size, checksum or ETag differs from its listing)",
+        "a source written to while a run fetches it is a mistake to fix, not to wait out (as a dataset changed "
+        "while it is copied)",
+    ),
+    ExitCode(
+        EXIT_SOURCE_CORRUPT,
+        "SourceError",
+        False,
+        "an object of an s3:// source is not a whole file (a .safetensors shorter than its header says)",
+        _SOURCE_WHY,
+    ),
+    ExitCode(
+        EXIT_SOURCE_UNAVAILABLE,
+        "SourceUnavailable",
+        True,
+        "the object store could not be reached or failed, after the S3 client's own retries",
+        "a store's outage can pass; what was fetched is kept, and the next attempt fetches the rest",
     ),
     ExitCode(
         EXIT_TERMINATED,

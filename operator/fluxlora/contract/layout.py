@@ -25,6 +25,9 @@ SAMPLE_PROMPTS = f"{RUN_MOUNT}/sample_prompts.json"  # the engine picks the form
 SD_SCRIPTS_DIR = "/opt/sd-scripts"
 TOKENIZER_CACHE_DIR = "/opt/fluxlora/tokenizers"
 
+# Where an s3:// dataset is fetched to, inside the run's output directory (then snapshotted as a claim's).
+FETCHED_DATASET = "fetched-dataset"
+
 # Keys of the run ConfigMap.
 RUN_JSON_KEY = "run.json"
 DATASET_TOML_KEY = "dataset.toml"
@@ -47,9 +50,12 @@ class RunLayout:
     dataset_source: str
 
     @classmethod
-    def of(cls, output_path: str, dataset_path: str) -> RunLayout:
-        """From the run's paths inside the output and dataset claims."""
-        return cls(output_dir=_join(OUTPUT_MOUNT, output_path), dataset_source=_join(DATASET_MOUNT, dataset_path))
+    def of(cls, output_path: str, dataset_path: str | None) -> RunLayout:
+        """From the run's paths inside the output and dataset claims (no dataset path: an s3:// dataset,
+        fetched into the run's directory)."""
+        output_dir = _join(OUTPUT_MOUNT, output_path)
+        source = _join(DATASET_MOUNT, dataset_path) if dataset_path is not None else f"{output_dir}/{FETCHED_DATASET}"
+        return cls(output_dir=output_dir, dataset_source=source)
 
     @property
     def checkpoint_dir(self) -> str:

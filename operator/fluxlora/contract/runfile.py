@@ -60,6 +60,27 @@ class RunEvaluation(_Model):
     threshold: Annotated[float, Field(gt=0, lt=1)]
 
 
+class RunSource(_Model):
+    """One s3:// source the fetch container fills a directory from (fluxlora_trainer.objectstore)."""
+
+    field: str  # the spec field, for messages: spec.model.source
+    uri: str
+    directory: str  # in the pod
+    required: list[str] = Field(default_factory=list)  # paths below the prefix that must be objects
+    images: bool = False  # the objects must include an image (a dataset)
+
+
+class RunSources(_Model):
+    """The s3:// sources and publish target of the run, and their store (the credentials are the
+    environment of the container that fetches or publishes)."""
+
+    endpoint: str | None = None  # None: AWS S3
+    region: str = "us-east-1"
+    model: RunSource | None = None
+    dataset: RunSource | None = None
+    publish: str | None = None  # spec.output.publish: where the publish Job puts the results
+
+
 class RunFile(_Model):
     """run.json."""
 
@@ -77,6 +98,7 @@ class RunFile(_Model):
     layout: RunLayout
     samples: RunSamples | None = None
     evaluation: RunEvaluation | None = None
+    sources: RunSources | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The file's content (camelCase keys, every declared key)."""

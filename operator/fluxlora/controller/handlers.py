@@ -315,6 +315,10 @@ def _children_plan(
             if isinstance(action, run_status.CreateAttempt):
                 assert rendered is not None
                 _create_attempt(k, rendered, action)
+            elif isinstance(action, run_status.CreatePublish):
+                assert rendered is not None
+                created = ensure(k, rendered.publish_job(action.outcome), rendered.ref)
+                log.info("%s: publish Job %s", facts.name, "created" if created else "already there")
             else:
                 _delete_job(k, str((body.get("metadata") or {}).get("namespace")), action.name)
     except LeftoverChild as exc:

@@ -50,6 +50,7 @@ def facts_of(
         command=rendered.argv,
         config_hash=rendered.config_hash,
         max_train_steps=evaluation.config.engine.max_train_steps,
+        publish=evaluation.run.spec.output.publish,
         **common,
     )
     return facts, rendered

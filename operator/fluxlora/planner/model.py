@@ -133,6 +133,9 @@ SUCCEEDED_CONDITION = "Succeeded"
 FAILED_CONDITION = "Failed"
 
 
+PUBLISHED = "Published"
+
+
 # Container waiting reasons that keep a pod from starting.
 _WAITING_PROBLEMS = (
     "ImagePullBackOff",
@@ -189,6 +192,7 @@ class RunFacts:
     config_hash: str | None = None
     max_train_steps: int | None = None
     error_reason: str = "InvalidSpec"  # or PolicyDenied: what the errors are about
+    publish: str | None = None  # spec.output.publish
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,14 @@ class DeleteJob:
 
 
 @dataclass(frozen=True)
+class CreatePublish:
+    outcome: str  # succeeded | failed: what the publish Job uploads
+
+
+Action = CreateAttempt | DeleteJob | CreatePublish
+
+
+@dataclass(frozen=True)
 class Event:
     type: str  # Normal or Warning
     reason: str
@@ -224,7 +236,7 @@ class Event:
 @dataclass
 class Plan:
     status: Obj
-    actions: list[CreateAttempt | DeleteJob] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
     def patch(self, current: Mapping[str, Any]) -> Obj:
@@ -274,7 +286,7 @@ class Decision:
     phase: str
     message: str
     conditions: Sequence[SetCondition | DropCondition] = ()
-    actions: Sequence[CreateAttempt | DeleteJob] = ()
+    actions: Sequence[Action] = ()
     events: Sequence[Event] = ()
     attempts: Sequence[Obj] | None = None
     seed_resume: manifests.ResumeFrom | None = None  # spec.resume.from, recorded as status.resume

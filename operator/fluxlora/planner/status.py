@@ -81,7 +81,9 @@ from fluxlora.planner.model import (
     STOPPED,
     SUCCEEDED,
     SUSPENDED,
+    Action,
     CreateAttempt,
+    CreatePublish,
     Decision,
     DeleteJob,
     DropCondition,
@@ -100,6 +102,7 @@ from fluxlora.planner.observe import (
     owned_jobs,
     pod_failure,
 )
+from fluxlora.planner.publish import with_publish
 
 # The planner as the other layers use it: the plan, and what its steps define that they read.
 __all__ = [
@@ -124,7 +127,9 @@ __all__ = [
     "STOPPED",
     "SUCCEEDED",
     "SUSPENDED",
+    "Action",
     "CreateAttempt",
+    "CreatePublish",
     "DeleteJob",
     "DropCondition",
     "Event",
@@ -189,6 +194,7 @@ def plan(
     ``decide`` (phase, conditions and the next action); a run that is invalid, failed for good
     or a dry run is decided without looking at its Jobs (``decide_without_jobs``).
     """
+    jobs = list(jobs)
     status = _base_status(facts)
     _valid_condition(facts, status, now)
     decision = decide_without_jobs(facts)
@@ -206,6 +212,7 @@ def plan(
     admitted = admitted_condition(view, latest[0] if latest else None)
     if admitted is not None:
         decision = replace(decision, conditions=[*decision.conditions, admitted])
+    decision = with_publish(facts, decision, jobs, refreshed.attempts)
     return _finish(facts, status, decision, [*warning_events(facts), *refreshed.events], now)
 
 
@@ -230,9 +237,7 @@ def _finish(facts: RunFacts, status: Obj, decision: Decision, events: list[Event
     return _plan_of(facts.status, status, list(decision.actions), events)
 
 
-def _plan_of(
-    old: Mapping[str, Any], status: Obj, actions: list[CreateAttempt | DeleteJob], events: list[Event]
-) -> Plan:
+def _plan_of(old: Mapping[str, Any], status: Obj, actions: list[Action], events: list[Event]) -> Plan:
     """The plan, leaving out keys that are None now and were not set before."""
     return Plan({k: v for k, v in status.items() if v is not None or old.get(k) is not None}, actions, events)
 

@@ -16,6 +16,7 @@ from fluxlora import api
 from fluxlora.contract import layout, podenv
 from fluxlora.contract.identity import RunRef as RunRef
 from fluxlora.contract.model import Obj
+from fluxlora.spec.policy import ObjectStore
 
 APP_LABEL = "app.kubernetes.io/name"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -23,6 +24,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 OPERATOR = "fluxlora-operator"
 RUN_LABEL = "fluxlora.dev/run"
 ATTEMPT_LABEL = "fluxlora.dev/attempt"
+PUBLISH_LABEL = "fluxlora.dev/publish"  # on the publish Job and its pod: the outcome it publishes
 PROFILE_LABEL = "fluxlora.dev/profile"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 KUEUE_PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
@@ -56,6 +58,10 @@ def configmap_name(run: RunRef) -> str:
 
 def job_name(run: RunRef, attempt: int) -> str:
     return f"{run.name}-a{attempt}"
+
+
+def publish_job_name(run: RunRef) -> str:
+    return f"{run.name}-publish"
 
 
 def run_of_job_name(name: str) -> str | None:
@@ -180,24 +186,48 @@ _RESTRICTED_CONTAINER = {
 
 
 def _volumes(run: RunRef, spec: api.FluxLoraRunSpec) -> list[Obj]:
-    return [
+    volumes: list[Obj] = [
         {"name": "run", "configMap": {"name": configmap_name(run)}},
         {"name": "models", "persistentVolumeClaim": {"claimName": spec.model.claim_name, "readOnly": True}},
-        {"name": "dataset", "persistentVolumeClaim": {"claimName": spec.dataset.claim_name, "readOnly": True}},
+    ]
+    if spec.dataset.claim_name is not None:
+        claim = {"claimName": spec.dataset.claim_name, "readOnly": True}
+        volumes.append({"name": "dataset", "persistentVolumeClaim": claim})
+    return [
+        *volumes,
         {"name": "output", "persistentVolumeClaim": {"claimName": spec.output.claim_name}},
         {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}},
         {"name": "tmp", "emptyDir": {}},
     ]
 
 
-_MOUNTS = [
-    {"name": "run", "mountPath": layout.RUN_MOUNT, "readOnly": True},
-    {"name": "models", "mountPath": layout.MODELS_MOUNT, "readOnly": True},
-    {"name": "dataset", "mountPath": layout.DATASET_MOUNT, "readOnly": True},
-    {"name": "output", "mountPath": layout.OUTPUT_MOUNT},
-    {"name": "shm", "mountPath": layout.SHM_MOUNT},
-    {"name": "tmp", "mountPath": layout.TMP_MOUNT},
-]
+def _mounts(spec: api.FluxLoraRunSpec, container: str) -> list[Obj]:
+    """The trainer's mounts; the fetch container writes the model claim and reads no dataset claim."""
+    fetching = container == FETCH_CONTAINER
+    mounts: list[Obj] = [
+        {"name": "run", "mountPath": layout.RUN_MOUNT, "readOnly": True},
+        {"name": "models", "mountPath": layout.MODELS_MOUNT, "readOnly": not fetching},
+    ]
+    if spec.dataset.claim_name is not None and not fetching:
+        mounts.append({"name": "dataset", "mountPath": layout.DATASET_MOUNT, "readOnly": True})
+    mounts.append({"name": "output", "mountPath": layout.OUTPUT_MOUNT})
+    if not fetching:
+        mounts.append({"name": "shm", "mountPath": layout.SHM_MOUNT})
+    return [*mounts, {"name": "tmp", "mountPath": layout.TMP_MOUNT}]
+
+
+FETCH_CONTAINER = "fetch"
+# The keys of the object store's Secret (the names the AWS SDKs read from the environment).
+SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def _store_env(store: ObjectStore) -> list[Obj]:
+    """The fetch container's credentials, from the Secret by reference (the pod spec holds no value)."""
+    env: list[Obj] = [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": store.secret_name, "key": key}}} for key in SECRET_KEYS
+    ]
+    # No instance-metadata lookups: the credentials are the Secret's or none.
+    return [*env, {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"}]
 
 
 @dataclass(frozen=True)
@@ -242,14 +272,14 @@ def _env(attempt: int, resume: ResumeFrom | None, image: str, log_format: str) -
     return env
 
 
-def _container(name: str, image: str, command: str, env: list[Obj], resources: Obj | None) -> Obj:
+def _container(name: str, image: str, command: str, env: list[Obj], resources: Obj | None, mounts: list[Obj]) -> Obj:
     container: Obj = {
         "name": name,
         "image": image,
         # args, not command: the image's entrypoint (tini -- fluxlora-trainer) reaps engine workers.
         "args": [command, "--run", layout.RUN_FILE],
         "env": env,
-        "volumeMounts": _MOUNTS,
+        "volumeMounts": mounts,
         "securityContext": _RESTRICTED_CONTAINER,
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -270,8 +300,12 @@ def job(
     *,
     asked: TrainerResources,
     log_format: str = "text",
+    store: ObjectStore | None = None,
 ) -> Obj:
-    """The Job of one attempt: GPU request, claims, restricted security, no retries of its own."""
+    """The Job of one attempt: GPU request, claims, restricted security, no retries of its own.
+
+    A run with an s3:// source fetches it first, in the `fetch` init container: the only one
+    with the store's Secret in its environment, and the only one that writes the model claim."""
     labels = run_labels(run, profile) | {ATTEMPT_LABEL: str(attempt)}
     job_labels = dict(labels)
     if spec.queue_name:
@@ -293,10 +327,16 @@ def job(
             "fsGroup": TRAINER_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "initContainers": [_container("prepare", image, "prepare", env, None)],
-        "containers": [_container("train", image, "run", env, _resources(spec, asked))],
+        "initContainers": [_container("prepare", image, "prepare", env, None, _mounts(spec, "prepare"))],
+        "containers": [_container("train", image, "run", env, _resources(spec, asked), _mounts(spec, "train"))],
         "volumes": _volumes(run, spec),
     }
+    if spec.model.source or spec.dataset.source:
+        if store is None or store.secret_name is None:
+            raise ValueError("a run with an s3:// source needs the object store's Secret (validation says so first)")
+        fetch_env = env + _store_env(store)
+        fetch = _container(FETCH_CONTAINER, image, "fetch", fetch_env, None, _mounts(spec, FETCH_CONTAINER))
+        pod_spec["initContainers"].insert(0, fetch)
     resources = spec.resources
     if resources.node_selector:
         pod_spec["nodeSelector"] = dict(resources.node_selector)
@@ -315,6 +355,66 @@ def job(
     meta = _metadata(run, job_name(run, attempt), job_labels)
     meta["annotations"] = {CONFIG_HASH_ANNOTATION: config_hash}
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": job_spec}
+
+
+PUBLISH_CONTAINER = "publish"
+PUBLISH_RETRIES = 2  # a failed upload is tried again by the Job controller: the store's trouble can pass
+# What the publish container asks for: it reads files and sends them; no GPU.
+PUBLISH_RESOURCES: Obj = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def publish_job(
+    run: RunRef, spec: api.FluxLoraRunSpec, profile: str, image: str, outcome: str, store: ObjectStore
+) -> Obj:
+    """The Job that uploads a finished run's results to spec.output.publish (``outcome``: succeeded or
+    failed). Its one container has the store's Secret; it reads the output claim and writes nothing there."""
+    if spec.output.publish is None or store.secret_name is None:
+        raise ValueError("a run that publishes needs spec.output.publish and the store's Secret")
+    labels = run_labels(run, profile) | {PUBLISH_LABEL: outcome}
+    pod_labels = dict((spec.pod.labels if spec.pod else None) or {}) | labels
+    mounts: list[Obj] = [
+        {"name": "run", "mountPath": layout.RUN_MOUNT, "readOnly": True},
+        {"name": "output", "mountPath": layout.OUTPUT_MOUNT, "readOnly": True},
+        {"name": "tmp", "mountPath": layout.TMP_MOUNT},
+    ]
+    env: list[Obj] = [
+        {"name": "HOME", "value": layout.TMP_MOUNT},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        *_store_env(store),
+    ]
+    container = _container(PUBLISH_CONTAINER, image, "publish", env, PUBLISH_RESOURCES, mounts)
+    container["args"] = [*container["args"], "--outcome", outcome]
+    pod_spec: Obj = {
+        "serviceAccountName": trainer_account_name(run),
+        "automountServiceAccountToken": True,  # it reports status.publish through the run's own Role
+        "restartPolicy": "Never",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": TRAINER_UID,
+            "runAsGroup": TRAINER_UID,
+            "fsGroup": TRAINER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [
+            {"name": "run", "configMap": {"name": configmap_name(run)}},
+            {"name": "output", "persistentVolumeClaim": {"claimName": spec.output.claim_name, "readOnly": True}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if spec.resources.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.resources.node_selector)
+    if spec.resources.tolerations:
+        pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.resources.tolerations]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(run, publish_job_name(run), labels),
+        "spec": {
+            "backoffLimit": PUBLISH_RETRIES,
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
 
 
 # ----------------------------------------------------------------------------- children that already exist

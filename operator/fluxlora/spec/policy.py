@@ -15,6 +15,7 @@ most, and CPU/memory requests of 4 CPUs / 32Gi for every trainer pod.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +37,20 @@ Pattern = Annotated[str, Field(min_length=1, max_length=512)]
 
 class PolicyError(ValueError):
     """The policy file cannot be read; the message is one line."""
+
+
+class ObjectStoreDefaults(BaseModel):
+    """The store of runs' s3:// sources when their spec.objectStore does not say (chart: policy.objectStore)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=False, extra="forbid", strict=True, frozen=True
+    )
+
+    endpoint: str | None = Field(default=None, max_length=512, description="S3 API URL; none: AWS S3.")
+    region: str = Field(default="us-east-1", min_length=1, max_length=64, description="Region requests are signed for.")
+    secret_name: str | None = Field(
+        default=None, max_length=253, description="Secret (in the run's namespace) with the store's credentials."
+    )
 
 
 class Policy(BaseModel):
@@ -68,6 +83,10 @@ class Policy(BaseModel):
     )
     default_memory: str = Field(
         default="32Gi", max_length=32, pattern=QUANTITY, description="Memory request of a trainer that does not say."
+    )
+
+    object_store: ObjectStoreDefaults = Field(
+        default_factory=ObjectStoreDefaults, description="Defaults of spec.objectStore for s3:// sources."
     )
 
     @model_validator(mode="after")
@@ -157,3 +176,36 @@ def check(policy: Policy, run: FluxLoraRun, trainer_image: str) -> list[Problem]
         rule = f"is more than the operator's policy allows (maxGpus: {policy.max_gpus})"
         out.append(Problem("spec.resources.gpus", rule, gpus))
     return out
+
+
+@dataclass(frozen=True)
+class ObjectStore:
+    """The store a run's s3:// sources come from: its spec.objectStore over the policy's defaults."""
+
+    endpoint: str | None
+    region: str
+    secret_name: str | None
+
+
+def store_of(policy: Policy, run: FluxLoraRun) -> ObjectStore:
+    given = run.spec.object_store
+    defaults = policy.object_store
+    return ObjectStore(
+        endpoint=(given.endpoint if given else None) or defaults.endpoint,
+        region=(given.region if given else None) or defaults.region,
+        secret_name=(given.secret_name if given else None) or defaults.secret_name,
+    )
+
+
+STORE_CREDENTIALS_RULE = (
+    "is required for s3:// sources and spec.output.publish: a Secret with "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; the operator names none (policy objectStore.secretName)"
+)
+
+
+def store_problems(policy: Policy, run: FluxLoraRun) -> list[Problem]:
+    """A run with an s3:// source needs the store's Secret, from its spec or the operator's default."""
+    spec = run.spec
+    if (spec.model.source or spec.dataset.source or spec.output.publish) and store_of(policy, run).secret_name is None:
+        return [Problem("spec.objectStore.secretName", STORE_CREDENTIALS_RULE, None)]
+    return []

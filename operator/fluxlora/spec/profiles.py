@@ -225,8 +225,9 @@ def merge(profile: Profile, spec: FluxLoraRunSpec) -> MergedSettings:
 
 
 class DatasetRef(BaseModel):
-    claim_name: str
-    path: str
+    claim_name: str | None = None
+    path: str | None = None
+    source: str | None = None  # s3://...: fetched instead of a claim
 
 
 class OutputRef(BaseModel):
@@ -237,6 +238,7 @@ class OutputRef(BaseModel):
 
 class ModelRef(BaseModel):
     claim_name: str
+    source: str | None = None  # s3://...: fetched into the claim
     transformer: str
     clip_l: str
     t5xxl: str
@@ -263,6 +265,11 @@ class EffectiveConfig(BaseModel):
         # Output location and how checkpoints are judged (spec.evaluation) are excluded: the same
         # recipe written elsewhere, or scored otherwise, trains the same weights.
         exclude: dict[str, Any] = {"output": True, "engine": set(EngineSettings.keys(Target.EVALUATION))}
+        # A source that is not set is left out, so a run from claims hashes as it did before sources existed.
+        if self.model.source is None:
+            exclude["model"] = {"source"}
+        if self.dataset.source is None:
+            exclude["dataset"] = {"source"}
         return json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
 
     def config_hash(self) -> str:
@@ -281,7 +288,7 @@ def effective_config(
         profile=profile.name,
         engine=merged.settings,
         model=ModelRef.model_validate(spec.model.model_dump()),
-        dataset=DatasetRef(claim_name=spec.dataset.claim_name, path=spec.dataset.path),
+        dataset=DatasetRef(claim_name=spec.dataset.claim_name, path=spec.dataset.path, source=spec.dataset.source),
         output=OutputRef(
             claim_name=spec.output.claim_name,
             path=spec.output.path or run_name,

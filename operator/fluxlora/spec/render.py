@@ -10,13 +10,22 @@ from typing import Any
 
 from fluxlora.api import FluxLoraRun
 from fluxlora.contract import layout
-from fluxlora.contract.runfile import RunEvaluation, RunFile, RunLayout, RunName, RunSamples
+from fluxlora.contract.runfile import (
+    RunEvaluation,
+    RunFile,
+    RunLayout,
+    RunName,
+    RunSamples,
+    RunSource,
+    RunSources,
+)
 from fluxlora.spec import evaluation, manifests, samples, sdscripts
-from fluxlora.spec.policy import Policy
+from fluxlora.spec.policy import ObjectStore, Policy, store_of
 from fluxlora.spec.profiles import EffectiveConfig
 from fluxlora.spec.rules import Finding
 
 DEFAULT_TRAINER_IMAGE = "ghcr.io/fluxlora/trainer:0.1.0"
+NO_STORE = ObjectStore(endpoint=None, region="us-east-1", secret_name=None)
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,35 @@ class RenderedRun:
     image: str
     resources: manifests.TrainerResources
     log_format: str = "text"  # the trainer's (the operator's --log-format)
+    store: ObjectStore = NO_STORE  # of the s3:// sources
+
+    def sources(self) -> RunSources | None:
+        """What the fetch container fetches, and where to (None: the run has no s3:// source)."""
+        model, dataset = self.config.model, self.config.dataset
+        publish = self.run.spec.output.publish
+        if model.source is None and dataset.source is None and publish is None:
+            return None
+        return RunSources(
+            endpoint=self.store.endpoint,
+            region=self.store.region,
+            model=RunSource(
+                field="spec.model.source",
+                uri=model.source,
+                directory=layout.MODELS_MOUNT,
+                required=[model.transformer, model.clip_l, model.t5xxl, model.ae],
+            )
+            if model.source is not None
+            else None,
+            dataset=RunSource(
+                field="spec.dataset.source",
+                uri=dataset.source,
+                directory=self.config.layout().dataset_source,
+                images=True,
+            )
+            if dataset.source is not None
+            else None,
+            publish=publish,
+        )
 
     def run_json(self) -> dict[str, Any]:
         """The trainer's contract (mounted as run.json from the run's ConfigMap): fluxlora.contract.runfile.RunFile."""
@@ -54,6 +92,7 @@ class RenderedRun:
             layout=RunLayout.model_validate(self.config.layout().as_dict()),
             samples=RunSamples.model_validate(samples_facts) if samples_facts is not None else None,
             evaluation=RunEvaluation.model_validate(evaluation_facts) if evaluation_facts is not None else None,
+            sources=self.sources(),
         )
 
     @property
@@ -87,7 +126,11 @@ class RenderedRun:
             resume,
             asked=self.resources,
             log_format=self.log_format,
+            store=self.store,
         )
+
+    def publish_job(self, outcome: str) -> dict[str, Any]:
+        return manifests.publish_job(self.ref, self.run.spec, self.config.profile, self.image, outcome, self.store)
 
     def children(self, attempt: int = 1, resume: manifests.ResumeFrom | None = None) -> list[dict[str, Any]]:
         """Every object of the run, in the order they are created."""
@@ -132,4 +175,5 @@ def render(
         warnings=warnings,
         image=run.spec.image or image or DEFAULT_TRAINER_IMAGE,
         resources=manifests.TrainerResources(config.gpus, policy.default_cpu, policy.default_memory),
+        store=store_of(policy, run),
     )

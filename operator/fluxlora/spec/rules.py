@@ -583,6 +583,7 @@ def evaluate(
     except ValidationError as exc:
         return Evaluation(run, None, schema_findings(exc, prefix=f"profile {profile.name}: "))
     findings = check_settings(merged) + check_optimizer_args(merged) + _resume_findings(run, merged)
+    findings += _problems(run_policy.store_problems(policy or run_policy.Policy(), run))
     if policy is not None:
         refused = run_policy.check(policy, run, trainer_image or "")
         findings += _problems(refused, reason="PolicyDenied")
