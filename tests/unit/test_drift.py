@@ -49,6 +49,7 @@ RUN_FIELD_CHANGES: dict[str, dict[str, Any]] = {
     "spec.output.claimName": {"output": {"claimName": "other-out"}},
     "spec.output.path": {"output": {"path": "loras/alice"}},
     "spec.output.name": {"output": {"name": "alice_v2"}},
+    "spec.output.publish": {"output": {"publish": "s3://loras/alice"}, "objectStore": {"secretName": "s3"}},
     "spec.resources.gpus": {"resources": {"gpus": 2}},
     "spec.resources.cpu": {"resources": {"cpu": "8"}},
     "spec.resources.memory": {"resources": {"memory": "64Gi"}},

@@ -258,6 +258,7 @@ def test_s3_sources_reach_run_json_with_their_store() -> None:
             "required": [],
             "images": True,
         },
+        "publish": None,
     }
     assert "s3-credentials" not in str(run)  # run.json names no Secret, and holds no credential
     assert rendered(RunBuilder().obj()).run_json()["sources"] is None
@@ -287,7 +288,6 @@ def test_the_store_comes_from_the_operators_policy_unless_the_run_says() -> None
 def test_an_s3_source_without_a_secret_is_refused_naming_the_field() -> None:
     evaluation = evaluate(_s3_run(), PROFILES)
     assert [e.message for e in evaluation.errors] == [
-        "spec.objectStore.secretName (null) is required for s3:// sources (spec.model.source, spec.dataset.source): "
-        "a Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; the operator names none (policy "
-        "objectStore.secretName)"
+        "spec.objectStore.secretName (null) is required for s3:// sources and spec.output.publish: a Secret with "
+        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; the operator names none (policy objectStore.secretName)"
     ]
