@@ -44,6 +44,7 @@ class RunShape:
     history_points: int = 60
     likeness: dict[str, Any] | None = None
     stage: str | None = None
+    publish: dict[str, Any] | None = None
 
 
 def loss_history(step: int, points: int) -> list[dict[str, Any]]:
@@ -71,6 +72,8 @@ def status_of(shape: RunShape, namespace: str) -> dict[str, Any]:
     }
     if shape.likeness is not None:
         status["likeness"] = shape.likeness
+    if shape.publish is not None:
+        status["publish"] = shape.publish
     if shape.step is not None:
         percent = shape.step * 100 // shape.total
         status["progress"] = {
@@ -237,6 +240,15 @@ SKIPPED_LIKENESS: dict[str, Any] = {
     "reference": {"images": 12, "faces": 0, "withoutFace": 12, "severalFaces": 0},
 }
 
+BOB_PUBLISHED = {
+    "uri": "s3://loras/bob",
+    "outcome": "succeeded",
+    "state": "Published",
+    "objects": ["s3://loras/bob/checkpoints/bob-succeeded.safetensors", "s3://loras/bob/repro/run.json"],
+    "bytes": 1234567,
+    "seconds": 0.8,
+}
+
 PHASES = [
     RunShape(
         "alice-running",
@@ -272,6 +284,7 @@ PHASES = [
         sample_steps=[0, 500, 1000],
         message="attempt 1 completed",
         likeness=SKIPPED_LIKENESS,
+        publish=BOB_PUBLISHED,
     ),
     RunShape(
         "carol-failed",

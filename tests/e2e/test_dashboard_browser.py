@@ -22,7 +22,7 @@ import pytest
 
 from tests.cluster.controlplane import ControlPlane
 from tests.e2e.browser import ARTIFACTS, chromium, dashboard, full_page_screenshot, screenshot, wait_until
-from tests.e2e.dashboard_data import PHASES, PROMPTS, RunShape, Seeder, status_of
+from tests.e2e.dashboard_data import BOB_PUBLISHED, PHASES, PROMPTS, RunShape, Seeder, status_of
 from tests.e2e.test_e2e import RELEASE, helm, token_kubeconfig
 
 pytestmark = pytest.mark.cluster
@@ -193,6 +193,16 @@ def assert_run_page(
     report(f"dashboard run page: {full_page_screenshot(driver, 'run-page')}")
 
 
+def assert_published(driver: Any, url: str, namespace: str, report: Callable[[str], None]) -> None:
+    """A published run's page lists where its results went, object by object."""
+    driver.get(f"{url}#/runs/{namespace}/bob-succeeded")
+    wait_until(driver, f"document.body.dataset.runReady == '{namespace}/bob-succeeded'", "bob's page")
+    assert js(driver, "return document.getElementById('publish-state').textContent") == "Published · s3://loras/bob"
+    shown = js(driver, "return [...document.querySelectorAll('ul.published li')].map(li => li.textContent)")
+    assert shown == BOB_PUBLISHED["objects"]
+    report(f"dashboard published run: {full_page_screenshot(driver, 'published-run')}")
+
+
 def assert_only_get(url: str, namespace: str) -> None:
     """Read-only: nothing but GET."""
     for method in ("POST", "PUT", "PATCH", "DELETE"):
@@ -220,6 +230,7 @@ def test_runs_in_every_phase_live_in_the_browser(
         assert_run_list(driver, report)
         assert_live_updates(driver, cluster, namespace, seeder, alice)
         assert_run_page(driver, url, namespace, seeder, alice, report)
+        assert_published(driver, url, namespace, report)
         assert_only_get(url, namespace)
 
 

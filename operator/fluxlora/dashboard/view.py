@@ -138,6 +138,20 @@ def _likeness(status: Mapping[str, Any]) -> Obj | None:
     }
 
 
+def _publish(status: Mapping[str, Any]) -> Obj | None:
+    """What the run's publish Job uploaded (status.publish): the state, the objects' URIs, or why not."""
+    publish = _dict(status.get("publish"))
+    if not publish:
+        return None
+    return {
+        "uri": publish.get("uri"),
+        "state": publish.get("state"),
+        "outcome": publish.get("outcome"),
+        "objects": [str(o) for o in _list(publish.get("objects"))],
+        "message": publish.get("message"),
+    }
+
+
 def _latest_samples(sample_set: Mapping[str, Any], namespace: str, name: str) -> Obj | None:
     samples = [s for s in _list(sample_set.get("samples")) if isinstance(s, Mapping)]
     if not samples:
@@ -217,6 +231,7 @@ def detail(run: Mapping[str, Any], sample_set: Mapping[str, Any] | None = None) 
     out |= {
         "command": shlex.join(command) if command else None,
         "repro": _dict(status.get("repro")) or None,
+        "publish": _publish(status),
         "conditions": [_dict(c) for c in _list(status.get("conditions"))],
         "attemptList": [_dict(a) for a in _list(status.get("attempts"))],
         "curve": curve(_list(_dict(status.get("progress")).get("lossHistory"))),

@@ -346,6 +346,14 @@ function reproList(run) {
   return el("dl", { class: "repro" }, rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
 }
 
+function publishList(run) {
+  const publish = run.publish;
+  if (!publish) return null;
+  const head = el("p", { class: "line", id: "publish-state", text: `${publish.state} · ${publish.uri}${publish.message ? ` · ${publish.message}` : ""}` });
+  const objects = el("ul", { class: "published" }, publish.objects.map((uri) => el("li", {}, el("code", { text: uri }))));
+  return el("div", {}, el("h3", { text: "Published" }), el("div", { class: "panel" }, head, objects));
+}
+
 function table(name, columns, rows) {
   return el(
     "table",
@@ -379,6 +387,7 @@ function renderRun(run) {
     el("div", { class: "panel" }, run.command ? el("pre", { class: "command", text: run.command }) : el("p", { class: "line", text: "Not rendered yet." })),
     el("h3", { text: "Reproducibility record" }),
     el("div", { class: "panel" }, reproList(run)),
+    ...[publishList(run)].filter(Boolean),
     el("h3", { text: "Attempts" }),
     el("div", { class: "panel" }, table("attempts", ["number", "jobName", "result", "reason", "message", "preemptedBy", "resumedFrom", "resumedStep", "startTime", "admittedTime", "endTime"], run.attemptList)),
     el("h3", { text: "Conditions" }),
