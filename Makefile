@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv tools engine images lint typecheck unit test test-cluster test-engine crd examples cluster-up cluster-down cluster-status test-floor bench bench-takeover bench-validate demo clean
+.PHONY: help venv tools engine images lint typecheck unit test test-cluster test-engine crd examples cluster-up cluster-down cluster-status test-floor bench bench-takeover bench-s3 bench-validate demo clean
 
 help:
 	@echo "make demo         the example run on a local control plane, trained by the real engine (tiny FLUX, CPU)"
@@ -83,6 +83,9 @@ bench: venv tools  ## operator latency, API writes per run, memory (prints numbe
 
 bench-takeover: venv tools  ## two operator replicas, the active one dies mid-batch: takeover time (prints numbers)
 	$(PY) benchmarks/operator_takeover.py
+
+bench-s3: venv tools  ## fetch and publish throughput against the tests' S3 server (prints numbers)
+	$(PY) benchmarks/s3_transfer.py
 
 bench-validate: venv  ## fluxlora validate on every corpus document: counts, worst time and memory (prints numbers)
 	$(PY) benchmarks/validate_corpus.py

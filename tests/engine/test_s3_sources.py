@@ -26,6 +26,7 @@ from tests.cluster.controlplane import ControlPlane
 from tests.cluster.s3server import S3Server
 from tests.e2e.podsim import write_demo_dataset
 from tests.e2e.test_e2e import operator_from_chart
+from tests.e2e.test_trainer_on_cluster import rows_shown
 from tests.engine.realengine import Engine, TinyFlux
 from tests.engine.test_engine_on_cluster import apply, real_engine_pods, run_to_the_end
 from tests.engine.training import tiny_run_document
@@ -129,7 +130,8 @@ def test_a_run_trains_from_the_store_and_the_next_run_on_the_claim_fetches_nothi
     with operator_from_chart(cluster, namespace, tmp_path):
         sim = real_engine_pods(cluster, engine, tiny_flux)
         apply(cluster, namespace, s3_run(example, "alice-s3", s3.endpoint))
-        run_to_the_end(cluster, namespace, sim, "alice-s3")
+        with rows_shown(cluster, namespace, "alice-s3") as rows:
+            run_to_the_end(cluster, namespace, sim, "alice-s3")
         first = until_published(cluster, namespace, sim, "alice-s3")
         # The second run on the same claim fetches nothing; it is stopped after its state of step 2
         # with no retry left: it fails for good and publishes its latest checkpoint.
@@ -148,6 +150,9 @@ def test_a_run_trains_from_the_store_and_the_next_run_on_the_claim_fetches_nothi
         runs = cluster.kubectl("get", "flr", "-n", namespace, "-o", "json").stdout
 
     assert first["phase"] == "Succeeded", json.dumps(first, indent=1)
+    # `kubectl get flr` said what was being fetched before the engine started (sampled every 0.5 s:
+    # the dataset's stage lasts until the trainer's next one).
+    assert any(row["STAGE"].startswith("Fetching dataset ") for row in rows), rows
     model = first["sources"]["model"]
     assert (model["uri"], model["objects"], model["bytes"]) == ("s3://models/flux1-dev", 3, model_bytes)
     assert model["fetchedBytes"] == model_bytes and model["attempt"] == 1

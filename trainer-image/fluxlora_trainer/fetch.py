@@ -78,8 +78,9 @@ def fetch_sources(
             continue
 
         def progress(done: int, total: int, what: str = what) -> None:
-            if reporter is not None:
+            if reporter is not None:  # sent at most every report interval (the reporter's own limit)
                 reporter.update("progress", {"attempt": attempt, "stage": stage_text(what, done, total)})
+                reporter.tick()
 
         def waiting(what: str = what, source: RunSource = source) -> None:
             log.info("%s: another run is fetching into %s; waiting for its turn", source.field, source.directory)

@@ -176,6 +176,15 @@ def sample_set(run: RunRef, profile: str, prompts: list[str]) -> Obj:
     }
 
 
+# The trainer image's own user; the claims' files are its group's (fsGroup).
+_RESTRICTED_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": TRAINER_UID,
+    "runAsGroup": TRAINER_UID,
+    "fsGroup": TRAINER_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
 _RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
@@ -320,13 +329,7 @@ def job(
         "automountServiceAccountToken": True,
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": TRAINER_UID,
-            "runAsGroup": TRAINER_UID,
-            "fsGroup": TRAINER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": dict(_RESTRICTED_POD),
         "initContainers": [_container("prepare", image, "prepare", env, None, _mounts(spec, "prepare"))],
         "containers": [_container("train", image, "run", env, _resources(spec, asked), _mounts(spec, "train"))],
         "volumes": _volumes(run, spec),
@@ -388,13 +391,7 @@ def publish_job(
         "serviceAccountName": trainer_account_name(run),
         "automountServiceAccountToken": True,  # it reports status.publish through the run's own Role
         "restartPolicy": "Never",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": TRAINER_UID,
-            "runAsGroup": TRAINER_UID,
-            "fsGroup": TRAINER_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": dict(_RESTRICTED_POD),
         "containers": [container],
         "volumes": [
             {"name": "run", "configMap": {"name": configmap_name(run)}},
