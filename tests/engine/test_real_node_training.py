@@ -92,7 +92,10 @@ class Outcome:
 
     def summary(self) -> dict[str, Any]:
         """What the pod simulator must reproduce of a real node's run."""
-        phases = [row["PHASE"] for row in self.rows if row["PHASE"]]  # blank: before the operator saw it
+        # Blank: before the operator saw it. Pending: while a pod starts, seconds on a real node and a
+        # moment under podsim, which `kubectl get` sampled every 0.5 s may or may not catch; the
+        # attempts say how many pods there were.
+        phases = [row["PHASE"] for row in self.rows if row["PHASE"] not in ("", "Pending")]
         return {
             "phases": [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]],
             "attempts": [
