@@ -49,7 +49,7 @@ if not __package__:  # run as a file (make cluster-up): `tests.` imports from th
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.cluster import kueue, realnode
-from tests.cluster.processes import die_with_parent as die_with_parent
+from tests.cluster.processes import die_with_parent as kill_with_parent
 from tests.cluster.processes import free_port as free_port
 
 HERE = Path(__file__).resolve().parent
@@ -681,7 +681,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 cwd=self.state_dir,
-                preexec_fn=die_with_parent if die_with_parent else None,
+                preexec_fn=kill_with_parent if die_with_parent else None,
             )
         finally:
             log.close()

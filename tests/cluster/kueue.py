@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from tests.cluster.processes import die_with_parent as kill_with_parent
 from tests.cluster.processes import free_port
 
 NAMESPACE = "kueue-system"
@@ -250,7 +251,7 @@ class Kueue:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 env={**os.environ, "KUBECONFIG": control_plane.kubeconfig},
-                preexec_fn=die_with_parent if die_with_parent else None,
+                preexec_fn=kill_with_parent if die_with_parent else None,
             )
         finally:
             log.close()
