@@ -91,8 +91,9 @@ def stored(s3: S3Server, uri: str) -> dict[str, bytes]:
 
 def stage_the_store(
     cluster: ControlPlane, namespace: str, s3: S3Server, tiny_flux: TinyFlux, tmp_path: Path
-) -> tuple[dict[str, Any], int, Path]:
-    """The example's buckets filled as a user would, its Secret applied, T5 in the model claim."""
+) -> tuple[dict[str, Any], int, Path, Path]:
+    """The example's buckets filled as a user would, its Secret applied, T5 in the model claim (its
+    directory is returned, with the example, the model's bytes in the store and the photos)."""
     secret, example = example_objects(s3)
     for bucket in ("models", "datasets", "loras"):  # the example's
         s3.client().create_bucket(Bucket=bucket)
@@ -105,7 +106,7 @@ def stage_the_store(
     models = cluster.bound_claim(namespace, "flux-models").host_path
     models.mkdir(parents=True, exist_ok=True)
     (models / "t5xxl_fp16.safetensors").symlink_to(files["t5xxl_fp16.safetensors"])
-    return example, model_bytes, photos
+    return example, model_bytes, photos, models
 
 
 def no_secret_anywhere(secret: str, texts: dict[str, str]) -> None:
@@ -122,9 +123,8 @@ def test_a_run_trains_from_the_store_and_the_next_run_on_the_claim_fetches_nothi
     tiny_flux: TinyFlux,
     report: Callable[[str], None],
 ) -> None:
-    example, model_bytes, photos = stage_the_store(cluster, namespace, s3, tiny_flux, tmp_path)
+    example, model_bytes, photos, models = stage_the_store(cluster, namespace, s3, tiny_flux, tmp_path)
     files = tiny_flux.model_files()
-    models = cluster.bound_claim(namespace, "flux-models").host_path
     outputs = cluster.bound_claim(namespace, "lora-outputs").host_path
 
     with operator_from_chart(cluster, namespace, tmp_path):
