@@ -86,7 +86,9 @@ class S3Server:
             f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             f"-master.port={ports['master']}", f"-master.port.grpc={grpc['master']}",
             "-master.volumeSizeLimitMB=256",
-            f"-volume.port={ports['volume']}", f"-volume.port.grpc={grpc['volume']}", "-volume.max=64",
+            # Each bucket is a collection that takes volumes of its own (64 ran out after a dozen
+            # buckets); a cap, not an allocation: a volume is a file that grows as it fills.
+            f"-volume.port={ports['volume']}", f"-volume.port.grpc={grpc['volume']}", "-volume.max=2000",
             "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={grpc['filer']}",
             "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={grpc['s3']}", f"-s3.config={workdir / 's3.json'}",
         ]  # fmt: skip
